@@ -1,0 +1,274 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// A Call is one CALL_FUNCTION request being served.
+type Call struct {
+	Router  *Router
+	Request *CallRequest
+	Msg     *Message
+}
+
+// Args decodes the call's arguments (a CBOR array for RegisterFunc
+// functions) into v.
+func (c *Call) Args(v any) error {
+	if len(c.Request.Args) == 0 {
+		return nil
+	}
+	return Unmarshal(c.Request.Args, v)
+}
+
+// A Func is a Go function callable by name from other contexts.
+type Func func(ctx context.Context, call *Call) (any, error)
+
+// A CallHandler serves calls whose Func is not a registered Func; the
+// runtime installs one to run Starlark. It returns the CBOR of the result.
+type CallHandler func(ctx context.Context, call *Call) ([]byte, error)
+
+var (
+	funcsMu sync.RWMutex
+	funcs   = map[string]Func{}
+)
+
+// RegisterFunc makes fn callable by name in every context of a binary
+// that registers it (call it from init). Names are dotted ("core.ping").
+func RegisterFunc(name string, fn Func) {
+	funcsMu.Lock()
+	defer funcsMu.Unlock()
+	if _, dup := funcs[name]; dup {
+		panic("core: RegisterFunc called twice for " + name)
+	}
+	funcs[name] = fn
+}
+
+func lookupFunc(name string) Func {
+	funcsMu.RLock()
+	defer funcsMu.RUnlock()
+	return funcs[name]
+}
+
+// SetCallHandler installs the handler for calls that name no registered Func.
+func (r *Router) SetCallHandler(h CallHandler) {
+	r.exec.mu.Lock()
+	r.exec.handler = h
+	r.exec.mu.Unlock()
+}
+
+// executor runs CALL_FUNCTION requests one at a time, in arrival order,
+// on one goroutine, while the stream readers keep routing.
+type executor struct {
+	r       *Router
+	mu      sync.Mutex
+	queue   []*Message
+	wake    chan struct{}
+	started bool
+	closed  bool
+	handler CallHandler
+	done    chan struct{}
+}
+
+func newExecutor(r *Router) *executor {
+	return &executor{r: r, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (e *executor) enqueue(m *Message) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		e.r.sendDead(m, msgRouterClosed)
+		return
+	}
+	e.queue = append(e.queue, m)
+	if !e.started {
+		e.started = true
+		e.r.wg.Add(1)
+		go e.loop()
+	}
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *executor) loop() {
+	defer e.r.wg.Done()
+	for {
+		e.mu.Lock()
+		if len(e.queue) == 0 {
+			e.mu.Unlock()
+			select {
+			case <-e.wake:
+				continue
+			case <-e.done:
+				return
+			}
+		}
+		m := e.queue[0]
+		e.queue[0] = nil
+		e.queue = e.queue[1:]
+		e.mu.Unlock()
+		e.run(m)
+	}
+}
+
+func (e *executor) close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	pending := e.queue
+	e.queue = nil
+	e.mu.Unlock()
+	close(e.done)
+	for _, m := range pending {
+		e.r.sendDead(m, msgRouterClosed)
+	}
+}
+
+// run serves one call and sends its CallReply.
+func (e *executor) run(m *Message) {
+	r := e.r
+	var req CallRequest
+	var reply CallReply
+	if err := m.Decode(&req); err != nil {
+		reply.Error = &RemoteError{Kind: "Error", Message: "bad call request: " + err.Error(), Context: r.name}
+		e.reply(m, &reply)
+		return
+	}
+	ctx, cancel := r.ctx, context.CancelFunc(func() {})
+	if req.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(r.ctx, time.Duration(req.Timeout*float64(time.Second)))
+	}
+	value, err := e.call(ctx, &Call{Router: r, Request: &req, Msg: m})
+	if err != nil && ctx.Err() == context.DeadlineExceeded {
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Kind != "TimeoutError" {
+			err = &RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call to %s timed out after %gs", req.Func, req.Timeout), Context: r.name}
+		}
+	}
+	cancel()
+	if err != nil {
+		reply.Error = AsRemote(err, r.name)
+	} else {
+		reply.Value = value
+	}
+	e.reply(m, &reply)
+}
+
+func (e *executor) call(ctx context.Context, c *Call) (val []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &RemoteError{Kind: CallError, Message: fmt.Sprintf("panic in %s: %v", c.Request.Func, p), Context: e.r.name}
+		}
+	}()
+	if fn := lookupFunc(c.Request.Func); fn != nil {
+		v, err := fn(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return Marshal(v)
+	}
+	e.mu.Lock()
+	h := e.handler
+	e.mu.Unlock()
+	if h == nil {
+		return nil, &RemoteError{Kind: CallError, Message: fmt.Sprintf("no function named %q in %s", c.Request.Func, e.r.name), Context: e.r.name}
+	}
+	return h(ctx, c)
+}
+
+// reply sends the CallReply; a reply over the size limit becomes a dead
+// message "message too large" so the caller sees ChannelError.
+func (e *executor) reply(m *Message, reply *CallReply) {
+	data, err := Marshal(reply)
+	if err != nil {
+		data, _ = Marshal(&CallReply{Error: &RemoteError{Kind: "Error", Message: "encoding reply: " + err.Error(), Context: e.r.name}})
+	}
+	if max := e.r.MaxMessageSize(); len(data) > max {
+		e.r.sendDead(m, fmt.Sprintf(msgTooLarge, max))
+		return
+	}
+	if err := m.ReplyRaw(data); err != nil {
+		e.r.log.Debug("call reply not sent", "err", err)
+	}
+}
+
+// DecodeCallReply turns a CALL_FUNCTION reply message into the CBOR of
+// the result or the error it carries (*RemoteError, or *ChannelError for
+// a dead message).
+func DecodeCallReply(m *Message) ([]byte, error) {
+	var reply CallReply
+	if err := m.Decode(&reply); err != nil {
+		return nil, err
+	}
+	if reply.Error != nil {
+		return nil, reply.Error
+	}
+	return reply.Value, nil
+}
+
+// CallAsync starts a call of fn and returns the Receiver of its reply;
+// see DecodeCallReply.
+func (c *Context) CallAsync(ctx context.Context, req *CallRequest) (*Receiver, error) {
+	data, err := Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	return c.SendAsync(ctx, &Message{Handle: HandleCallFunction, Data: data}, false)
+}
+
+// CallRaw calls fn and returns the CBOR of its result.
+func (c *Context) CallRaw(ctx context.Context, req *CallRequest) ([]byte, error) {
+	rv, err := c.CallAsync(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer rv.Close()
+	m, err := rv.Get(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeCallReply(m)
+}
+
+// Call calls the registered Func fn with args (encoded as a CBOR array)
+// and decodes its result into out (which may be nil).
+func (c *Context) Call(ctx context.Context, out any, fn string, args ...any) error {
+	if args == nil {
+		args = []any{}
+	}
+	a, err := Marshal(args)
+	if err != nil {
+		return fmt.Errorf("call %s: encoding arguments: %w", fn, err)
+	}
+	val, err := c.CallRaw(ctx, &CallRequest{Func: fn, Args: a})
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	return Unmarshal(val, out)
+}
+
+// CallNoReply calls fn without waiting for, or receiving, a result.
+func (c *Context) CallNoReply(fn string, args ...any) error {
+	a, err := Marshal(args)
+	if err != nil {
+		return err
+	}
+	data, err := Marshal(&CallRequest{Func: fn, Args: a})
+	if err != nil {
+		return err
+	}
+	return c.Send(&Message{Handle: HandleCallFunction, Data: data})
+}

@@ -1,0 +1,122 @@
+package core
+
+import (
+	"context"
+	"sync"
+)
+
+// A Latch is a queue of values with blocking Get, in the manner of
+// Mitogen's Latch: Put never blocks, Get waits for a value, and Close
+// wakes every waiter with LatchError.
+type Latch struct {
+	mu     sync.Mutex
+	items  []any
+	head   int
+	closed bool
+	wake   chan struct{} // closed and replaced when items arrive or on close
+	notify func()        // called (without mu) after each Put, for Select
+}
+
+// NewLatch returns an empty open Latch.
+func NewLatch() *Latch { return &Latch{wake: make(chan struct{})} }
+
+// Put appends v. It fails with LatchError once the latch is closed.
+func (l *Latch) Put(v any) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrLatchClosed
+	}
+	l.items = append(l.items, v)
+	wake := l.wake
+	l.wake = make(chan struct{})
+	fn := l.notify
+	l.mu.Unlock()
+	close(wake)
+	if fn != nil {
+		fn()
+	}
+	return nil
+}
+
+// Get removes and returns the oldest value, waiting until one arrives, the
+// latch is closed (LatchError) or ctx ends (TimeoutError for a deadline,
+// the context's error otherwise). With block false an empty latch is a
+// TimeoutError at once.
+func (l *Latch) Get(ctx context.Context, block bool) (any, error) {
+	for {
+		l.mu.Lock()
+		if l.head < len(l.items) {
+			v := l.items[l.head]
+			l.items[l.head] = nil
+			l.head++
+			if l.head == len(l.items) {
+				l.items, l.head = l.items[:0], 0
+			}
+			l.mu.Unlock()
+			return v, nil
+		}
+		if l.closed {
+			l.mu.Unlock()
+			return nil, ErrLatchClosed
+		}
+		wake := l.wake
+		l.mu.Unlock()
+		if !block {
+			return nil, &TimeoutError{Op: "get"}
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctxErr(ctx, "get")
+		}
+	}
+}
+
+// Size returns how many values are queued.
+func (l *Latch) Size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.items) - l.head
+}
+
+// Empty reports whether no value is queued.
+func (l *Latch) Empty() bool { return l.Size() == 0 }
+
+// Close marks the latch closed and wakes every waiter. Queued values can
+// still be taken; later Puts fail.
+func (l *Latch) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	wake := l.wake
+	l.wake = make(chan struct{})
+	l.mu.Unlock()
+	close(wake)
+}
+
+// Closed reports whether Close was called.
+func (l *Latch) Closed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+func (l *Latch) setNotify(fn func()) (had bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	had = l.notify != nil
+	l.notify = fn
+	return had
+}
+
+// ctxErr turns the end of ctx into a TimeoutError when its deadline passed.
+func ctxErr(ctx context.Context, op string) error {
+	if ctx.Err() == context.DeadlineExceeded {
+		return &TimeoutError{Op: op}
+	}
+	return ctx.Err()
+}

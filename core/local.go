@@ -1,0 +1,128 @@
+package core
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// killGrace is how long a child may take to exit after its stream closed
+// before it is killed.
+const killGrace = 3 * time.Second
+
+// localTransport starts this executable again in the child role. fork is
+// the same process start with the parent's module cache passed in the
+// handshake (Go cannot fork a running runtime).
+type localTransport struct {
+	path string
+}
+
+func newLocalTransport(r *Router, opts *ConnectOptions) (Transport, error) {
+	for k := range opts.Kwargs {
+		switch k {
+		case "on_start", "python_path":
+		default:
+			return nil, fmt.Errorf("local: unexpected keyword %q", k)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("local: finding this executable: %w", err)
+	}
+	return &localTransport{path: exe}, nil
+}
+
+func (t *localTransport) DefaultName() string { return "" }
+
+func (t *localTransport) Start(ctx context.Context, env *StartEnv) (*Conn, error) {
+	cmd := exec.Command(t.path)
+	cmd.Env = append(os.Environ(), RoleEnv+"=child")
+	return StartCommand(ctx, env, cmd, func(pid int) {
+		if env.Name == "" {
+			env.Name = fmt.Sprintf("local.%d", pid)
+		}
+	})
+}
+
+// StartCommand runs cmd with pipes for stdin, stdout and stderr, in its
+// own process group and (on Linux) killed if this process dies. Lines on
+// its stderr are logged as the child's output. onStart, if set, sees the
+// pid before anything is read. The returned Conn's Close closes the pipes
+// and kills the process if it has not exited after a grace period; the
+// process is reaped by a goroutine owned by env.Router.
+func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart func(pid int)) (*Conn, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	cmd.SysProcAttr = childSysProcAttr()
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
+	}
+	if onStart != nil {
+		onStart(cmd.Process.Pid)
+	}
+	name := env.Name
+	exited := make(chan struct{})
+	errDone := make(chan struct{})
+	r := env.Router
+	r.Go(func() {
+		defer close(errDone)
+		sc := bufio.NewScanner(errR)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			r.EmitAs(name, levelOutput, strings.TrimRight(sc.Text(), "\r"))
+		}
+	})
+	r.Go(func() {
+		cmd.Wait()
+		close(exited)
+		select {
+		case <-errDone:
+		case <-time.After(time.Second):
+		}
+		errR.Close()
+	})
+	var once sync.Once
+	closeConn := func() {
+		once.Do(func() {
+			inW.Close()
+			outR.Close()
+			go func() {
+				select {
+				case <-exited:
+				case <-time.After(killGrace):
+					cmd.Process.Kill()
+				}
+			}()
+		})
+	}
+	return &Conn{Stdout: outR, Stdin: inW, Close: closeConn}, nil
+}

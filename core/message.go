@@ -1,0 +1,194 @@
+package core
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// A Message is one frame: routing header plus CBOR payload.
+type Message struct {
+	DstID   uint32
+	SrcID   uint32
+	AuthID  uint32
+	Handle  uint32
+	ReplyTo uint32
+	Data    []byte
+
+	// Receiver is set by Select.Get to the receiver the message came from.
+	Receiver *Receiver
+
+	// from is the stream the message arrived on; nil for local messages.
+	from *Stream
+	// router is the router that delivered the message, for Reply.
+	router *Router
+}
+
+// IsDead reports whether m is a dead message: a notice that the channel
+// it was addressed to is closed, with the reason as payload.
+func (m *Message) IsDead() bool { return m.ReplyTo == IsDead }
+
+// DeadReason returns the reason carried by a dead message.
+func (m *Message) DeadReason() string {
+	var s string
+	if err := unmarshal(m.Data, &s); err != nil {
+		return string(m.Data)
+	}
+	return s
+}
+
+// String describes the message header for logs.
+func (m *Message) String() string {
+	return fmt.Sprintf("Message(dst=%d src=%d auth=%d handle=%d reply_to=%d len=%d)",
+		m.DstID, m.SrcID, m.AuthID, m.Handle, m.ReplyTo, len(m.Data))
+}
+
+// Decode unmarshals the payload into v. A dead message decodes to a
+// *ChannelError carrying its reason.
+func (m *Message) Decode(v any) error {
+	if m.IsDead() {
+		return &ChannelError{Reason: m.DeadReason()}
+	}
+	if err := unmarshal(m.Data, v); err != nil {
+		return fmt.Errorf("decoding message on handle %d: %w", m.Handle, err)
+	}
+	return nil
+}
+
+// Reply sends value back to the message's reply_to handle.
+func (m *Message) Reply(value any) error {
+	data, err := Marshal(value)
+	if err != nil {
+		return err
+	}
+	return m.ReplyRaw(data)
+}
+
+// ReplyRaw sends already-encoded CBOR back to the reply_to handle.
+func (m *Message) ReplyRaw(data []byte) error {
+	if m.router == nil {
+		return errors.New("reply: message was not received by a router")
+	}
+	if m.ReplyTo == 0 || m.IsDead() {
+		return nil
+	}
+	return m.router.Route(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data})
+}
+
+// NewMessage returns a message carrying the CBOR encoding of value.
+func NewMessage(value any) (*Message, error) {
+	data, err := Marshal(value)
+	if err != nil {
+		return nil, err
+	}
+	return &Message{Data: data}, nil
+}
+
+// deadMessage builds the dead reply to m with the given reason.
+func deadMessage(m *Message, srcID uint32, reason string) *Message {
+	data, _ := Marshal(reason)
+	return &Message{DstID: m.SrcID, SrcID: srcID, AuthID: srcID, Handle: m.ReplyTo, ReplyTo: IsDead, Data: data}
+}
+
+func putHeader(b []byte, m *Message) {
+	binary.BigEndian.PutUint16(b[0:], frameMagic)
+	binary.BigEndian.PutUint32(b[2:], m.DstID)
+	binary.BigEndian.PutUint32(b[6:], m.SrcID)
+	binary.BigEndian.PutUint32(b[10:], m.AuthID)
+	binary.BigEndian.PutUint32(b[14:], m.Handle)
+	binary.BigEndian.PutUint32(b[18:], m.ReplyTo)
+	binary.BigEndian.PutUint32(b[22:], uint32(len(m.Data)))
+}
+
+// WriteMessage writes one frame to w.
+func WriteMessage(w io.Writer, m *Message) error {
+	var hdr [HeaderSize]byte
+	putHeader(hdr[:], m)
+	if bw, ok := w.(*bufio.Writer); ok {
+		bw.Write(hdr[:])
+		_, err := bw.Write(m.Data)
+		return err
+	}
+	buf := make([]byte, HeaderSize+len(m.Data))
+	copy(buf, hdr[:])
+	copy(buf[HeaderSize:], m.Data)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ErrTooLarge is wrapped by errors about frames over the size limit.
+var ErrTooLarge = errors.New("message too large")
+
+// ReadMessage reads one frame from r. A frame whose payload is longer than
+// maxSize is an error wrapping ErrTooLarge and nothing of its payload is
+// allocated. io.EOF is returned only for a clean end before a header.
+func ReadMessage(r io.Reader, maxSize int) (*Message, error) {
+	var hdr [HeaderSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("reading frame header: %w", err)
+		}
+		return nil, err
+	}
+	if magic := binary.BigEndian.Uint16(hdr[0:]); magic != frameMagic {
+		return nil, fmt.Errorf("corrupt stream: bad frame magic %#04x (want %#04x)", magic, frameMagic)
+	}
+	m := &Message{
+		DstID:   binary.BigEndian.Uint32(hdr[2:]),
+		SrcID:   binary.BigEndian.Uint32(hdr[6:]),
+		AuthID:  binary.BigEndian.Uint32(hdr[10:]),
+		Handle:  binary.BigEndian.Uint32(hdr[14:]),
+		ReplyTo: binary.BigEndian.Uint32(hdr[18:]),
+	}
+	n := binary.BigEndian.Uint32(hdr[22:])
+	if uint64(n) > uint64(maxSize) {
+		return nil, fmt.Errorf("%w: frame of %d bytes (max %d bytes) from context %d", ErrTooLarge, n, maxSize, m.SrcID)
+	}
+	m.Data = make([]byte, n)
+	if _, err := io.ReadFull(r, m.Data); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("reading %d-byte frame payload: %w", n, err)
+	}
+	return m, nil
+}
+
+// DecodeOptions are the limits every CBOR decode in mitostar uses: input
+// is never trusted, so nesting and element counts are bounded (the
+// message size bounds the rest).
+var DecodeOptions = cbor.DecOptions{
+	MaxNestedLevels:  256,
+	MaxArrayElements: 1 << 26,
+	MaxMapPairs:      1 << 26,
+	IndefLength:      cbor.IndefLengthForbidden,
+	DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+	UTF8:             cbor.UTF8DecodeInvalid,
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	if encMode, err = (cbor.EncOptions{Sort: cbor.SortNone}).EncMode(); err != nil {
+		panic(err)
+	}
+	if decMode, err = DecodeOptions.DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+// Marshal encodes v as CBOR with mitostar's options.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes CBOR into v with mitostar's decode limits.
+func Unmarshal(data []byte, v any) error { return unmarshal(data, v) }
+
+func unmarshal(data []byte, v any) error { return decMode.Unmarshal(data, v) }

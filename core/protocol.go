@@ -1,0 +1,183 @@
+package core
+
+// The mitostar wire protocol. docs/protocol.md mirrors this file; change
+// both together and bump ProtocolVersion on any incompatible change.
+//
+// Every stream between two mitostar processes carries frames:
+//
+//	+-------+--------+--------+---------+--------+----------+--------+---------------+
+//	| magic | dst_id | src_id | auth_id | handle | reply_to | length | payload       |
+//	| u16   | u32    | u32    | u32     | u32    | u32      | u32    | length bytes  |
+//	+-------+--------+--------+---------+--------+----------+--------+---------------+
+//
+// All integers are big-endian. The payload is CBOR (RFC 8949), decoded
+// with the limits of DecodeOptions. A frame whose length exceeds the
+// receiving router's maximum message size closes the stream.
+//
+// Protocol flow when a parent starts a child:
+//
+//	parent                                   child (mitostar in the child role)
+//	  | -- starts the process (local exec, ssh, sudo, ...) -->|
+//	  |<----------- "MITOSTAR-READY <ProtocolVersion>\n" -----|  (anything before is noise)
+//	  | -- frame HandleHello: HelloRequest ------------------>|
+//	  |<----------- frame HandleHello: HelloReply ------------|
+//	  |<=========== frames in both directions ===============>|
+//
+// After the handshake the child's router sends ADD_ROUTE for nothing: the
+// parent already routes the child's id to the new stream and announces it
+// upward with ADD_ROUTE itself.
+
+// ProtocolVersion is the version of the frame layout and reserved handles.
+// History:
+//
+//	1  first version (2026-11).
+const ProtocolVersion = 1
+
+// frameMagic starts every frame; a mismatch means the stream is corrupt.
+const frameMagic uint16 = 0x6d73 // "ms"
+
+// HeaderSize is the size in bytes of a frame header.
+const HeaderSize = 2 + 6*4
+
+// readyMarker is printed by a child on its stdout, as a line of its own,
+// right before its first frame. Everything before it is noise from the
+// target's shell (motd, .profile output) and is only kept for errors.
+const readyMarker = "MITOSTAR-READY"
+
+// DefaultMaxMessageSize is the default limit on a frame's payload (128 MiB).
+const DefaultMaxMessageSize = 128 << 20
+
+// MinMaxMessageSize is the smallest accepted message size limit; internal
+// bulk transfers are chunked to fit it.
+const MinMaxMessageSize = 4096
+
+// IDBlockSize is how many context ids ALLOCATE_ID hands out at once.
+const IDBlockSize = 1000
+
+// Reserved handles. Handles below FirstUserHandle are reserved for the
+// protocol; each comment gives the payload the handle receives and the
+// reply, if any, sent to the message's reply_to.
+const (
+	// HandleHello is only valid as the first frame in each direction.
+	// Parent→child: HelloRequest. Child→parent: HelloReply.
+	HandleHello uint32 = 1
+
+	// HandleGetModule asks the parent for a module. Payload: GetModuleRequest.
+	// Reply: the runtime's module bundle (LoadModule payload), or a dead message.
+	HandleGetModule uint32 = 100
+	// HandleCallFunction runs a function. Payload: CallRequest.
+	// Reply: CallReply. Requires parent authority.
+	HandleCallFunction uint32 = 101
+	// HandleForwardLog carries a log record towards the master. Payload: LogRecord. No reply.
+	HandleForwardLog uint32 = 102
+	// HandleAddRoute announces a new context below the sender. Payload: RouteUpdate. No reply.
+	HandleAddRoute uint32 = 103
+	// HandleDelRoute announces that a context is gone. Payload: RouteUpdate. No reply.
+	HandleDelRoute uint32 = 104
+	// HandleAllocateID asks the master for a block of ids. Payload: nil.
+	// Reply: IDBlock. Handled only by the master.
+	HandleAllocateID uint32 = 105
+	// HandleShutdown asks a context to exit. Payload: nil. No reply; the
+	// context announces DETACHING and its stream closes. Requires parent authority.
+	HandleShutdown uint32 = 106
+	// HandleLoadModule pushes modules into a child. Payload: runtime module
+	// bundle. No reply. Requires parent authority.
+	HandleLoadModule uint32 = 107
+	// HandleForwardModule asks a child to push modules to one of its own
+	// children. Payload: runtime-defined. Requires parent authority.
+	HandleForwardModule uint32 = 108
+	// HandleDetaching tells the parent that the sender is about to exit on
+	// its own. Payload: nil. No reply.
+	HandleDetaching uint32 = 109
+	// HandleCallService calls a method of a registered service.
+	// Payload: ServiceRequest. Reply: CallReply. Policy is per service method.
+	HandleCallService uint32 = 110
+	// HandleStreamData carries windowed byte streams (files, fakessh).
+	// Payload: defined by the stream layer (see docs/protocol.md). No reply.
+	HandleStreamData uint32 = 112
+
+	// IsDead in a frame's reply_to marks a dead message: the payload is a
+	// CBOR text string giving the reason, and the frame is addressed to the
+	// handle that would have received the reply.
+	IsDead uint32 = 999
+
+	// FirstUserHandle is the first handle AddHandler allocates.
+	FirstUserHandle uint32 = 1000
+)
+
+// HelloRequest is the parent's half of the handshake.
+type HelloRequest struct {
+	Protocol       int      `cbor:"1,keyasint"`
+	Version        string   `cbor:"2,keyasint"` // BuildVersion of the parent
+	ID             uint32   `cbor:"3,keyasint"` // the child's context id
+	ParentIDs      []uint32 `cbor:"4,keyasint"` // nearest ancestor first
+	Name           string   `cbor:"5,keyasint"` // the child's context name
+	MaxMessageSize int      `cbor:"6,keyasint"`
+	LogLevel       int      `cbor:"7,keyasint"` // slog level
+	Debug          bool     `cbor:"8,keyasint"`
+	Unidirectional bool     `cbor:"9,keyasint"`
+	Ext            []byte   `cbor:"10,keyasint"` // runtime extension (module cache for fork, argv, roots)
+}
+
+// HelloReply is the child's half of the handshake.
+type HelloReply struct {
+	Protocol int    `cbor:"1,keyasint"`
+	Version  string `cbor:"2,keyasint"`
+	PID      int    `cbor:"3,keyasint"`
+	Error    string `cbor:"4,keyasint"` // non-empty: the child refuses and exits
+}
+
+// RouteUpdate is the payload of ADD_ROUTE and DEL_ROUTE.
+type RouteUpdate struct {
+	ID     uint32 `cbor:"1,keyasint"`
+	Name   string `cbor:"2,keyasint"`
+	Reason string `cbor:"3,keyasint,omitempty"` // DEL_ROUTE: why the context is gone
+}
+
+// IDBlock is the reply to ALLOCATE_ID: ids [Start, Start+Count).
+type IDBlock struct {
+	Start uint32 `cbor:"1,keyasint"`
+	Count uint32 `cbor:"2,keyasint"`
+}
+
+// LogRecord is the payload of FORWARD_LOG.
+type LogRecord struct {
+	Context string `cbor:"1,keyasint"` // name of the context where it arose
+	Level   int    `cbor:"2,keyasint"` // slog level
+	Text    string `cbor:"3,keyasint"`
+}
+
+// CallRequest is the payload of CALL_FUNCTION.
+type CallRequest struct {
+	// Func names what to call: a function registered with RegisterFunc, or
+	// a reference the installed CallHandler understands.
+	Func string `cbor:"1,keyasint"`
+	// Args is the CBOR encoding of the arguments; its layout belongs to the
+	// function's kind (for RegisterFunc: a CBOR array).
+	Args []byte `cbor:"2,keyasint,omitempty"`
+	// Timeout in seconds; zero means none. The call's context is cancelled
+	// when it passes and the call fails with TimeoutError.
+	Timeout float64 `cbor:"3,keyasint,omitempty"`
+	// Ext carries extensions of the runtime (modules pushed with the call).
+	Ext []byte `cbor:"4,keyasint,omitempty"`
+}
+
+// CallReply is the reply to CALL_FUNCTION and CALL_SERVICE: exactly one of
+// Value or Error is set.
+type CallReply struct {
+	Value []byte       `cbor:"1,keyasint,omitempty"` // CBOR of the result
+	Error *RemoteError `cbor:"2,keyasint,omitempty"`
+}
+
+// ServiceRequest is the payload of CALL_SERVICE.
+type ServiceRequest struct {
+	Service string `cbor:"1,keyasint"`
+	Method  string `cbor:"2,keyasint"`
+	Kwargs  []byte `cbor:"3,keyasint,omitempty"` // CBOR map of keyword arguments
+}
+
+// GetModuleRequest is the payload of GET_MODULE.
+type GetModuleRequest struct {
+	Path   string `cbor:"1,keyasint"`
+	SHA256 string `cbor:"2,keyasint,omitempty"`
+}

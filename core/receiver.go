@@ -1,0 +1,165 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// A Receiver queues the messages that arrive on one handle of its router.
+type Receiver struct {
+	router     *Router
+	handle     uint32
+	persist    bool
+	respondent *Context
+	latch      *Latch
+
+	closeOnce sync.Once
+}
+
+// ReceiverOptions configure NewReceiver.
+type ReceiverOptions struct {
+	// Handle to listen on; zero allocates a fresh user handle.
+	Handle uint32
+	// Once makes the receiver stop listening after its first message.
+	Once bool
+	// Respondent, when set, makes the receiver fail with ChannelError
+	// "the respondent Context has disconnected" if that context dies.
+	Respondent *Context
+	// Policy refuses messages it returns false for (a dead message
+	// "refused by policy" goes back to the sender).
+	Policy Policy
+}
+
+// NewReceiver registers a handler on the router that queues messages.
+func (r *Router) NewReceiver(opts ReceiverOptions) (*Receiver, error) {
+	rv := &Receiver{router: r, persist: !opts.Once, respondent: opts.Respondent, latch: NewLatch()}
+	h, err := r.AddHandler(rv.deliver, HandlerOptions{
+		Handle:     opts.Handle,
+		Once:       opts.Once,
+		Respondent: opts.Respondent,
+		Policy:     opts.Policy,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rv.handle = h
+	return rv, nil
+}
+
+// newReceiver is NewReceiver for internal callers that cannot fail:
+// fresh handles never collide.
+func (r *Router) newReceiver(once bool, respondent *Context) *Receiver {
+	rv, err := r.NewReceiver(ReceiverOptions{Once: once, Respondent: respondent})
+	if err != nil {
+		panic(fmt.Sprintf("allocating receiver: %v", err))
+	}
+	return rv
+}
+
+func (rv *Receiver) deliver(m *Message) {
+	if rv.latch.Put(m) != nil {
+		return // closed: drop
+	}
+	if !rv.persist {
+		rv.latch.Close()
+	}
+}
+
+// Handle is the handle the receiver listens on.
+func (rv *Receiver) Handle() uint32 { return rv.handle }
+
+// Router is the router the receiver belongs to.
+func (rv *Receiver) Router() *Router { return rv.router }
+
+// Get returns the next message. A dead message is returned together with a
+// *ChannelError giving its reason; a closed receiver is a ChannelError
+// "the Receiver has been closed"; an expired ctx is a TimeoutError. With
+// block false, an empty receiver is a TimeoutError at once.
+func (rv *Receiver) Get(ctx context.Context, block bool) (*Message, error) {
+	v, err := rv.latch.Get(ctx, block)
+	if err != nil {
+		if err == ErrLatchClosed {
+			return nil, &ChannelError{Reason: msgReceiverClosed}
+		}
+		return nil, err
+	}
+	m := v.(*Message)
+	if m.IsDead() {
+		return m, &ChannelError{Reason: m.DeadReason()}
+	}
+	return m, nil
+}
+
+// GetData returns the next message's payload decoded into v.
+func (rv *Receiver) GetData(ctx context.Context, v any) error {
+	m, err := rv.Get(ctx, true)
+	if err != nil {
+		return err
+	}
+	return m.Decode(v)
+}
+
+// Empty reports whether no message is queued.
+func (rv *Receiver) Empty() bool { return rv.latch.Empty() }
+
+// Size returns how many messages are queued.
+func (rv *Receiver) Size() int { return rv.latch.Size() }
+
+// Closed reports whether the receiver is closed.
+func (rv *Receiver) Closed() bool { return rv.latch.Closed() }
+
+// Close stops listening; queued messages stay readable, then Get fails
+// with ChannelError.
+func (rv *Receiver) Close() {
+	rv.closeOnce.Do(func() {
+		rv.router.DelHandler(rv.handle)
+		rv.latch.Close()
+	})
+}
+
+// ToSender returns a Sender that delivers to this receiver from anywhere
+// in the tree.
+func (rv *Receiver) ToSender() *Sender {
+	return &Sender{ctx: rv.router.Myself(), handle: rv.handle}
+}
+
+// setNotify installs fn to be called when a message arrives or the
+// receiver closes; it reports whether one was already installed.
+func (rv *Receiver) setNotify(fn func()) bool { return rv.latch.setNotify(fn) }
+
+// A Sender sends values to a handle in a context: the writing end of a
+// channel whose reading end is a Receiver there.
+type Sender struct {
+	ctx    *Context
+	handle uint32
+}
+
+// NewSender returns a Sender for handle in ctx.
+func NewSender(ctx *Context, handle uint32) *Sender { return &Sender{ctx: ctx, handle: handle} }
+
+// Context is the context the sender delivers to.
+func (s *Sender) Context() *Context { return s.ctx }
+
+// Handle is the handle the sender delivers to.
+func (s *Sender) Handle() uint32 { return s.handle }
+
+// Send delivers the CBOR encoding of v.
+func (s *Sender) Send(v any) error {
+	data, err := Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.SendRaw(data)
+}
+
+// SendRaw delivers already-encoded CBOR.
+func (s *Sender) SendRaw(data []byte) error {
+	return s.ctx.Send(&Message{Handle: s.handle, Data: data})
+}
+
+// Close sends a dead message so the remote receiver's iteration ends.
+func (s *Sender) Close() error {
+	data, _ := Marshal(msgSenderClosed)
+	return s.ctx.Send(&Message{Handle: s.handle, ReplyTo: IsDead, Data: data})
+}

@@ -1,0 +1,780 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Policy decides whether a handler accepts a message.
+type Policy func(m *Message) bool
+
+// HandlerOptions configure AddHandler.
+type HandlerOptions struct {
+	// Handle to register; zero allocates the next free user handle.
+	Handle uint32
+	// Once removes the handler after its first message.
+	Once bool
+	// Respondent: when that context dies the handler receives a dead
+	// message "the respondent Context has disconnected" and is removed.
+	Respondent *Context
+	// Policy refuses messages it returns false for.
+	Policy Policy
+}
+
+type handler struct {
+	fn         func(*Message)
+	once       bool
+	respondent uint32
+	hasResp    bool
+	policy     Policy
+}
+
+// Options configure a Router.
+type Options struct {
+	// Name of this context; "master" by default for a master.
+	Name string
+	// Logger for the router's own debug log; nil discards it.
+	Logger *slog.Logger
+	// Sink receives log records that reach this context (the master's
+	// stderr by default).
+	Sink LogSink
+	// MaxMessageSize in payload bytes; DefaultMaxMessageSize when zero.
+	MaxMessageSize int
+	// LogLevel given to children (slog level).
+	LogLevel slog.Level
+	// Unidirectional forbids routing between children.
+	Unidirectional bool
+	// Debug enables the debug log in children.
+	Debug bool
+}
+
+// A Router is one context's switchboard: it owns the streams to its parent
+// and children, routes frames between them by context id, and delivers
+// frames addressed to this context to the handler registered for their
+// handle.
+type Router struct {
+	id        uint32
+	parentIDs []uint32 // nearest first; empty in the master
+	name      string
+	log       *slog.Logger
+	sink      LogSink
+	logLevel  atomic.Int64
+	maxSize   atomic.Int64
+	unidir    atomic.Bool
+	debug     atomic.Bool
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu          sync.Mutex
+	parent      *Stream
+	children    map[uint32]*Stream // direct child id → stream
+	routes      map[uint32]*Stream // descendant id → child stream leading to it
+	handlers    map[uint32]*handler
+	respondents map[uint32]map[uint32]struct{} // context id → handles
+	contexts    map[uint32]*Context
+	dead        map[uint32]string // contexts known gone → reason
+	nextHandle  uint32
+	idNext      uint32 // master: next free id; others: next id of the block
+	idEnd       uint32
+	closing     bool
+
+	exec     *executor
+	services *serviceTable
+	wg       sync.WaitGroup // goroutines owned by the router
+	closed   chan struct{}
+	ext      sync.Map // runtime extensions keyed by type
+}
+
+// NewMaster returns the router of a master: context 0, no parent.
+func NewMaster(opts Options) *Router {
+	if opts.Name == "" {
+		opts.Name = "master"
+	}
+	r := newRouter(0, nil, opts)
+	r.idNext = 1
+	return r
+}
+
+func newRouter(id uint32, parentIDs []uint32, opts Options) *Router {
+	r := &Router{
+		id:          id,
+		parentIDs:   parentIDs,
+		name:        opts.Name,
+		sink:        opts.Sink,
+		children:    make(map[uint32]*Stream),
+		routes:      make(map[uint32]*Stream),
+		handlers:    make(map[uint32]*handler),
+		respondents: make(map[uint32]map[uint32]struct{}),
+		contexts:    make(map[uint32]*Context),
+		dead:        make(map[uint32]string),
+		nextHandle:  FirstUserHandle,
+		closed:      make(chan struct{}),
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	if opts.Logger != nil {
+		r.log = opts.Logger
+	} else {
+		r.log = slog.New(discardHandler{})
+	}
+	if r.sink == nil {
+		r.sink = NewWriterSink(nil)
+	}
+	size := opts.MaxMessageSize
+	if size == 0 {
+		size = DefaultMaxMessageSize
+	}
+	r.maxSize.Store(int64(size))
+	r.logLevel.Store(int64(opts.LogLevel))
+	r.unidir.Store(opts.Unidirectional)
+	r.debug.Store(opts.Debug)
+	r.exec = newExecutor(r)
+	r.services = newServiceTable()
+	r.installCoreHandlers()
+	return r
+}
+
+// ID is this context's id (0 in the master).
+func (r *Router) ID() uint32 { return r.id }
+
+// Name is this context's name.
+func (r *Router) Name() string { return r.name }
+
+// ParentID is the parent's id; ok is false in the master.
+func (r *Router) ParentID() (id uint32, ok bool) {
+	if len(r.parentIDs) == 0 {
+		return 0, false
+	}
+	return r.parentIDs[0], true
+}
+
+// ParentIDs lists the ancestors' ids, nearest first.
+func (r *Router) ParentIDs() []uint32 { return slices.Clone(r.parentIDs) }
+
+// IsMaster reports whether this is the master (context 0).
+func (r *Router) IsMaster() bool { return len(r.parentIDs) == 0 }
+
+// Logger is the router's debug logger.
+func (r *Router) Logger() *slog.Logger { return r.log }
+
+// MaxMessageSize is the current payload limit in bytes.
+func (r *Router) MaxMessageSize() int { return int(r.maxSize.Load()) }
+
+// SetMaxMessageSize changes the payload limit for routing from now on and
+// for children started later.
+func (r *Router) SetMaxMessageSize(n int) error {
+	if n < MinMaxMessageSize {
+		return fmt.Errorf("max_message_size must be at least %d bytes, got %d", MinMaxMessageSize, n)
+	}
+	r.maxSize.Store(int64(n))
+	return nil
+}
+
+// Unidirectional reports whether routing between children is forbidden.
+func (r *Router) Unidirectional() bool { return r.unidir.Load() }
+
+// SetUnidirectional changes the routing mode from now on.
+func (r *Router) SetUnidirectional(v bool) { r.unidir.Store(v) }
+
+// EnableDebug turns on the debug log here and in later children.
+func (r *Router) EnableDebug() {
+	r.debug.Store(true)
+	r.logLevel.Store(int64(slog.LevelDebug))
+}
+
+// LogLevel is the level given to new children.
+func (r *Router) LogLevel() slog.Level { return slog.Level(r.logLevel.Load()) }
+
+// Done is closed when the router has shut down.
+func (r *Router) Done() <-chan struct{} { return r.closed }
+
+// Lifetime returns a context cancelled when the router closes.
+func (r *Router) Lifetime() context.Context { return r.ctx }
+
+// Go runs fn on a goroutine owned by the router: Close waits for it. fn
+// should return once Lifetime() is done.
+func (r *Router) Go(fn func()) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn()
+	}()
+}
+
+// Ext returns the extension stored under key, for upper layers (runtime)
+// that attach state to a router.
+func (r *Router) Ext(key any) (any, bool) { return r.ext.Load(key) }
+
+// SetExt stores an extension under key.
+func (r *Router) SetExt(key, v any) { r.ext.Store(key, v) }
+
+// Myself returns the Context for this router's own context.
+func (r *Router) Myself() *Context { return r.ContextByID(r.id) }
+
+// ContextByID returns the Context for id, creating it if unknown.
+func (r *Router) ContextByID(id uint32) *Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.contextLocked(id, "")
+}
+
+func (r *Router) contextLocked(id uint32, name string) *Context {
+	if c, ok := r.contexts[id]; ok {
+		if name != "" && c.name.Load() == nil {
+			c.name.Store(&name)
+		}
+		return c
+	}
+	c := newContext(r, id, name)
+	if id == r.id {
+		c.name.Store(&r.name)
+	}
+	if reason, ok := r.dead[id]; ok {
+		c.markDead(reason)
+	}
+	r.contexts[id] = c
+	return c
+}
+
+// AddHandler registers fn for a handle and returns the handle. fn runs on
+// the goroutine that delivers the message (a stream reader): it must not
+// block.
+func (r *Router) AddHandler(fn func(*Message), opts HandlerOptions) (uint32, error) {
+	r.mu.Lock()
+	handle := opts.Handle
+	if handle == 0 {
+		handle = r.nextHandle
+		r.nextHandle++
+	} else if _, exists := r.handlers[handle]; exists {
+		r.mu.Unlock()
+		return 0, errors.New(msgDuplicateHandle)
+	}
+	h := &handler{fn: fn, once: opts.Once, policy: opts.Policy}
+	var deadReason string
+	if opts.Respondent != nil {
+		h.respondent, h.hasResp = opts.Respondent.ID, true
+		if reason, gone := r.dead[h.respondent]; gone {
+			deadReason = reason
+		} else {
+			set := r.respondents[h.respondent]
+			if set == nil {
+				set = make(map[uint32]struct{})
+				r.respondents[h.respondent] = set
+			}
+			set[handle] = struct{}{}
+		}
+	}
+	if deadReason == "" {
+		r.handlers[handle] = h
+	}
+	r.mu.Unlock()
+	if deadReason != "" {
+		fn(r.deadFor(handle, msgRespondentDisconnect))
+	}
+	return handle, nil
+}
+
+// DelHandler removes the handler of handle; it reports whether one existed.
+func (r *Router) DelHandler(handle uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.delHandlerLocked(handle) != nil
+}
+
+func (r *Router) delHandlerLocked(handle uint32) *handler {
+	h, ok := r.handlers[handle]
+	if !ok {
+		return nil
+	}
+	delete(r.handlers, handle)
+	if h.hasResp {
+		if set := r.respondents[h.respondent]; set != nil {
+			delete(set, handle)
+			if len(set) == 0 {
+				delete(r.respondents, h.respondent)
+			}
+		}
+	}
+	return h
+}
+
+func (r *Router) deadFor(handle uint32, reason string) *Message {
+	data, _ := Marshal(reason)
+	return &Message{DstID: r.id, SrcID: r.id, AuthID: r.id, Handle: handle, ReplyTo: IsDead, Data: data, router: r}
+}
+
+// HasParentAuthority is the policy of privileged handles: the message
+// comes from this context itself or one of its ancestors.
+func (r *Router) HasParentAuthority(m *Message) bool {
+	return m.AuthID == r.id || slices.Contains(r.parentIDs, m.AuthID)
+}
+
+// IsImmediateChild is a policy accepting messages sent by a direct child.
+func (r *Router) IsImmediateChild(m *Message) bool {
+	return m.from != nil && !m.from.isParent && m.SrcID == m.from.remoteID
+}
+
+// Route sends m from this context: its src_id and auth_id are set to this
+// context's id. A payload over the size limit is refused here.
+func (r *Router) Route(m *Message) error {
+	return r.RouteContext(r.ctx, m)
+}
+
+// RouteContext is Route with a context bounding the wait for queue space.
+func (r *Router) RouteContext(ctx context.Context, m *Message) error {
+	if max := r.MaxMessageSize(); len(m.Data) > max {
+		return fmt.Errorf(msgTooLarge, max)
+	}
+	m.SrcID, m.AuthID = r.id, r.id
+	select {
+	case <-r.closed:
+		return &ChannelError{Reason: msgRouterClosed}
+	default:
+	}
+	return r.dispatch(ctx, m, nil)
+}
+
+// streamForLocked is where a message for id goes: the child stream that
+// leads to it, else the parent (nil in the master).
+func (r *Router) streamForLocked(id uint32) *Stream {
+	if s, ok := r.routes[id]; ok {
+		return s
+	}
+	return r.parent
+}
+
+// routeIn handles a frame read from stream in: security checks, then
+// delivery or forwarding.
+func (r *Router) routeIn(m *Message, in *Stream) {
+	r.mu.Lock()
+	expectAuth := r.streamForLocked(m.AuthID)
+	expectSrc := r.streamForLocked(m.SrcID)
+	r.mu.Unlock()
+	switch {
+	case m.AuthID == r.id || m.SrcID == r.id || expectAuth != in:
+		r.refuse(m, in, fmt.Sprintf("bad auth_id: got %d via %s", m.AuthID, in))
+		return
+	case expectSrc != in:
+		r.refuse(m, in, fmt.Sprintf("bad src_id: got %d via %s", m.SrcID, in))
+		return
+	}
+	if m.DstID != r.id && !in.isParent {
+		in.noteEgress(m.DstID)
+	}
+	r.dispatch(r.ctx, m, in)
+}
+
+// refuse drops a frame that failed a security check: a log line, and a
+// dead message written straight back on the stream it came from.
+func (r *Router) refuse(m *Message, in *Stream, why string) {
+	r.log.Error("refused message", "why", why, "msg", m.String())
+	if m.ReplyTo != 0 && !m.IsDead() {
+		in.send(r.ctx, deadMessage(m, r.id, msgRefused))
+	}
+}
+
+func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
+	if m.DstID == r.id {
+		r.invoke(m)
+		return nil
+	}
+	r.mu.Lock()
+	out := r.streamForLocked(m.DstID)
+	r.mu.Unlock()
+	if out == nil {
+		reason := fmt.Sprintf(msgNoRoute, m.DstID, r.id)
+		r.log.Debug("no route", "msg", m.String())
+		r.sendDead(m, reason)
+		if in == nil {
+			return &ChannelError{Reason: reason}
+		}
+		return nil
+	}
+	if in != nil {
+		if out == in {
+			r.log.Error("dropping message that would loop back", "msg", m.String(), "stream", in.String())
+			return nil
+		}
+		if r.unidir.Load() && !in.isParent && !out.isParent {
+			r.log.Error("refused message between children: router is unidirectional", "msg", m.String())
+			r.sendDead(m, fmt.Sprintf(msgUnidirectional, m.SrcID, m.DstID, r.id))
+			return nil
+		}
+		if len(m.Data) > r.MaxMessageSize() {
+			r.sendDead(m, fmt.Sprintf(msgTooLarge, r.MaxMessageSize()))
+			return nil
+		}
+	}
+	if err := out.send(ctx, m); err != nil {
+		reason := fmt.Sprintf(msgNoRoute, m.DstID, r.id)
+		var se *StreamError
+		if errors.As(err, &se) {
+			reason = msgRespondentDisconnect
+		}
+		r.sendDead(m, reason)
+		if in == nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendDead answers m with a dead message when it expects a reply.
+func (r *Router) sendDead(m *Message, reason string) {
+	if m.ReplyTo == 0 || m.IsDead() {
+		return
+	}
+	d := deadMessage(m, r.id, reason)
+	if d.DstID == r.id {
+		r.invoke(d)
+		return
+	}
+	r.mu.Lock()
+	out := r.streamForLocked(d.DstID)
+	r.mu.Unlock()
+	if out != nil {
+		out.send(r.ctx, d)
+	}
+}
+
+// invoke delivers m to the handler of its handle.
+func (r *Router) invoke(m *Message) {
+	m.router = r
+	r.mu.Lock()
+	h, ok := r.handlers[m.Handle]
+	if ok && h.policy != nil && !h.policy(m) {
+		r.mu.Unlock()
+		r.log.Error("refused by policy", "msg", m.String())
+		r.sendDead(m, msgRefused)
+		return
+	}
+	if ok && h.once {
+		r.delHandlerLocked(m.Handle)
+	}
+	r.mu.Unlock()
+	if !ok {
+		if !m.IsDead() {
+			r.log.Debug("invalid handle", "msg", m.String())
+			r.sendDead(m, msgInvalidHandle)
+		}
+		return
+	}
+	h.fn(m)
+}
+
+// addChild registers a started child's stream and announces it upward.
+func (r *Router) addChild(s *Stream) {
+	r.mu.Lock()
+	r.children[s.remoteID] = s
+	r.routes[s.remoteID] = s
+	delete(r.dead, s.remoteID)
+	c := r.contextLocked(s.remoteID, s.name)
+	parent := r.parent
+	r.mu.Unlock()
+	_ = c
+	if parent != nil {
+		r.sendRouteUpdate(parent, HandleAddRoute, RouteUpdate{ID: s.remoteID, Name: s.name})
+	}
+	s.start()
+}
+
+func (r *Router) sendRouteUpdate(s *Stream, handle uint32, u RouteUpdate) {
+	data, _ := Marshal(u)
+	dst := s.remoteID
+	s.send(r.ctx, &Message{DstID: dst, SrcID: r.id, AuthID: r.id, Handle: handle, Data: data})
+}
+
+// onStreamClosed runs once when a stream ends.
+func (r *Router) onStreamClosed(s *Stream, cause error) {
+	if s.isParent {
+		r.log.Debug("parent stream closed", "cause", cause)
+		go r.Close()
+		return
+	}
+	r.mu.Lock()
+	if r.children[s.remoteID] == s {
+		delete(r.children, s.remoteID)
+	}
+	var gone []uint32
+	for id, via := range r.routes {
+		if via == s {
+			gone = append(gone, id)
+		}
+	}
+	r.mu.Unlock()
+	reason := msgRespondentDisconnect
+	slices.Sort(gone)
+	for _, id := range gone {
+		r.contextGone(id, reason, s)
+	}
+}
+
+// contextGone forgets id, fails everything waiting on it and propagates
+// DEL_ROUTE to the parent and to children that talked to it.
+func (r *Router) contextGone(id uint32, reason string, from *Stream) {
+	r.mu.Lock()
+	if _, already := r.dead[id]; already {
+		r.mu.Unlock()
+		return
+	}
+	r.dead[id] = reason
+	delete(r.routes, id)
+	handles := r.respondents[id]
+	delete(r.respondents, id)
+	var fns []func(*Message)
+	var hs []uint32
+	for h := range handles {
+		if hd := r.handlers[h]; hd != nil {
+			fns = append(fns, hd.fn)
+			hs = append(hs, h)
+			delete(r.handlers, h)
+		}
+	}
+	c := r.contexts[id]
+	var down []*Stream
+	for _, cs := range r.children {
+		if cs != from && cs.hasEgress(id) {
+			down = append(down, cs)
+		}
+	}
+	parent := r.parent
+	r.mu.Unlock()
+
+	r.log.Debug("context gone", "id", id, "reason", reason)
+	for i, fn := range fns {
+		fn(r.deadFor(hs[i], msgRespondentDisconnect))
+	}
+	if c != nil {
+		c.markDead(reason)
+	}
+	u := RouteUpdate{ID: id, Reason: reason}
+	if parent != nil && parent != from {
+		r.sendRouteUpdate(parent, HandleDelRoute, u)
+	}
+	for _, cs := range down {
+		r.sendRouteUpdate(cs, HandleDelRoute, u)
+	}
+}
+
+// AllocateID returns a fresh context id: from the master's counter in the
+// master, from a block asked of the master (ALLOCATE_ID) elsewhere.
+func (r *Router) AllocateID(ctx context.Context) (uint32, error) {
+	r.mu.Lock()
+	if r.IsMaster() || r.idNext < r.idEnd {
+		id := r.idNext
+		r.idNext++
+		r.mu.Unlock()
+		return id, nil
+	}
+	r.mu.Unlock()
+	var blk IDBlock
+	m, err := r.ContextByID(0).SendAwait(ctx, &Message{Handle: HandleAllocateID})
+	if err != nil {
+		return 0, fmt.Errorf("allocating a context id: %w", err)
+	}
+	if err := m.Decode(&blk); err != nil {
+		return 0, err
+	}
+	if blk.Count == 0 {
+		return 0, errors.New("allocating a context id: master returned an empty block")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.idNext >= r.idEnd {
+		r.idNext, r.idEnd = blk.Start, blk.Start+blk.Count
+	}
+	id := r.idNext
+	r.idNext++
+	return id, nil
+}
+
+func (r *Router) allocateBlock() IDBlock {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := IDBlock{Start: r.idNext, Count: IDBlockSize}
+	r.idNext += IDBlockSize
+	return b
+}
+
+// installCoreHandlers registers the reserved handles core serves itself.
+func (r *Router) installCoreHandlers() {
+	must := func(_ uint32, err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	fromChild := func(m *Message) bool { return m.from != nil && !m.from.isParent }
+	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: HandleAddRoute, Policy: fromChild}))
+	must(r.AddHandler(r.onDelRoute, HandlerOptions{Handle: HandleDelRoute}))
+	must(r.AddHandler(r.onForwardLog, HandlerOptions{Handle: HandleForwardLog}))
+	must(r.AddHandler(r.exec.enqueue, HandlerOptions{Handle: HandleCallFunction, Policy: r.HasParentAuthority}))
+	must(r.AddHandler(r.onShutdown, HandlerOptions{Handle: HandleShutdown, Policy: r.HasParentAuthority}))
+	must(r.AddHandler(r.onDetaching, HandlerOptions{Handle: HandleDetaching}))
+	must(r.AddHandler(r.onCallService, HandlerOptions{Handle: HandleCallService}))
+	if r.IsMaster() {
+		must(r.AddHandler(func(m *Message) { m.Reply(r.allocateBlock()) }, HandlerOptions{Handle: HandleAllocateID}))
+	}
+}
+
+func (r *Router) onAddRoute(m *Message) {
+	var u RouteUpdate
+	if err := m.Decode(&u); err != nil {
+		r.log.Error("bad ADD_ROUTE", "err", err)
+		return
+	}
+	in := m.from
+	r.mu.Lock()
+	existing, routed := r.routes[u.ID]
+	if u.ID == r.id || slices.Contains(r.parentIDs, u.ID) || (routed && existing != in) {
+		r.mu.Unlock()
+		r.log.Error("refused ADD_ROUTE: id belongs elsewhere", "id", u.ID, "stream", in.String())
+		return
+	}
+	r.routes[u.ID] = in
+	delete(r.dead, u.ID)
+	r.contextLocked(u.ID, u.Name)
+	parent := r.parent
+	r.mu.Unlock()
+	if parent != nil {
+		r.sendRouteUpdate(parent, HandleAddRoute, u)
+	}
+}
+
+func (r *Router) onDelRoute(m *Message) {
+	var u RouteUpdate
+	if err := m.Decode(&u); err != nil {
+		r.log.Error("bad DEL_ROUTE", "err", err)
+		return
+	}
+	in := m.from
+	if in == nil {
+		return
+	}
+	r.mu.Lock()
+	via, routed := r.routes[u.ID]
+	r.mu.Unlock()
+	if in.isParent {
+		if routed {
+			return // one of ours: the parent cannot declare it gone
+		}
+	} else if !routed || via != in {
+		r.log.Error("refused DEL_ROUTE for a context not behind the sender", "id", u.ID, "stream", in.String())
+		return
+	}
+	if u.Reason == "" {
+		u.Reason = msgRespondentDisconnect
+	}
+	r.contextGone(u.ID, u.Reason, in)
+}
+
+func (r *Router) onDetaching(m *Message) {
+	r.log.Debug("child detaching", "id", m.SrcID)
+}
+
+func (r *Router) onShutdown(m *Message) {
+	r.log.Debug("shutdown requested", "by", m.SrcID)
+	go r.Close()
+}
+
+// Disconnect closes the stream to a direct child, or asks the context's
+// parent to shut it down when it is further away.
+func (r *Router) Disconnect(c *Context) {
+	r.mu.Lock()
+	s := r.children[c.ID]
+	r.mu.Unlock()
+	if s != nil {
+		s.close(errors.New("disconnected"))
+		return
+	}
+	c.Shutdown()
+}
+
+// DisconnectAll closes every child stream.
+func (r *Router) DisconnectAll() {
+	r.mu.Lock()
+	var ss []*Stream
+	for _, s := range r.children {
+		ss = append(ss, s)
+	}
+	r.mu.Unlock()
+	for _, s := range ss {
+		s.close(errors.New("disconnected"))
+	}
+}
+
+// Close shuts the router down: children are asked to shut down and given
+// up to 5 s to go, then every stream is closed, every pending receiver
+// fails, and every goroutine the router owns has ended when Close returns.
+func (r *Router) Close() {
+	r.CloseTimeout(5 * time.Second)
+}
+
+// CloseTimeout is Close with a bound on the wait for children.
+func (r *Router) CloseTimeout(wait time.Duration) {
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		<-r.closed
+		return
+	}
+	r.closing = true
+	var kids []*Stream
+	for _, s := range r.children {
+		kids = append(kids, s)
+	}
+	parent := r.parent
+	r.mu.Unlock()
+
+	for _, s := range kids {
+		s.send(r.ctx, &Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: HandleShutdown})
+	}
+	deadline := time.NewTimer(wait)
+	for _, s := range kids {
+		select {
+		case <-s.Done():
+		case <-deadline.C:
+		}
+	}
+	deadline.Stop()
+	if parent != nil {
+		parent.flush(time.Second)
+	}
+	r.cancel()
+	for _, s := range kids {
+		s.Close()
+	}
+	if parent != nil {
+		parent.Close()
+	}
+	r.exec.close()
+	r.failAllHandlers()
+	r.wg.Wait()
+	close(r.closed)
+}
+
+// failAllHandlers wakes every receiver with ChannelError.
+func (r *Router) failAllHandlers() {
+	r.mu.Lock()
+	hs := r.handlers
+	r.handlers = make(map[uint32]*handler)
+	r.respondents = make(map[uint32]map[uint32]struct{})
+	r.mu.Unlock()
+	for handle, h := range hs {
+		if handle >= FirstUserHandle {
+			h.fn(r.deadFor(handle, msgRouterClosed))
+		}
+	}
+}
+
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }

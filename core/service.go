@@ -1,0 +1,177 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// A ServiceMethod is one exposed method of a Service.
+type ServiceMethod struct {
+	// Fn serves the call; kwargs holds the CBOR map of keyword arguments.
+	Fn func(ctx context.Context, call *ServiceCall) (any, error)
+	// Policy decides who may call it; nil means parent authority only.
+	Policy Policy
+}
+
+// A Service is a named set of methods served by a bounded pool of
+// workers, like Mitogen's mitogen.service.
+type Service struct {
+	Name    string
+	Methods map[string]ServiceMethod
+	// Workers bounds how many calls run at once (default 4).
+	Workers int
+}
+
+// A ServiceCall is one CALL_SERVICE request being served.
+type ServiceCall struct {
+	Router  *Router
+	Msg     *Message
+	Request *ServiceRequest
+}
+
+// Kwargs decodes the keyword arguments into v.
+func (c *ServiceCall) Kwargs(v any) error {
+	if len(c.Request.Kwargs) == 0 {
+		return nil
+	}
+	return Unmarshal(c.Request.Kwargs, v)
+}
+
+type serviceState struct {
+	svc   *Service
+	mu    sync.Mutex
+	queue []*serviceJob
+	busy  int
+}
+
+type serviceJob struct {
+	m      *Message
+	req    *ServiceRequest
+	method ServiceMethod
+}
+
+type serviceTable struct {
+	mu       sync.Mutex
+	services map[string]*serviceState
+}
+
+func newServiceTable() *serviceTable { return &serviceTable{services: map[string]*serviceState{}} }
+
+// RegisterService makes svc callable with CALL_SERVICE in this context.
+func (r *Router) RegisterService(svc *Service) error {
+	if svc.Name == "" {
+		return errors.New("service needs a name")
+	}
+	if svc.Workers <= 0 {
+		svc.Workers = 4
+	}
+	r.services.mu.Lock()
+	defer r.services.mu.Unlock()
+	if _, dup := r.services.services[svc.Name]; dup {
+		return fmt.Errorf("service %q is already registered", svc.Name)
+	}
+	r.services.services[svc.Name] = &serviceState{svc: svc}
+	return nil
+}
+
+func (r *Router) onCallService(m *Message) {
+	var req ServiceRequest
+	fail := func(kind, text string) {
+		data, _ := Marshal(&CallReply{Error: &RemoteError{Kind: kind, Message: text, Context: r.name}})
+		m.ReplyRaw(data)
+	}
+	if err := m.Decode(&req); err != nil {
+		fail("Error", "bad service request: "+err.Error())
+		return
+	}
+	r.services.mu.Lock()
+	st := r.services.services[req.Service]
+	r.services.mu.Unlock()
+	if st == nil {
+		fail(CallError, fmt.Sprintf("no service named %q in %s", req.Service, r.name))
+		return
+	}
+	method, ok := st.svc.Methods[req.Method]
+	if !ok {
+		fail(CallError, fmt.Sprintf("service %q has no method %q", req.Service, req.Method))
+		return
+	}
+	policy := method.Policy
+	if policy == nil {
+		policy = r.HasParentAuthority
+	}
+	if !policy(m) {
+		r.log.Error("service call refused by policy", "service", req.Service, "method", req.Method, "src", m.SrcID)
+		r.sendDead(m, msgRefused)
+		return
+	}
+	st.mu.Lock()
+	st.queue = append(st.queue, &serviceJob{m: m, req: &req, method: method})
+	spawn := st.busy < st.svc.Workers
+	if spawn {
+		st.busy++
+	}
+	st.mu.Unlock()
+	if spawn {
+		r.Go(func() { r.serviceWorker(st) })
+	}
+}
+
+func (r *Router) serviceWorker(st *serviceState) {
+	for {
+		st.mu.Lock()
+		if len(st.queue) == 0 || r.ctx.Err() != nil {
+			st.busy--
+			st.mu.Unlock()
+			return
+		}
+		job := st.queue[0]
+		st.queue = st.queue[1:]
+		st.mu.Unlock()
+		var reply CallReply
+		v, err := func() (v any, err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panic in service %s.%s: %v", job.req.Service, job.req.Method, p)
+				}
+			}()
+			return job.method.Fn(r.ctx, &ServiceCall{Router: r, Msg: job.m, Request: job.req})
+		}()
+		if err == nil {
+			reply.Value, err = Marshal(v)
+		}
+		if err != nil {
+			re := AsRemote(err, r.name)
+			if re.Kind == "Error" {
+				re.Kind = CallError
+			}
+			reply.Error = re
+		}
+		data, _ := Marshal(&reply)
+		job.m.ReplyRaw(data)
+	}
+}
+
+// CallService calls method of service in c with keyword arguments kwargs
+// and decodes the result into out (which may be nil).
+func (c *Context) CallService(ctx context.Context, out any, service, method string, kwargs map[string]any) error {
+	kw, err := Marshal(kwargs)
+	if err != nil {
+		return err
+	}
+	data, err := Marshal(&ServiceRequest{Service: service, Method: method, Kwargs: kw})
+	if err != nil {
+		return err
+	}
+	m, err := c.SendAwait(ctx, &Message{Handle: HandleCallService, Data: data})
+	if err != nil {
+		return err
+	}
+	val, err := DecodeCallReply(m)
+	if err != nil || out == nil {
+		return err
+	}
+	return Unmarshal(val, out)
+}

@@ -1,0 +1,24 @@
+package core
+
+import (
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// childSysProcAttr puts a child in its own process group (so a terminal's
+// ^C reaches only the master, which shuts the tree down in order) and has
+// the kernel kill it if this process dies.
+func childSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// setParentDeathSignal makes the kernel kill this child when its parent
+// dies, and exits at once if that already happened.
+func setParentDeathSignal() {
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	if os.Getppid() == 1 {
+		os.Exit(1)
+	}
+}
