@@ -778,3 +778,14 @@ func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false 
 func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
 func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
 func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+// ContextByName returns the Context for id, recording its name if it was
+// not known yet (values that carry a context carry its name too).
+func (r *Router) ContextByName(id uint32, name string) *Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.contextLocked(id, name)
+}
+
+// SetLogger replaces the router's debug logger.
+func (r *Router) SetLogger(l *slog.Logger) { r.log = l }

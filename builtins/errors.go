@@ -1,0 +1,137 @@
+package builtins
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.starlark.net/starlark"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+// Error is the Starlark value of a failure (type "error"): what catch()
+// returns and msg.decode(throw=False) yields for a dead message.
+type Error struct {
+	Kind      string // "CallError", "ChannelError", ..., "Error"
+	Message   string
+	Traceback string // remote frames; "" when there are none
+	Context   string // name of the context where it arose
+}
+
+var (
+	_ starlark.Value    = (*Error)(nil)
+	_ starlark.HasAttrs = (*Error)(nil)
+)
+
+func (e *Error) String() string        { return e.Kind + ": " + e.Message }
+func (e *Error) Type() string          { return "error" }
+func (e *Error) Freeze()               {}
+func (e *Error) Truth() starlark.Bool  { return true }
+func (e *Error) Hash() (uint32, error) { return starlark.String(e.String()).Hash() }
+
+// Error makes *Error a Go error too, so a builtin can fail with it.
+func (e *Error) Error() string { return e.String() }
+
+// Attr returns kind, message, traceback or context.
+func (e *Error) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "kind":
+		return starlark.String(e.Kind), nil
+	case "message":
+		return starlark.String(e.Message), nil
+	case "traceback":
+		return starlark.String(e.Traceback), nil
+	case "context":
+		return starlark.String(e.Context), nil
+	}
+	return nil, nil
+}
+
+// AttrNames lists the attributes of an Error.
+func (e *Error) AttrNames() []string { return []string{"context", "kind", "message", "traceback"} }
+
+// ErrorOf converts a Go error (from a builtin, a remote call or the
+// interpreter) into an Error value for Starlark.
+func ErrorOf(err error, contextName string) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var re *core.RemoteError
+	if errors.As(err, &re) {
+		ctx := re.Context
+		if ctx == "" {
+			ctx = contextName
+		}
+		return &Error{Kind: re.Kind, Message: re.Message, Traceback: re.Traceback(), Context: ctx}
+	}
+	msg := err.Error()
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		msg = ee.Msg
+		if c := ee.Unwrap(); c != nil {
+			msg = c.Error()
+		}
+	}
+	return &Error{Kind: core.KindOf(err), Message: msg, Context: contextName}
+}
+
+// RemoteOf converts an error raised while running a call into the
+// RemoteError sent back to the caller: failures of the function body are
+// CallErrors (keeping the original kind in the message, as Mitogen does),
+// with the Starlark frames of this context put before those of any
+// deeper hop.
+func RemoteOf(err error, contextName string) *core.RemoteError {
+	var frames []core.Frame
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		for _, fr := range ee.CallStack {
+			if fr.Pos.Filename() == "<builtin>" {
+				continue
+			}
+			frames = append(frames, core.Frame{Context: contextName, Function: fr.Name, Pos: fr.Pos.String()})
+		}
+	}
+	var re *core.RemoteError
+	if errors.As(err, &re) {
+		out := *re
+		if out.Kind != core.CallError {
+			out.Message = out.Kind + ": " + out.Message
+			out.Kind = core.CallError
+		}
+		out.Frames = append(frames, re.Frames...)
+		return &out
+	}
+	e := ErrorOf(err, contextName)
+	msg := e.Message
+	if e.Kind != "Error" && e.Kind != core.CallError {
+		msg = e.Kind + ": " + msg
+	}
+	return &core.RemoteError{Kind: core.CallError, Message: msg, Context: contextName, Frames: frames}
+}
+
+// Backtrace renders err for a user: the local Starlark backtrace followed
+// by the remote frames of every hop, each labelled with its context.
+func Backtrace(err error) string {
+	var b strings.Builder
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		b.WriteString(ee.CallStack.String())
+	}
+	var re *core.RemoteError
+	if errors.As(err, &re) {
+		if tb := re.Traceback(); tb != "" {
+			b.WriteString("Remote ")
+			b.WriteString(tb)
+		}
+		fmt.Fprintf(&b, "Error: %s: %s (in %s)\n", re.Kind, re.Message, re.Context)
+		return b.String()
+	}
+	msg := err.Error()
+	if ee != nil {
+		msg = ee.Msg
+	}
+	fmt.Fprintf(&b, "Error: %s\n", msg)
+	return b.String()
+}

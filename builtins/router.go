@@ -1,0 +1,671 @@
+package builtins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"go.starlark.net/starlark"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+// Runtime is what the builtins need from the runtime of their context:
+// the runtime package implements it and attaches it to every thread.
+type Runtime interface {
+	// Decoder decodes values received in this context.
+	Decoder() *Decoder
+	// CallRequest builds the request for calling fn in target: fn travels
+	// as a reference, with the modules target still lacks.
+	CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
+	// NewThread returns a thread for running Starlark code (a handler),
+	// and a function to call when done with it.
+	NewThread(name string) (*starlark.Thread, func())
+}
+
+const runtimeKey = "mitostar.runtime"
+
+// SetRuntime attaches rt to thread.
+func SetRuntime(thread *starlark.Thread, rt Runtime) { thread.SetLocal(runtimeKey, rt) }
+
+func runtimeOf(thread *starlark.Thread) Runtime {
+	if thread == nil {
+		return nil
+	}
+	rt, _ := thread.Local(runtimeKey).(Runtime)
+	return rt
+}
+
+func mustRuntime(thread *starlark.Thread, fn string) (Runtime, error) {
+	rt := runtimeOf(thread)
+	if rt == nil {
+		return nil, fmt.Errorf("%s: no mitostar runtime on this thread", fn)
+	}
+	return rt, nil
+}
+
+// Router is the Starlark face of this context's core.Router (type "router").
+type Router struct {
+	R *core.Router
+}
+
+func (r *Router) String() string        { return fmt.Sprintf("Router(%s)", r.R.Name()) }
+func (r *Router) Type() string          { return "router" }
+func (r *Router) Freeze()               {}
+func (r *Router) Truth() starlark.Bool  { return true }
+func (r *Router) Hash() (uint32, error) { return r.R.ID(), nil }
+
+// firstParam names the keyword a connection method's first positional
+// argument binds to.
+var firstParam = map[string]string{
+	"ssh": "hostname", "sudo": "username", "su": "username", "doas": "username",
+	"docker": "container", "podman": "container", "buildah": "container",
+	"lxc": "container", "lxd": "container", "incus": "container", "jail": "container",
+	"setns": "container", "kubectl": "pod",
+}
+
+// Methods lists the connection factories every router offers.
+var factoryNames = []string{"local", "fork", "ssh", "sudo", "su", "doas", "docker", "podman", "buildah",
+	"lxc", "lxd", "incus", "jail", "kubectl", "setns"}
+
+var routerMethods = methodTable{
+	"connect": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if len(args) < 1 {
+			return nil, fmt.Errorf("connect: missing method name")
+		}
+		method, ok := starlark.AsString(args[0])
+		if !ok {
+			return nil, fmt.Errorf("connect: method must be a string, got %s", args[0].Type())
+		}
+		return b.Receiver().(*Router).connect(t, "connect", method, args[1:], kwargs)
+	},
+	"context_by_id": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var id uint32
+		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &id); err != nil {
+			return nil, err
+		}
+		return NewContext(b.Receiver().(*Router).R.ContextByID(id)), nil
+	},
+	"myself": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		return NewContext(b.Receiver().(*Router).R.Myself()), starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0)
+	},
+	"allocate_id": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0); err != nil {
+			return nil, err
+		}
+		id, err := b.Receiver().(*Router).R.AllocateID(ThreadContext(t))
+		if err != nil {
+			return nil, err
+		}
+		return starlark.MakeUint(uint(id)), nil
+	},
+	"add_handler":    routerAddHandler,
+	"del_handler":    routerDelHandler,
+	"disconnect":     routerDisconnect,
+	"disconnect_all": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		b.Receiver().(*Router).R.DisconnectAll()
+		return starlark.None, starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0)
+	},
+	"enable_debug": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		b.Receiver().(*Router).R.EnableDebug()
+		return starlark.None, starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0)
+	},
+	"route": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var m *Message
+		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &m); err != nil {
+			return nil, err
+		}
+		cp := *m.M
+		if err := b.Receiver().(*Router).R.RouteContext(ThreadContext(t), &cp); err != nil {
+			return nil, fmt.Errorf("route: %w", err)
+		}
+		return starlark.None, nil
+	},
+}
+
+func init() {
+	for _, name := range factoryNames {
+		method := name
+		routerMethods[name] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			return b.Receiver().(*Router).connect(t, method, method, args, kwargs)
+		}
+	}
+}
+
+// Attr returns the router's attributes and methods.
+func (r *Router) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "unidirectional":
+		return starlark.Bool(r.R.Unidirectional()), nil
+	case "max_message_size":
+		return starlark.MakeInt(r.R.MaxMessageSize()), nil
+	case "id":
+		return starlark.MakeUint(uint(r.R.ID())), nil
+	case "name":
+		return starlark.String(r.R.Name()), nil
+	}
+	return routerMethods.attr(r, name)
+}
+
+// AttrNames lists the router's attributes.
+func (r *Router) AttrNames() []string {
+	return routerMethods.names("id", "max_message_size", "name", "unidirectional")
+}
+
+// SetField sets the writable attributes unidirectional and max_message_size.
+func (r *Router) SetField(name string, v starlark.Value) error {
+	switch name {
+	case "unidirectional":
+		b, ok := v.(starlark.Bool)
+		if !ok {
+			return fmt.Errorf("router.unidirectional must be a bool, got %s", v.Type())
+		}
+		r.R.SetUnidirectional(bool(b))
+		return nil
+	case "max_message_size":
+		var n int
+		if err := starlark.AsInt(v, &n); err != nil {
+			return fmt.Errorf("router.max_message_size: %w", err)
+		}
+		return r.R.SetMaxMessageSize(n)
+	}
+	return starlark.NoSuchAttrError(fmt.Sprintf("router has no writable attribute %q", name))
+}
+
+// connect implements every factory: the common keywords become
+// core.ConnectOptions, the rest travel to the method as Kwargs.
+func (r *Router) connect(thread *starlark.Thread, fname, method string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	opts := &core.ConnectOptions{Kwargs: map[string]any{}}
+	if len(args) > 1 {
+		return nil, fmt.Errorf("%s: takes at most 1 positional argument, got %d", fname, len(args))
+	}
+	if len(args) == 1 {
+		p, ok := firstParam[method]
+		if !ok {
+			return nil, fmt.Errorf("%s: takes no positional arguments", fname)
+		}
+		kwargs = append([]starlark.Tuple{{starlark.String(p), args[0]}}, kwargs...)
+	}
+	var onStart starlark.Value
+	for _, kv := range kwargs {
+		k := string(kv[0].(starlark.String))
+		v := kv[1]
+		var err error
+		switch k {
+		case "name", "remote_name":
+			if v == starlark.None {
+				continue
+			}
+			s, ok := starlark.AsString(v)
+			if !ok {
+				return nil, fmt.Errorf("%s: %s must be a string, got %s", fname, k, v.Type())
+			}
+			if k == "name" {
+				opts.Name = s
+			} else {
+				opts.Kwargs[k] = s
+			}
+		case "connect_timeout":
+			secs, ok := starlark.AsFloat(v)
+			if !ok || secs <= 0 || math.IsNaN(secs) {
+				return nil, fmt.Errorf("%s: connect_timeout must be a positive number of seconds, got %s", fname, v)
+			}
+			opts.ConnectTimeout = time.Duration(secs * float64(time.Second))
+		case "debug":
+			opts.Debug = bool(v.Truth())
+		case "unidirectional":
+			opts.Unidirectional = bool(v.Truth())
+		case "via":
+			if v == starlark.None {
+				continue
+			}
+			if opts.Via, err = ToContext(v, fname+": via"); err != nil {
+				return nil, err
+			}
+		case "on_start":
+			if method != "fork" {
+				return nil, fmt.Errorf("%s: unexpected keyword on_start", fname)
+			}
+			onStart = v
+		default:
+			if opts.Kwargs[k], err = ToGo(v); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", fname, k, err)
+			}
+		}
+	}
+	ctx := ThreadContext(thread)
+	c, err := r.R.Connect(ctx, method, opts)
+	if err != nil {
+		return nil, err
+	}
+	child := NewContext(c)
+	if onStart != nil && onStart != starlark.None {
+		if _, err := callIn(thread, c, onStart, nil, nil, 0); err != nil {
+			return nil, fmt.Errorf("fork: on_start: %w", err)
+		}
+	}
+	return child, nil
+}
+
+func routerAddHandler(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	r := b.Receiver().(*Router)
+	var fn starlark.Callable
+	var handle uint32
+	persist := true
+	var respondent, policy starlark.Value = starlark.None, starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "fn", &fn, "handle?", &handle, "persist?", &persist,
+		"respondent?", &respondent, "policy?", &policy); err != nil {
+		return nil, err
+	}
+	rt, err := mustRuntime(thread, b.Name())
+	if err != nil {
+		return nil, err
+	}
+	opts := core.HandlerOptions{Handle: handle, Once: !persist}
+	if respondent != starlark.None {
+		if opts.Respondent, err = ToContext(respondent, "add_handler: respondent"); err != nil {
+			return nil, err
+		}
+	}
+	if policy != starlark.None {
+		if opts.Policy, err = policyOf(r.R, rt, policy); err != nil {
+			return nil, err
+		}
+	}
+	h := newHandlerQueue(r.R, rt, fn)
+	got, err := r.R.AddHandler(h.put, opts)
+	if err != nil {
+		return nil, fmt.Errorf("add_handler: %w", err)
+	}
+	return starlark.MakeUint(uint(got)), nil
+}
+
+func routerDelHandler(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var handle uint32
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &handle); err != nil {
+		return nil, err
+	}
+	return starlark.Bool(b.Receiver().(*Router).R.DelHandler(handle)), nil
+}
+
+func routerDisconnect(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var c *Context
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &c); err != nil {
+		return nil, err
+	}
+	b.Receiver().(*Router).R.Disconnect(c.C)
+	return starlark.None, nil
+}
+
+// policyOf maps policy.has_parent_authority / policy.is_immediate_child
+// to core policies; any other callable is run on a fresh thread with a
+// step limit and must return a truth value.
+func policyOf(r *core.Router, rt Runtime, v starlark.Value) (core.Policy, error) {
+	if b, ok := v.(*starlark.Builtin); ok {
+		switch b.Name() {
+		case "policy.has_parent_authority":
+			return r.HasParentAuthority, nil
+		case "policy.is_immediate_child":
+			return r.IsImmediateChild, nil
+		}
+	}
+	fn, ok := v.(starlark.Callable)
+	if !ok {
+		return nil, fmt.Errorf("add_handler: policy must be callable, got %s", v.Type())
+	}
+	return func(m *core.Message) bool {
+		thread, done := rt.NewThread("policy")
+		defer done()
+		thread.SetMaxExecutionSteps(1_000_000)
+		res, err := starlark.Call(thread, fn, starlark.Tuple{&Message{M: m}}, nil)
+		if err != nil {
+			r.Logger().Error("policy failed; refusing message", "err", err)
+			return false
+		}
+		return bool(res.Truth())
+	}, nil
+}
+
+// handlerQueue runs a Starlark handler for each message, in order, on a
+// goroutine of its own owned by the router: handlers never block routing.
+type handlerQueue struct {
+	r     *core.Router
+	rt    Runtime
+	fn    starlark.Callable
+	latch *core.Latch
+}
+
+func newHandlerQueue(r *core.Router, rt Runtime, fn starlark.Callable) *handlerQueue {
+	h := &handlerQueue{r: r, rt: rt, fn: fn, latch: core.NewLatch()}
+	r.Go(h.loop)
+	return h
+}
+
+func (h *handlerQueue) put(m *core.Message) { h.latch.Put(m) }
+
+func (h *handlerQueue) loop() {
+	for {
+		v, err := h.latch.Get(h.r.Lifetime(), true)
+		if err != nil {
+			return
+		}
+		m := v.(*core.Message)
+		thread, done := h.rt.NewThread("handler")
+		if _, err := starlark.Call(thread, h.fn, starlark.Tuple{&Message{M: m}}, nil); err != nil {
+			h.r.Emit(slog.LevelError, "handler failed: "+Backtrace(err))
+		}
+		done()
+		if m.IsDead() {
+			return
+		}
+	}
+}
+
+// ---- Context methods ----
+
+func init() {
+	contextMethods["call"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		fn, rest, timeout, err := callArgs(b.Name(), args, kwargs)
+		if err != nil {
+			return nil, err
+		}
+		return callIn(t, b.Receiver().(*Context).C, fn, rest, stripTimeout(kwargs), timeout)
+	}
+	contextMethods["call_async"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		fn, rest, timeout, err := callArgs(b.Name(), args, kwargs)
+		if err != nil {
+			return nil, err
+		}
+		c := b.Receiver().(*Context).C
+		req, err := buildRequest(t, c, fn, rest, stripTimeout(kwargs), timeout)
+		if err != nil {
+			return nil, err
+		}
+		rv, err := c.CallAsync(ThreadContext(t), req)
+		if err != nil {
+			return nil, err
+		}
+		return &Receiver{R: rv, Call: true}, nil
+	}
+	contextMethods["call_no_reply"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		fn, rest, timeout, err := callArgs(b.Name(), args, kwargs)
+		if err != nil {
+			return nil, err
+		}
+		c := b.Receiver().(*Context).C
+		req, err := buildRequest(t, c, fn, rest, stripTimeout(kwargs), timeout)
+		if err != nil {
+			return nil, err
+		}
+		data, err := core.Marshal(req)
+		if err != nil {
+			return nil, err
+		}
+		return starlark.None, c.SendContext(ThreadContext(t), &core.Message{Handle: core.HandleCallFunction, Data: data})
+	}
+	contextMethods["send"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var m *Message
+		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &m); err != nil {
+			return nil, err
+		}
+		cp := *m.M
+		return starlark.None, b.Receiver().(*Context).C.SendContext(ThreadContext(t), &cp)
+	}
+	contextMethods["send_async"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var m *Message
+		persist := false
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "msg", &m, "persist?", &persist); err != nil {
+			return nil, err
+		}
+		cp := *m.M
+		rv, err := b.Receiver().(*Context).C.SendAsync(ThreadContext(t), &cp, persist)
+		if err != nil {
+			return nil, err
+		}
+		return &Receiver{R: rv}, nil
+	}
+	contextMethods["send_await"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var m *Message
+		var deadline starlark.Value = starlark.None
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "msg", &m, "deadline?", &deadline); err != nil {
+			return nil, err
+		}
+		ctx, cancel, err := withTimeout(t, b.Name(), deadline)
+		if err != nil {
+			return nil, err
+		}
+		defer cancel()
+		cp := *m.M
+		reply, err := b.Receiver().(*Context).C.SendAwait(ctx, &cp)
+		if err != nil {
+			return nil, err
+		}
+		return (&Message{M: reply}).decode(t, true)
+	}
+	contextMethods["shutdown"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		wait := false
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "wait?", &wait); err != nil {
+			return nil, err
+		}
+		c := b.Receiver().(*Context).C
+		l := c.Shutdown()
+		if wait {
+			if err := c.ShutdownWait(ThreadContext(t)); err != nil {
+				return nil, err
+			}
+		}
+		return &Latch{L: l}, nil
+	}
+	contextMethods["call_service"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var service, method string
+		if err := starlark.UnpackPositionalArgs(b.Name(), args, nil, 2, &service, &method); err != nil {
+			return nil, err
+		}
+		kw := map[string]any{}
+		for _, kv := range kwargs {
+			v, err := ToGo(kv[1])
+			if err != nil {
+				return nil, fmt.Errorf("call_service: %s: %w", kv[0], err)
+			}
+			kw[string(kv[0].(starlark.String))] = v
+		}
+		var out any
+		if err := b.Receiver().(*Context).C.CallService(ThreadContext(t), &out, service, method, kw); err != nil {
+			return nil, err
+		}
+		return FromGo(out)
+	}
+}
+
+// callArgs splits call's arguments into the function, its positional
+// arguments and the _timeout keyword.
+func callArgs(name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, starlark.Tuple, float64, error) {
+	if len(args) == 0 {
+		return nil, nil, 0, fmt.Errorf("%s: missing function argument", name)
+	}
+	var timeout float64
+	for _, kv := range kwargs {
+		if kv[0].(starlark.String) == "_timeout" {
+			secs, ok := starlark.AsFloat(kv[1])
+			if !ok || secs <= 0 || math.IsNaN(secs) {
+				return nil, nil, 0, fmt.Errorf("%s: _timeout must be a positive number of seconds, got %s", name, kv[1])
+			}
+			timeout = secs
+		}
+	}
+	return args[0], args[1:], timeout, nil
+}
+
+func stripTimeout(kwargs []starlark.Tuple) []starlark.Tuple {
+	out := kwargs[:0:0]
+	for _, kv := range kwargs {
+		if kv[0].(starlark.String) != "_timeout" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func buildRequest(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (*core.CallRequest, error) {
+	rt, err := mustRuntime(thread, "call")
+	if err != nil {
+		return nil, err
+	}
+	req, err := rt.CallRequest(c, fn, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	req.Timeout = timeout
+	return req, nil
+}
+
+// callIn calls fn in c and waits for the result. With a timeout, the
+// remote thread is cancelled when it passes; the wait here allows a
+// little more so the remote TimeoutError arrives first.
+func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
+	req, err := buildRequest(thread, c, fn, args, kwargs, timeout)
+	if err != nil {
+		return nil, err
+	}
+	ctx := ThreadContext(thread)
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second))+2*time.Second)
+		defer cancel()
+	}
+	val, err := c.CallRaw(ctx, req)
+	if err != nil {
+		var te *core.TimeoutError
+		if errors.As(err, &te) {
+			return nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call to %s timed out after %gs", c.Name(), timeout), Context: c.Name()}
+		}
+		return nil, err
+	}
+	return runtimeOf(thread).Decoder().Decode(val)
+}
+
+// ---- plain Go values (keywords of connection methods and services) ----
+
+// ToGo converts a Starlark value to plain Go data (nil, bool, int64 or
+// *big.Int, float64, string, []byte, []any, map[string]any), or names the
+// type it cannot convert.
+func ToGo(v starlark.Value) (any, error) {
+	switch x := v.(type) {
+	case starlark.NoneType:
+		return nil, nil
+	case starlark.Bool:
+		return bool(x), nil
+	case starlark.Int:
+		if i, ok := x.Int64(); ok {
+			return i, nil
+		}
+		return x.BigInt(), nil
+	case starlark.Float:
+		return float64(x), nil
+	case starlark.String:
+		return string(x), nil
+	case starlark.Bytes:
+		return []byte(x), nil
+	case *starlark.List, starlark.Tuple:
+		var out []any
+		iter := x.(starlark.Iterable).Iterate()
+		defer iter.Done()
+		var e starlark.Value
+		for iter.Next(&e) {
+			g, err := ToGo(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, g)
+		}
+		return out, nil
+	case *starlark.Dict:
+		out := map[string]any{}
+		for _, kv := range x.Items() {
+			k, ok := starlark.AsString(kv[0])
+			if !ok {
+				return nil, fmt.Errorf("dict keys must be strings here, got %s", kv[0].Type())
+			}
+			g, err := ToGo(kv[1])
+			if err != nil {
+				return nil, err
+			}
+			out[k] = g
+		}
+		return out, nil
+	case *starlark.Function, *starlark.Builtin, FuncRefValue:
+		tree, err := toTree(x, 0)
+		if err != nil {
+			return nil, err
+		}
+		return tree, nil
+	}
+	return nil, fmt.Errorf("cannot use a value of type %s here", v.Type())
+}
+
+// FromGo converts plain decoded Go data back to Starlark.
+func FromGo(v any) (starlark.Value, error) {
+	switch x := v.(type) {
+	case nil:
+		return starlark.None, nil
+	case bool:
+		return starlark.Bool(x), nil
+	case int64:
+		return starlark.MakeInt64(x), nil
+	case uint64:
+		return starlark.MakeUint64(x), nil
+	case int:
+		return starlark.MakeInt(x), nil
+	case big.Int:
+		return starlark.MakeBigInt(&x), nil
+	case *big.Int:
+		return starlark.MakeBigInt(x), nil
+	case float64:
+		return starlark.Float(x), nil
+	case string:
+		return starlark.String(x), nil
+	case []byte:
+		return starlark.Bytes(x), nil
+	case []any:
+		out := make([]starlark.Value, len(x))
+		for i, e := range x {
+			s, err := FromGo(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = s
+		}
+		return starlark.NewList(out), nil
+	case map[any]any:
+		d := starlark.NewDict(len(x))
+		for k, e := range x {
+			sk, err := FromGo(k)
+			if err != nil {
+				return nil, err
+			}
+			se, err := FromGo(e)
+			if err != nil {
+				return nil, err
+			}
+			if err := d.SetKey(sk, se); err != nil {
+				return nil, err
+			}
+		}
+		return d, nil
+	case map[string]any:
+		d := starlark.NewDict(len(x))
+		for k, e := range x {
+			se, err := FromGo(e)
+			if err != nil {
+				return nil, err
+			}
+			d.SetKey(starlark.String(k), se)
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("cannot convert %T to a Starlark value", v)
+}

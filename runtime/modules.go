@@ -1,0 +1,330 @@
+package runtime
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+// FileOptions is mitostar's Starlark dialect (SPEC §1b): scripts are
+// programs, not configuration.
+var FileOptions = &syntax.FileOptions{
+	Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true,
+}
+
+// moduleBlob is a module as it travels: in LOAD_MODULE, in a call's Ext,
+// in the reply to GET_MODULE and in a fork's handshake.
+type moduleBlob struct {
+	Path   string `cbor:"1,keyasint"`
+	SHA256 string `cbor:"2,keyasint"`
+	Source []byte `cbor:"3,keyasint"`
+}
+
+// module is one Starlark module known to this context.
+type module struct {
+	path  string // root-relative, slash-separated: its identity with sha
+	sha   string
+	src   []byte
+	prog  *starlark.Program
+	loads []string // paths this module loads
+
+	once    sync.Once
+	globals starlark.StringDict
+	err     error
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// CleanModulePath checks a load path against the sandbox rules: relative,
+// no "..", no empty components. It returns the clean slash form.
+func CleanModulePath(p string) (string, error) {
+	if p == "" {
+		return "", errors.New("empty module path")
+	}
+	if strings.HasPrefix(p, "/") || filepath.IsAbs(p) {
+		return "", fmt.Errorf("module path %q is absolute: load paths are relative to a module root", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("module path %q escapes its module root (\"..\")", p)
+		}
+	}
+	c := path.Clean(p)
+	if c == "." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("module path %q is not a file under a module root", p)
+	}
+	return c, nil
+}
+
+// readFromRoots finds p in the module roots, refusing symlinks that
+// resolve outside the root they were found in.
+func readFromRoots(roots []string, p string) (src []byte, err error) {
+	clean, err := CleanModulePath(p)
+	if err != nil {
+		return nil, err
+	}
+	for _, root := range roots {
+		realRoot, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue
+		}
+		full := filepath.Join(root, filepath.FromSlash(clean))
+		real, err := filepath.EvalSymlinks(full)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("module %q: %w", p, err)
+		}
+		rel, err := filepath.Rel(realRoot, real)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return nil, fmt.Errorf("module %q resolves outside its module root %s (symlink to %s)", p, root, real)
+		}
+		src, err := os.ReadFile(real)
+		if err != nil {
+			return nil, fmt.Errorf("module %q: %w", p, err)
+		}
+		return src, nil
+	}
+	return nil, fmt.Errorf("module %q not found in the module roots (%s)", p, strings.Join(roots, ", "))
+}
+
+// compile parses a module; its filename is its root-relative path, so
+// functions know the module they belong to.
+func (rt *Runtime) compile(p, sha string, src []byte) (*module, error) {
+	_, prog, err := starlark.SourceProgramOptions(FileOptions, p, src, rt.isPredeclared)
+	if err != nil {
+		return nil, err
+	}
+	m := &module{path: p, sha: sha, src: src, prog: prog}
+	for i := 0; i < prog.NumLoads(); i++ {
+		l, _ := prog.Load(i)
+		clean, err := CleanModulePath(l)
+		if err != nil {
+			return nil, fmt.Errorf("%s: load: %w", p, err)
+		}
+		m.loads = append(m.loads, clean)
+	}
+	return m, nil
+}
+
+// addBlob records a module received from elsewhere after checking its
+// hash. A module already known under the same path must be identical.
+func (rt *Runtime) addBlob(b moduleBlob) (*module, error) {
+	if got := sha256Hex(b.Source); got != b.SHA256 {
+		return nil, fmt.Errorf("module %q: sha256 mismatch (got %s, announced %s)", b.Path, got, b.SHA256)
+	}
+	clean, err := CleanModulePath(b.Path)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	if m, ok := rt.modules[clean]; ok {
+		rt.mu.Unlock()
+		if m.sha != b.SHA256 {
+			return nil, fmt.Errorf("module %q: this context already has a different version (sha256 %s, not %s)", clean, m.sha, b.SHA256)
+		}
+		return m, nil
+	}
+	rt.mu.Unlock()
+	m, err := rt.compile(clean, b.SHA256, b.Source)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if old, ok := rt.modules[clean]; ok {
+		return old, nil
+	}
+	rt.modules[clean] = m
+	return m, nil
+}
+
+// moduleSource returns module p: from the cache, from the module roots
+// in the master, or asked of the parent (GET_MODULE) elsewhere; children
+// never read modules from their own disk.
+func (rt *Runtime) moduleSource(p string) (*module, error) {
+	clean, err := CleanModulePath(p)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	m, ok := rt.modules[clean]
+	rt.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	if rt.r.IsMaster() {
+		src, err := readFromRoots(rt.opts.Roots, clean)
+		if err != nil {
+			return nil, err
+		}
+		m, err := rt.compile(clean, sha256Hex(src), src)
+		if err != nil {
+			return nil, err
+		}
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		if old, ok := rt.modules[clean]; ok {
+			return old, nil
+		}
+		rt.modules[clean] = m
+		return m, nil
+	}
+	blobs, err := rt.fetchFromParent(clean)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range blobs {
+		if _, err := rt.addBlob(b); err != nil {
+			return nil, err
+		}
+	}
+	rt.mu.Lock()
+	m, ok = rt.modules[clean]
+	rt.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("module %q: the parent did not send it", clean)
+	}
+	return m, nil
+}
+
+func (rt *Runtime) fetchFromParent(p string) ([]moduleBlob, error) {
+	pid, _ := rt.r.ParentID()
+	data, err := core.Marshal(core.GetModuleRequest{Path: p})
+	if err != nil {
+		return nil, err
+	}
+	ctx := rt.r.Lifetime()
+	reply, err := rt.r.ContextByID(pid).SendAwait(ctx, &core.Message{Handle: core.HandleGetModule, Data: data})
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	var blobs []moduleBlob
+	if err := reply.Decode(&blobs); err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	return blobs, nil
+}
+
+// closure returns m and its transitive loads, loads first.
+func (rt *Runtime) closure(m *module) ([]*module, error) {
+	var out []*module
+	seen := map[string]bool{}
+	var visit func(m *module) error
+	visit = func(m *module) error {
+		if seen[m.path] {
+			return nil
+		}
+		seen[m.path] = true
+		for _, l := range m.loads {
+			dep, err := rt.moduleSource(l)
+			if err != nil {
+				return fmt.Errorf("%s: load(%q): %w", m.path, l, err)
+			}
+			if err := visit(dep); err != nil {
+				return err
+			}
+		}
+		out = append(out, m)
+		return nil
+	}
+	return out, visit(m)
+}
+
+// onGetModule serves a child's GET_MODULE with the module and its
+// transitive loads, fetching them from our own parent if needed. It runs
+// on its own goroutine: fetching may wait on the parent.
+func (rt *Runtime) onGetModule(msg *core.Message) {
+	rt.r.Go(func() {
+		var req core.GetModuleRequest
+		if err := msg.Decode(&req); err != nil {
+			rt.r.Logger().Error("bad GET_MODULE", "err", err)
+			return
+		}
+		m, err := rt.moduleSource(req.Path)
+		var mods []*module
+		if err == nil {
+			mods, err = rt.closure(m)
+		}
+		if err != nil {
+			rt.replyDead(msg, err.Error())
+			return
+		}
+		blobs := make([]moduleBlob, len(mods))
+		for i, m := range mods {
+			blobs[i] = moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
+		}
+		if err := msg.Reply(blobs); err != nil {
+			rt.replyDead(msg, err.Error())
+		}
+	})
+}
+
+func (rt *Runtime) replyDead(msg *core.Message, reason string) {
+	data, _ := core.Marshal(reason)
+	rt.r.Route(&core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
+}
+
+// onLoadModule stores modules a parent pushed ahead of calls.
+func (rt *Runtime) onLoadModule(msg *core.Message) {
+	var blobs []moduleBlob
+	if err := msg.Decode(&blobs); err != nil {
+		rt.r.Logger().Error("bad LOAD_MODULE", "err", err)
+		return
+	}
+	for _, b := range blobs {
+		if _, err := rt.addBlob(b); err != nil {
+			rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
+		}
+	}
+}
+
+// execModule runs a module's top level once per context and returns its
+// frozen globals. A load cycle is an error naming the module.
+func (rt *Runtime) execModule(thread *starlark.Thread, m *module) (starlark.StringDict, error) {
+	stack, _ := thread.Local(loadStackKey).([]string)
+	for _, p := range stack {
+		if p == m.path {
+			return nil, fmt.Errorf("load cycle: %s", strings.Join(append(stack, m.path), " -> "))
+		}
+	}
+	m.once.Do(func() {
+		t, done := rt.newThread("load "+m.path, builtinsThreadContext(thread))
+		defer done()
+		t.SetLocal(loadStackKey, append(append([]string(nil), stack...), m.path))
+		g, err := m.prog.Init(t, rt.predeclared)
+		if err != nil {
+			m.err = err
+			return
+		}
+		g.Freeze()
+		m.globals = g
+	})
+	return m.globals, m.err
+}
+
+const loadStackKey = "mitostar.loadstack"
+
+// load implements thread.Load: SPEC §1b load rules.
+func (rt *Runtime) load(thread *starlark.Thread, p string) (starlark.StringDict, error) {
+	m, err := rt.moduleSource(p)
+	if err != nil {
+		return nil, err
+	}
+	return rt.execModule(thread, m)
+}

@@ -1,0 +1,486 @@
+// Package runtime runs Starlark in every context of a mitostar tree: it
+// executes the master's script, serves calls of top-level functions and
+// registered Go builtins arriving from parents (one at a time, in arrival
+// order, each on a fresh thread), ships modules on demand with their
+// identity (root-relative path + sha256), and predeclares SPEC §3's names.
+//
+// A Go program embeds mitostar by building a master core.Router, a
+// Runtime on it, registering builtins with RegisterBuiltin and running a
+// script:
+//
+//	r := core.NewMaster(core.Options{})
+//	defer r.Close()
+//	rt := runtime.New(r, runtime.Options{Roots: []string{"scripts"}})
+//	err := rt.RunScript(ctx, "scripts/deploy.star")
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.starlark.net/lib/json"
+	"go.starlark.net/lib/math"
+	sltime "go.starlark.net/lib/time"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"github.com/mitostar/mitostar/builtins"
+	"github.com/mitostar/mitostar/core"
+)
+
+const slogError = slog.LevelError
+
+// Options configure a Runtime.
+type Options struct {
+	// Roots are the module roots (master only): the main script's
+	// directory first, then each -I directory.
+	Roots []string
+	// Argv is the script's argument list, the same in every context.
+	Argv []string
+	// Stdout receives the master's print() output (os.Stdout by default).
+	Stdout io.Writer
+}
+
+// Runtime is the Starlark runtime of one context.
+type Runtime struct {
+	r           *core.Router
+	opts        Options
+	predeclared starlark.StringDict
+	decoder     *builtins.Decoder
+
+	mu      sync.Mutex
+	modules map[string]*module
+	sent    map[uint32]map[string]bool // target id → "path@sha" already pushed
+	stdout  sync.Mutex
+}
+
+// RegisterBuiltin makes fn callable from Starlark in every context under
+// a dotted name ("mymod.fn"), locally and as ctx.call(mymod.fn). Call it
+// from init (or before any context starts): children are this same binary
+// and must register the same names.
+func RegisterBuiltin(name string, fn builtins.Func) { builtins.Register(name, fn) }
+
+// New returns the runtime of r's context and installs its handlers: calls,
+// module requests and pushes.
+func New(r *core.Router, opts Options) *Runtime {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, sent: map[uint32]map[string]bool{}}
+	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
+	rt.predeclared = rt.makePredeclared()
+	r.SetExt(runtimeKey{}, rt)
+	r.SetCallHandler(rt.handleCall)
+	r.SetHelloExt(rt.helloExt)
+	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
+	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
+	return rt
+}
+
+type runtimeKey struct{}
+
+// Of returns the runtime attached to r, if any.
+func Of(r *core.Router) *Runtime {
+	v, _ := r.Ext(runtimeKey{})
+	rt, _ := v.(*Runtime)
+	return rt
+}
+
+// Router is the context's router.
+func (rt *Runtime) Router() *core.Router { return rt.r }
+
+// Decoder implements builtins.Runtime.
+func (rt *Runtime) Decoder() *builtins.Decoder { return rt.decoder }
+
+func (rt *Runtime) isPredeclared(name string) bool {
+	_, ok := rt.predeclared[name]
+	return ok
+}
+
+func (rt *Runtime) makePredeclared() starlark.StringDict {
+	d := builtins.Predeclared()
+	r := rt.r
+	d["router"] = &builtins.Router{R: r}
+	d["context_id"] = starlark.MakeUint(uint(r.ID()))
+	parents := r.ParentIDs()
+	if len(parents) > 0 {
+		d["parent_id"] = starlark.MakeUint(uint(parents[0]))
+	} else {
+		d["parent_id"] = starlark.None
+	}
+	pl := make([]starlark.Value, len(parents))
+	for i, p := range parents {
+		pl[i] = starlark.MakeUint(uint(p))
+	}
+	d["parent_ids"] = starlark.NewList(pl)
+	d["is_master"] = starlark.Bool(r.IsMaster())
+	argv := make([]starlark.Value, len(rt.opts.Argv))
+	for i, a := range rt.opts.Argv {
+		argv[i] = starlark.String(a)
+	}
+	d["argv"] = starlark.NewList(argv)
+	d["json"] = json.Module
+	d["math"] = math.Module
+	d["struct"] = starlark.NewBuiltin("struct", starlarkstruct.Make)
+	tm := starlark.StringDict{}
+	for k, v := range sltime.Module.Members {
+		tm[k] = v
+	}
+	tm["sleep"] = starlark.NewBuiltin("time.sleep", timeSleep)
+	d["time"] = &starlarkstruct.Module{Name: "time", Members: tm}
+	d.Freeze()
+	return d
+}
+
+func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var secs float64
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &secs); err != nil {
+		return nil, err
+	}
+	if secs < 0 {
+		return nil, fmt.Errorf("time.sleep: negative duration %g", secs)
+	}
+	t := time.NewTimer(time.Duration(secs * float64(time.Second)))
+	defer t.Stop()
+	ctx := builtins.ThreadContext(thread)
+	select {
+	case <-t.C:
+		return starlark.None, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("time.sleep: %w", ctx.Err())
+	}
+}
+
+// newThread returns a thread for this context, bound to ctx: cancelling
+// ctx cancels the thread (and catch cannot swallow that).
+func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
+	thread := &starlark.Thread{Name: name, Load: rt.load, Print: rt.print}
+	builtins.SetRouter(thread, rt.r)
+	builtins.SetRuntime(thread, rt)
+	builtins.SetThreadContext(thread, ctx)
+	flag := new(atomic.Bool)
+	thread.SetLocal(builtins.CancelledKey, flag)
+	stop := context.AfterFunc(ctx, func() {
+		flag.Store(true)
+		thread.Cancel(context.Cause(ctx).Error())
+	})
+	return thread, func() { stop() }
+}
+
+// NewThread implements builtins.Runtime for handlers: the thread lives
+// as long as the router.
+func (rt *Runtime) NewThread(name string) (*starlark.Thread, func()) {
+	return rt.newThread(name, rt.r.Lifetime())
+}
+
+func builtinsThreadContext(t *starlark.Thread) context.Context { return builtins.ThreadContext(t) }
+
+func (rt *Runtime) print(thread *starlark.Thread, msg string) {
+	if rt.r.IsMaster() {
+		rt.stdout.Lock()
+		defer rt.stdout.Unlock()
+		io.WriteString(rt.opts.Stdout, msg+"\n")
+		return
+	}
+	rt.r.Emit(slog.LevelInfo, msg)
+}
+
+// Function references travel as "star:SHA:NAME:PATH" or "builtin:NAME".
+const (
+	refStar    = "star:"
+	refBuiltin = "builtin:"
+)
+
+func init() {
+	builtins.FuncRefOf = funcRefOf
+}
+
+// funcRefOf says how fn travels, or why it cannot.
+func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
+	name = fn.Name()
+	if name == "lambda" {
+		return "", "", "", errors.New("cannot call a lambda in another context: functions travel by reference (module path and name), and an anonymous function has none; define it with def at the top level of a module")
+	}
+	if g := fn.Globals(); g[name] != fn {
+		return "", "", "", fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
+	}
+	path = fn.Position().Filename()
+	rt := moduleOwner.Load()
+	if rt == nil {
+		return "", "", "", errors.New("no runtime knows the module of " + name)
+	}
+	rt.mu.Lock()
+	m, ok := rt.modules[path]
+	rt.mu.Unlock()
+	if !ok {
+		return "", "", "", fmt.Errorf("function %s: module %s is not known to this context", name, path)
+	}
+	return path, m.sha, name, nil
+}
+
+// moduleOwner is the runtime of this process (one context per process).
+var moduleOwner atomic.Pointer[Runtime]
+
+// CallRequest implements builtins.Runtime: fn as a reference plus the
+// modules target lacks (the function's module and its transitive loads).
+func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error) {
+	req := &core.CallRequest{}
+	var mod *module
+	switch f := fn.(type) {
+	case *starlark.Builtin:
+		if !builtins.IsRegistered(f) {
+			return nil, fmt.Errorf("call: %s is not a registered builtin, so it cannot run in another context", f.Name())
+		}
+		req.Func = refBuiltin + f.Name()
+	case *starlark.Function:
+		path, sha, name, err := funcRefOf(f)
+		if err != nil {
+			return nil, err
+		}
+		req.Func = refStar + sha + ":" + name + ":" + path
+		rt.mu.Lock()
+		mod = rt.modules[path]
+		rt.mu.Unlock()
+	case builtins.FuncRefValue:
+		path, sha, name := f.FuncRef()
+		req.Func = refStar + sha + ":" + name + ":" + path
+		m, err := rt.moduleSource(path)
+		if err != nil {
+			return nil, err
+		}
+		mod = m
+	default:
+		return nil, fmt.Errorf("call: want a top-level function or a registered builtin, got %s", fn.Type())
+	}
+	var err error
+	if req.Args, err = builtins.EncodeArgs(args, kwargs); err != nil {
+		return nil, fmt.Errorf("call: %w", err)
+	}
+	if mod != nil && target.ID != rt.r.ID() {
+		if req.Ext, err = rt.modulesFor(target.ID, mod); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+// modulesFor returns the encoded modules target still lacks, and marks
+// them as sent.
+func (rt *Runtime) modulesFor(target uint32, m *module) ([]byte, error) {
+	mods, err := rt.closure(m)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	sent := rt.sent[target]
+	if sent == nil {
+		sent = map[string]bool{}
+		rt.sent[target] = sent
+	}
+	var blobs []moduleBlob
+	for _, m := range mods {
+		key := m.path + "@" + m.sha
+		if !sent[key] {
+			sent[key] = true
+			blobs = append(blobs, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+		}
+	}
+	rt.mu.Unlock()
+	if len(blobs) == 0 {
+		return nil, nil
+	}
+	return core.Marshal(blobs)
+}
+
+// resolveRef turns a reference received in a value into the function.
+func (rt *Runtime) resolveRef(path, sha, name string) (starlark.Value, error) {
+	return &funcRef{rt: rt, path: path, sha: sha, name: name}, nil
+}
+
+// resolve finds what a CallRequest names, executing its module if needed.
+func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callable, error) {
+	if name, ok := strings.CutPrefix(ref, refBuiltin); ok {
+		b, found := builtins.Lookup(name)
+		if !found {
+			return nil, fmt.Errorf("no builtin named %q in this binary", name)
+		}
+		return b, nil
+	}
+	rest, ok := strings.CutPrefix(ref, refStar)
+	if !ok {
+		return nil, fmt.Errorf("unknown function reference %q", ref)
+	}
+	parts := strings.SplitN(rest, ":", 3)
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("malformed function reference %q", ref)
+	}
+	sha, name, path := parts[0], parts[1], parts[2]
+	m, err := rt.moduleSource(path)
+	if err != nil {
+		return nil, err
+	}
+	if m.sha != sha {
+		return nil, fmt.Errorf("module %s: this context has sha256 %s, the caller has %s", path, m.sha, sha)
+	}
+	g, err := rt.execModule(thread, m)
+	if err != nil {
+		return nil, err
+	}
+	fn, ok := g[name].(starlark.Callable)
+	if !ok {
+		return nil, fmt.Errorf("module %s has no function %s", path, name)
+	}
+	return fn, nil
+}
+
+// handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
+func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, error) {
+	if len(c.Request.Ext) > 0 {
+		var blobs []moduleBlob
+		if err := core.Unmarshal(c.Request.Ext, &blobs); err != nil {
+			return nil, fmt.Errorf("call: modules: %w", err)
+		}
+		for _, b := range blobs {
+			if _, err := rt.addBlob(b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	thread, done := rt.newThread("call "+c.Request.Func, ctx)
+	defer done()
+	fn, err := rt.resolve(thread, c.Request.Func)
+	if err != nil {
+		return nil, builtins.RemoteOf(err, rt.r.Name())
+	}
+	args, kwargs, err := rt.decoder.DecodeArgs(c.Request.Args)
+	if err != nil {
+		return nil, err
+	}
+	v, err := starlark.Call(thread, fn, args, kwargs)
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
+		}
+		return nil, builtins.RemoteOf(err, rt.r.Name())
+	}
+	data, err := builtins.Encode(v)
+	if err != nil {
+		return nil, &core.RemoteError{Kind: core.CallError, Message: "encoding the result: " + err.Error(), Context: rt.r.Name()}
+	}
+	return data, nil
+}
+
+// helloExt is what a new child receives in its handshake.
+type helloExt struct {
+	Argv    []string     `cbor:"1,keyasint"`
+	Modules []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module cache
+}
+
+func (rt *Runtime) helloExt(method string) []byte {
+	ext := helloExt{Argv: rt.opts.Argv}
+	if method == "fork" {
+		rt.mu.Lock()
+		for _, m := range rt.modules {
+			ext.Modules = append(ext.Modules, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+		}
+		rt.mu.Unlock()
+	}
+	data, _ := core.Marshal(&ext)
+	return data
+}
+
+func init() {
+	core.RegisterChildHook(func(r *core.Router, ext []byte) error {
+		var h helloExt
+		if len(ext) > 0 {
+			if err := core.Unmarshal(ext, &h); err != nil {
+				return fmt.Errorf("runtime: handshake extension: %w", err)
+			}
+		}
+		rt := New(r, Options{Argv: h.Argv})
+		moduleOwner.Store(rt)
+		for _, b := range h.Modules {
+			if _, err := rt.addBlob(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RunScript runs the master's script: its top level as a module, then
+// main() if it defines one. The script's directory must be Roots[0] (New
+// is given it by the CLI); its module path is its base name.
+func (rt *Runtime) RunScript(ctx context.Context, script string) error {
+	if !rt.r.IsMaster() {
+		return errors.New("RunScript: only the master runs scripts")
+	}
+	moduleOwner.Store(rt)
+	dir, base := filepath.Split(script)
+	if dir == "" {
+		dir = "."
+	}
+	if len(rt.opts.Roots) == 0 || filepath.Clean(rt.opts.Roots[0]) != filepath.Clean(dir) {
+		rt.opts.Roots = append([]string{dir}, rt.opts.Roots...)
+	}
+	thread, done := rt.newThread("main", ctx)
+	defer done()
+	m, err := rt.moduleSource(base)
+	if err != nil {
+		return err
+	}
+	g, err := rt.execModule(thread, m)
+	if err != nil {
+		return err
+	}
+	if mainFn, ok := g["main"]; ok {
+		fn, ok := mainFn.(starlark.Callable)
+		if !ok {
+			return fmt.Errorf("%s: main is a %s, not a function", base, mainFn.Type())
+		}
+		if _, err := starlark.Call(thread, fn, nil, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// funcRef is a function reference received in a value: calling it runs
+// the function here, loading its module first.
+type funcRef struct {
+	rt                *Runtime
+	path, sha, name string
+}
+
+var (
+	_ starlark.Callable     = (*funcRef)(nil)
+	_ builtins.FuncRefValue = (*funcRef)(nil)
+)
+
+func (f *funcRef) String() string        { return fmt.Sprintf("<function %s from %s>", f.name, f.path) }
+func (f *funcRef) Type() string          { return "function" }
+func (f *funcRef) Freeze()               {}
+func (f *funcRef) Truth() starlark.Bool  { return true }
+func (f *funcRef) Hash() (uint32, error) { return starlark.String(f.path + ":" + f.name).Hash() }
+func (f *funcRef) Name() string          { return f.name }
+
+// FuncRef implements builtins.FuncRefValue.
+func (f *funcRef) FuncRef() (string, string, string) { return f.path, f.sha, f.name }
+
+// CallInternal runs the referenced function in this context.
+func (f *funcRef) CallInternal(thread *starlark.Thread, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	fn, err := f.rt.resolve(thread, refStar+f.sha+":"+f.name+":"+f.path)
+	if err != nil {
+		return nil, err
+	}
+	return starlark.Call(thread, fn, args, kwargs)
+}
