@@ -288,8 +288,12 @@ func (r *Receiver) getMsg(thread *starlark.Thread, ctx context.Context, block bo
 }
 
 var receiverMethods = methodTable{
-	"get":      func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) { return chanGet(t, b, a, kw, b.Receiver().(*Receiver).getMsg, false) },
-	"get_data": func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) { return chanGet(t, b, a, kw, b.Receiver().(*Receiver).getMsg, true) },
+	"get": func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		return chanGet(t, b, a, kw, b.Receiver().(*Receiver).getMsg, false)
+	},
+	"get_data": func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+		return chanGet(t, b, a, kw, b.Receiver().(*Receiver).getMsg, true)
+	},
 	"to_sender": func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		if err := starlark.UnpackPositionalArgs(b.Name(), a, kw, 0); err != nil {
 			return nil, err

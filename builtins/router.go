@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"math/big"
 	"time"
 
@@ -103,9 +103,9 @@ var routerMethods = methodTable{
 		}
 		return starlark.MakeUint(uint(id)), nil
 	},
-	"add_handler":    routerAddHandler,
-	"del_handler":    routerDelHandler,
-	"disconnect":     routerDisconnect,
+	"add_handler": routerAddHandler,
+	"del_handler": routerDelHandler,
+	"disconnect":  routerDisconnect,
 	"disconnect_all": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		b.Receiver().(*Router).R.DisconnectAll()
 		return starlark.None, starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0)

@@ -457,7 +457,7 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 // funcRef is a function reference received in a value: calling it runs
 // the function here, loading its module first.
 type funcRef struct {
-	rt                *Runtime
+	rt              *Runtime
 	path, sha, name string
 }
 
