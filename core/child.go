@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -358,6 +359,7 @@ func init() { RegisterRole("child", runChild) }
 
 // runChild is the child role: the stream is on fds 0 and 1.
 func runChild() int {
+	tuneChildRuntime()
 	in, out, err := takeStdio()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitostar child: %v\n", err)
@@ -416,4 +418,14 @@ func runChild() int {
 	r.parent.start()
 	<-r.Done()
 	return 0
+}
+
+// tuneChildRuntime sets the Go runtime up for a child: one P unless
+// $GOMAXPROCS says otherwise (calls run one at a time and routing is I/O
+// bound, while waking idle Ps costs tens of microseconds per message on
+// small VMs).
+func tuneChildRuntime() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		goruntime.GOMAXPROCS(1)
+	}
 }

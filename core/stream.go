@@ -16,7 +16,8 @@ import (
 const streamQueueBytes = 8 << 20
 
 // A Stream is a connection to a neighbour in the tree (the parent or a
-// direct child). Exactly one goroutine reads it and one writes it.
+// direct child). Exactly one goroutine reads it, and at any time at most
+// one goroutine writes it.
 type Stream struct {
 	router   *Router
 	remoteID uint32 // the neighbour's context id
@@ -24,14 +25,15 @@ type Stream struct {
 	isParent bool
 
 	br     *bufio.Reader
-	w      io.Writer
-	closer func() // releases the transport (closes fds, reaps the process)
+	bw     *bufio.Writer // used only by the goroutine that set writing
+	closer func()        // releases the transport (closes fds, reaps the process)
 
-	mu     sync.Mutex
-	queue  []*Message
-	bytes  int
-	more   chan struct{} // cap 1: wakes the writer
-	space  chan struct{} // closed and replaced when the writer frees space
+	mu      sync.Mutex
+	queue   []*Message
+	spare   []*Message
+	bytes   int
+	writing bool          // a goroutine is draining the queue
+	space   chan struct{} // closed and replaced when the writer frees space
 	egress map[uint32]struct{}
 
 	done      chan struct{}
@@ -43,8 +45,7 @@ type Stream struct {
 func newStream(r *Router, remoteID uint32, name string, isParent bool, br *bufio.Reader, w io.Writer, closer func()) *Stream {
 	return &Stream{
 		router: r, remoteID: remoteID, name: name, isParent: isParent,
-		br: br, w: w, closer: closer,
-		more:   make(chan struct{}, 1),
+		br: br, bw: bufio.NewWriterSize(w, 64<<10), closer: closer,
 		space:  make(chan struct{}),
 		egress: make(map[uint32]struct{}),
 		done:   make(chan struct{}),
@@ -55,11 +56,11 @@ func (s *Stream) String() string {
 	return fmt.Sprintf("stream to %s (id %d)", s.name, s.remoteID)
 }
 
-// start runs the reader and writer goroutines.
+// start runs the reader goroutine. There is no writer goroutine: the
+// goroutine that finds the stream idle writes (see send).
 func (s *Stream) start() {
-	s.loops.Add(2)
+	s.loops.Add(1)
 	go s.readLoop()
-	go s.writeLoop()
 }
 
 // Done is closed once the stream has closed.
@@ -75,7 +76,10 @@ func (s *Stream) Err() error {
 	}
 }
 
-// send queues m for the writer, waiting while the queue is full.
+// send writes m to the stream. When no other goroutine is writing, the
+// caller writes it at once (and anything queued meanwhile); otherwise m
+// is queued for the goroutine that is writing. A full queue makes the
+// caller wait (backpressure) until ctx ends.
 func (s *Stream) send(ctx context.Context, m *Message) error {
 	n := HeaderSize + len(m.Data)
 	for {
@@ -89,12 +93,13 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 		if s.bytes == 0 || s.bytes+n <= streamQueueBytes {
 			s.queue = append(s.queue, m)
 			s.bytes += n
-			s.mu.Unlock()
-			select {
-			case s.more <- struct{}{}:
-			default:
+			if s.writing {
+				s.mu.Unlock()
+				return nil
 			}
-			return nil
+			s.writing = true
+			s.mu.Unlock()
+			return s.drain()
 		}
 		space := s.space
 		s.mu.Unlock()
@@ -107,42 +112,45 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 	}
 }
 
-func (s *Stream) writeLoop() {
-	defer s.loops.Done()
-	bw := bufio.NewWriterSize(s.w, 64<<10)
-	var batch []*Message
+// drain writes queued frames until the queue is empty. Only the goroutine
+// that set s.writing runs it, so it owns s.bw.
+func (s *Stream) drain() error {
 	for {
-		select {
-		case <-s.more:
-		case <-s.done:
-			return
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = s.spare[:0]
+		if len(batch) == 0 {
+			s.writing = false
+			s.mu.Unlock()
+			return nil
 		}
-		for {
-			s.mu.Lock()
-			batch, s.queue = s.queue, batch[:0]
-			s.mu.Unlock()
-			if len(batch) == 0 {
-				break
+		s.mu.Unlock()
+		freed := 0
+		var err error
+		for i, m := range batch {
+			if err == nil {
+				err = WriteMessage(s.bw, m)
 			}
-			freed := 0
-			for i, m := range batch {
-				if err := WriteMessage(bw, m); err != nil {
-					s.close(fmt.Errorf("write: %w", err))
-					return
-				}
-				freed += HeaderSize + len(m.Data)
-				batch[i] = nil
-			}
-			if err := bw.Flush(); err != nil {
-				s.close(fmt.Errorf("write: %w", err))
-				return
-			}
-			s.mu.Lock()
-			s.bytes -= freed
-			space := s.space
-			s.space = make(chan struct{})
-			s.mu.Unlock()
-			close(space)
+			freed += HeaderSize + len(m.Data)
+			batch[i] = nil
+		}
+		if err == nil {
+			err = s.bw.Flush()
+		}
+		s.mu.Lock()
+		s.spare = batch[:0]
+		s.bytes -= freed
+		space := s.space
+		s.space = make(chan struct{})
+		if err != nil {
+			s.writing = false
+		}
+		s.mu.Unlock()
+		close(space)
+		if err != nil {
+			err = fmt.Errorf("write: %w", err)
+			s.close(err)
+			return &StreamError{Op: "send to " + s.name, Err: err}
 		}
 	}
 }
