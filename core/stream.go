@@ -34,7 +34,7 @@ type Stream struct {
 	bytes   int
 	writing bool          // a goroutine is draining the queue
 	space   chan struct{} // closed and replaced when the writer frees space
-	egress map[uint32]struct{}
+	egress  map[uint32]struct{}
 
 	done      chan struct{}
 	closeOnce sync.Once
