@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"go.starlark.net/starlark"
@@ -100,7 +101,8 @@ func toTree(v starlark.Value, depth int) (any, error) {
 		}
 		return cbor.Tag{Number: TagRawString, Content: []byte(x)}, nil
 	case starlark.Bytes:
-		return []byte(x), nil
+		// The encoder only reads the bytes: alias the string, don't copy it.
+		return unsafe.Slice(unsafe.StringData(string(x)), len(x)), nil
 	case *starlark.List:
 		return listTree(x, x.Len(), depth)
 	case starlark.Tuple:
@@ -265,7 +267,8 @@ func (d *Decoder) fromTree(t any, depth int) (starlark.Value, error) {
 	case string:
 		return starlark.String(x), nil
 	case []byte:
-		return starlark.Bytes(x), nil
+		// x was freshly allocated by the decoder and nothing else holds it.
+		return starlark.Bytes(unsafe.String(unsafe.SliceData(x), len(x))), nil
 	case []any:
 		elems, err := d.elems(x, depth)
 		if err != nil {

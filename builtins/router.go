@@ -401,7 +401,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		data, err := core.Marshal(req)
+		data, err := core.EncodeCallRequest(req)
 		if err != nil {
 			return nil, err
 		}

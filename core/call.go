@@ -134,14 +134,54 @@ func (e *executor) close() {
 	}
 }
 
-// run serves one call and sends its CallReply.
+// EncodeCallRequest lays out a CALL_FUNCTION payload: the header, then
+// the arguments as they are.
+func EncodeCallRequest(req *CallRequest) ([]byte, error) {
+	hdr, err := Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	return append(hdr, req.Args...), nil
+}
+
+// DecodeCallRequest reads a CALL_FUNCTION payload; req.Args aliases data.
+func DecodeCallRequest(data []byte, req *CallRequest) error {
+	rest, err := decMode.UnmarshalFirst(data, req)
+	if err != nil {
+		return err
+	}
+	req.Args = rest
+	return nil
+}
+
+// cborNull is the CBOR encoding of null.
+const cborNull = 0xf6
+
+// EncodeCallReply lays out a reply: null then value on success, the
+// RemoteError alone on failure.
+func EncodeCallReply(value []byte, rerr *RemoteError) []byte {
+	if rerr != nil {
+		data, err := Marshal(rerr)
+		if err != nil {
+			data, _ = Marshal(&RemoteError{Kind: "Error", Message: "encoding an error: " + err.Error()})
+		}
+		return data
+	}
+	out := make([]byte, 1+len(value))
+	out[0] = cborNull
+	copy(out[1:], value)
+	return out
+}
+
+// run serves one call and sends its reply.
 func (e *executor) run(m *Message) {
 	r := e.r
 	var req CallRequest
-	var reply CallReply
-	if err := m.Decode(&req); err != nil {
-		reply.Error = &RemoteError{Kind: "Error", Message: "bad call request: " + err.Error(), Context: r.name}
-		e.reply(m, &reply)
+	if m.IsDead() {
+		return
+	}
+	if err := DecodeCallRequest(m.Data, &req); err != nil {
+		e.reply(m, nil, &RemoteError{Kind: "Error", Message: "bad call request: " + err.Error(), Context: r.name})
 		return
 	}
 	ctx, cancel := r.ctx, context.CancelFunc(func() {})
@@ -157,11 +197,10 @@ func (e *executor) run(m *Message) {
 	}
 	cancel()
 	if err != nil {
-		reply.Error = AsRemote(err, r.name)
-	} else {
-		reply.Value = value
+		e.reply(m, nil, AsRemote(err, r.name))
+		return
 	}
-	e.reply(m, &reply)
+	e.reply(m, value, nil)
 }
 
 func (e *executor) call(ctx context.Context, c *Call) (val []byte, err error) {
@@ -186,13 +225,10 @@ func (e *executor) call(ctx context.Context, c *Call) (val []byte, err error) {
 	return h(ctx, c)
 }
 
-// reply sends the CallReply; a reply over the size limit becomes a dead
+// reply sends the reply; a reply over the size limit becomes a dead
 // message "message too large" so the caller sees ChannelError.
-func (e *executor) reply(m *Message, reply *CallReply) {
-	data, err := Marshal(reply)
-	if err != nil {
-		data, _ = Marshal(&CallReply{Error: &RemoteError{Kind: "Error", Message: "encoding reply: " + err.Error(), Context: e.r.name}})
-	}
+func (e *executor) reply(m *Message, value []byte, rerr *RemoteError) {
+	data := EncodeCallReply(value, rerr)
 	if max := e.r.MaxMessageSize(); len(data) > max {
 		e.r.sendDead(m, fmt.Sprintf(msgTooLarge, max))
 		return
@@ -206,20 +242,24 @@ func (e *executor) reply(m *Message, reply *CallReply) {
 // the result or the error it carries (*RemoteError, or *ChannelError for
 // a dead message).
 func DecodeCallReply(m *Message) ([]byte, error) {
-	var reply CallReply
-	if err := m.Decode(&reply); err != nil {
-		return nil, err
+	if m.IsDead() {
+		return nil, &ChannelError{Reason: m.DeadReason()}
 	}
-	if reply.Error != nil {
-		return nil, reply.Error
+	var rerr *RemoteError
+	rest, err := decMode.UnmarshalFirst(m.Data, &rerr)
+	if err != nil {
+		return nil, fmt.Errorf("decoding call reply: %w", err)
 	}
-	return reply.Value, nil
+	if rerr != nil {
+		return nil, rerr
+	}
+	return rest, nil
 }
 
 // CallAsync starts a call of fn and returns the Receiver of its reply;
 // see DecodeCallReply.
 func (c *Context) CallAsync(ctx context.Context, req *CallRequest) (*Receiver, error) {
-	data, err := Marshal(req)
+	data, err := EncodeCallRequest(req)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +306,7 @@ func (c *Context) CallNoReply(fn string, args ...any) error {
 	if err != nil {
 		return err
 	}
-	data, err := Marshal(&CallRequest{Func: fn, Args: a})
+	data, err := EncodeCallRequest(&CallRequest{Func: fn, Args: a})
 	if err != nil {
 		return err
 	}

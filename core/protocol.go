@@ -147,14 +147,16 @@ type LogRecord struct {
 	Text    string `cbor:"3,keyasint"`
 }
 
-// CallRequest is the payload of CALL_FUNCTION.
+// CallRequest is the payload of CALL_FUNCTION: two CBOR items back to
+// back, this header (Args omitted) and then the arguments, so that large
+// arguments are never copied while decoding the header.
 type CallRequest struct {
 	// Func names what to call: a function registered with RegisterFunc, or
 	// a reference the installed CallHandler understands.
 	Func string `cbor:"1,keyasint"`
 	// Args is the CBOR encoding of the arguments; its layout belongs to the
 	// function's kind (for RegisterFunc: a CBOR array).
-	Args []byte `cbor:"2,keyasint,omitempty"`
+	Args []byte `cbor:"-"`
 	// Timeout in seconds; zero means none. The call's context is cancelled
 	// when it passes and the call fails with TimeoutError.
 	Timeout float64 `cbor:"3,keyasint,omitempty"`
@@ -162,12 +164,9 @@ type CallRequest struct {
 	Ext []byte `cbor:"4,keyasint,omitempty"`
 }
 
-// CallReply is the reply to CALL_FUNCTION and CALL_SERVICE: exactly one of
-// Value or Error is set.
-type CallReply struct {
-	Value []byte       `cbor:"1,keyasint,omitempty"` // CBOR of the result
-	Error *RemoteError `cbor:"2,keyasint,omitempty"`
-}
+// The reply to CALL_FUNCTION and CALL_SERVICE is two CBOR items back to
+// back: null then the result, or a RemoteError map and nothing after it.
+// See EncodeCallReply and DecodeCallReply.
 
 // ServiceRequest is the payload of CALL_SERVICE.
 type ServiceRequest struct {

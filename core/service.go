@@ -79,8 +79,7 @@ func (r *Router) RegisterService(svc *Service) error {
 func (r *Router) onCallService(m *Message) {
 	var req ServiceRequest
 	fail := func(kind, text string) {
-		data, _ := Marshal(&CallReply{Error: &RemoteError{Kind: kind, Message: text, Context: r.name}})
-		m.ReplyRaw(data)
+		m.ReplyRaw(EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name}))
 	}
 	if err := m.Decode(&req); err != nil {
 		fail("Error", "bad service request: "+err.Error())
@@ -130,7 +129,8 @@ func (r *Router) serviceWorker(st *serviceState) {
 		job := st.queue[0]
 		st.queue = st.queue[1:]
 		st.mu.Unlock()
-		var reply CallReply
+		var value []byte
+		var rerr *RemoteError
 		v, err := func() (v any, err error) {
 			defer func() {
 				if p := recover(); p != nil {
@@ -140,17 +140,15 @@ func (r *Router) serviceWorker(st *serviceState) {
 			return job.method.Fn(r.ctx, &ServiceCall{Router: r, Msg: job.m, Request: job.req})
 		}()
 		if err == nil {
-			reply.Value, err = Marshal(v)
+			value, err = Marshal(v)
 		}
 		if err != nil {
-			re := AsRemote(err, r.name)
-			if re.Kind == "Error" {
-				re.Kind = CallError
+			rerr = AsRemote(err, r.name)
+			if rerr.Kind == "Error" {
+				rerr.Kind = CallError
 			}
-			reply.Error = re
 		}
-		data, _ := Marshal(&reply)
-		job.m.ReplyRaw(data)
+		job.m.ReplyRaw(EncodeCallReply(value, rerr))
 	}
 }
 
