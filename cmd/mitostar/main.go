@@ -58,6 +58,11 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
 	core.RunRole()
+	// A master mostly waits on pipes; on small machines waking idle Ps
+	// costs more than it buys (see docs/benchmarks.md).
+	if os.Getenv("GOMAXPROCS") == "" {
+		goruntime.GOMAXPROCS(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
