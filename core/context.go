@@ -20,6 +20,7 @@ type Context struct {
 	deadOnce   sync.Once
 	deadCh     chan struct{}
 	deadReason string
+	shutdown   atomic.Bool // Shutdown was called: later sends are refused here
 }
 
 func newContext(r *Router, id uint32, name string) *Context {
@@ -70,12 +71,15 @@ func (c *Context) markDead(reason string) {
 
 // Send routes m to this context.
 func (c *Context) Send(m *Message) error {
-	m.DstID = c.ID
-	return c.router.Route(m)
+	return c.SendContext(c.router.ctx, m)
 }
 
 // SendContext is Send with a context bounding the wait for queue space.
+// Once Shutdown has been called, sends are refused here.
 func (c *Context) SendContext(ctx context.Context, m *Message) error {
+	if c.shutdown.Load() && m.Handle != HandleShutdown {
+		return fmt.Errorf("%s has been shut down", c.Name())
+	}
 	m.DstID = c.ID
 	return c.router.RouteContext(ctx, m)
 }
@@ -106,6 +110,7 @@ func (c *Context) SendAwait(ctx context.Context, m *Message) (*Message, error) {
 // Shutdown asks the context to exit and returns a Latch that receives nil
 // once it is gone.
 func (c *Context) Shutdown() *Latch {
+	c.shutdown.Store(true)
 	l := NewLatch()
 	c.router.Go(func() {
 		select {
@@ -122,6 +127,7 @@ func (c *Context) Shutdown() *Latch {
 
 // ShutdownWait asks the context to exit and waits until it is gone.
 func (c *Context) ShutdownWait(ctx context.Context) error {
+	c.shutdown.Store(true)
 	if err := c.Send(&Message{Handle: HandleShutdown}); err != nil {
 		select {
 		case <-c.deadCh:
