@@ -19,13 +19,20 @@ const killGrace = 3 * time.Second
 // the same process start with the parent's module cache passed in the
 // handshake (Go cannot fork a running runtime).
 type localTransport struct {
-	path string
+	path       string
+	remoteName string // argv[0] of the child, as shown by ps
 }
 
 func newLocalTransport(r *Router, opts *ConnectOptions) (Transport, error) {
-	for k := range opts.Kwargs {
+	t := &localTransport{}
+	for k, v := range opts.Kwargs {
 		switch k {
-		case "on_start", "python_path":
+		case "remote_name":
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("local: remote_name must be a string, got %T", v)
+			}
+			t.remoteName = s
 		default:
 			return nil, fmt.Errorf("local: unexpected keyword %q", k)
 		}
@@ -34,13 +41,17 @@ func newLocalTransport(r *Router, opts *ConnectOptions) (Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local: finding this executable: %w", err)
 	}
-	return &localTransport{path: exe}, nil
+	t.path = exe
+	return t, nil
 }
 
 func (t *localTransport) DefaultName() string { return "" }
 
 func (t *localTransport) Start(ctx context.Context, env *StartEnv) (*Conn, error) {
 	cmd := exec.Command(t.path)
+	if t.remoteName != "" {
+		cmd.Args[0] = "mitostar:" + t.remoteName
+	}
 	cmd.Env = append(os.Environ(), RoleEnv+"=child")
 	return StartCommand(ctx, env, cmd, func(pid int) {
 		if env.Name == "" {
