@@ -110,7 +110,8 @@ func (s *Select) Size() int { return s.latch.Size() }
 // Empty reports whether no result is ready.
 func (s *Select) Empty() bool { return s.latch.Empty() }
 
-// Close removes every item.
+// Close removes every item and closes the select: a Get waiting on it,
+// and every later Get, fails with LatchError.
 func (s *Select) Close() {
 	s.mu.Lock()
 	items := s.items
@@ -119,6 +120,7 @@ func (s *Select) Close() {
 	for _, it := range items {
 		it.setNotify(nil)
 	}
+	s.latch.Close()
 }
 
 // Get returns the next result: a *Message (with Receiver set) from a
@@ -128,6 +130,9 @@ func (s *Select) Close() {
 // when nothing is ready, and with a ChannelError when no item is left.
 func (s *Select) Get(ctx context.Context, block bool) (any, error) {
 	for {
+		if s.latch.Closed() {
+			return nil, ErrLatchClosed
+		}
 		if s.Len() == 0 && s.latch.Empty() {
 			return nil, &ChannelError{Reason: "Select has no receivers"}
 		}
