@@ -19,7 +19,7 @@ type Select struct {
 	latch   *Latch // of Selectable: one entry per pending result
 
 	mu    sync.Mutex
-	items []Selectable
+	items map[Selectable]struct{}
 }
 
 // ErrSelectCycle is returned when adding a Select to itself, directly or
@@ -32,7 +32,7 @@ var ErrSelectOwned = errors.New("select: item already belongs to another Select"
 // NewSelect returns a Select over items. With oneshot true each item is
 // removed after it yields one result.
 func NewSelect(oneshot bool, items ...Selectable) (*Select, error) {
-	s := &Select{oneshot: oneshot, latch: NewLatch()}
+	s := &Select{oneshot: oneshot, latch: NewLatch(), items: map[Selectable]struct{}{}}
 	for _, it := range items {
 		if err := s.Add(it); err != nil {
 			s.Close()
@@ -51,7 +51,7 @@ func (s *Select) Add(it Selectable) error {
 		return ErrSelectOwned
 	}
 	s.mu.Lock()
-	s.items = append(s.items, it)
+	s.items[it] = struct{}{}
 	s.mu.Unlock()
 	for n := it.Size(); n > 0; n-- {
 		s.latch.Put(it)
@@ -61,7 +61,10 @@ func (s *Select) Add(it Selectable) error {
 
 func (s *Select) contains(x *Select) bool {
 	s.mu.Lock()
-	items := append([]Selectable(nil), s.items...)
+	var items []Selectable
+	for it := range s.items {
+		items = append(items, it)
+	}
 	s.mu.Unlock()
 	for _, it := range items {
 		if inner, ok := it.(*Select); ok && (inner == x || inner.contains(x)) {
@@ -75,25 +78,19 @@ func (s *Select) contains(x *Select) bool {
 func (s *Select) Remove(it Selectable) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, x := range s.items {
-		if x == it {
-			s.items = append(s.items[:i], s.items[i+1:]...)
-			it.setNotify(nil)
-			return true
-		}
+	if _, ok := s.items[it]; !ok {
+		return false
 	}
-	return false
+	delete(s.items, it)
+	it.setNotify(nil)
+	return true
 }
 
 func (s *Select) has(it Selectable) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, x := range s.items {
-		if x == it {
-			return true
-		}
-	}
-	return false
+	_, ok := s.items[it]
+	return ok
 }
 
 // Len returns how many items the select still waits on; a Select is true
@@ -115,9 +112,9 @@ func (s *Select) Empty() bool { return s.latch.Empty() }
 func (s *Select) Close() {
 	s.mu.Lock()
 	items := s.items
-	s.items = nil
+	s.items = map[Selectable]struct{}{}
 	s.mu.Unlock()
-	for _, it := range items {
+	for it := range items {
 		it.setNotify(nil)
 	}
 	s.latch.Close()
