@@ -1,0 +1,421 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+func TestMain(m *testing.M) {
+	core.RunRole()
+	cleanSharedCaches()
+	code := m.Run()
+	cleanSharedCaches()
+	os.Exit(code)
+}
+
+// cleanSharedCaches removes what tests left under this test binary's
+// hash in the shared cache directories, so that each run starts fresh.
+func cleanSharedCaches() {
+	self, err := selfBinary()
+	if err != nil {
+		return
+	}
+	info, err := self.info()
+	if err != nil {
+		return
+	}
+	uid := os.Getuid()
+	for _, d := range []string{
+		filepath.Join(os.TempDir(), fmt.Sprintf("mitostar.%d", uid)),
+		fmt.Sprintf("/tmp/mitostar.%d", uid),
+		fmt.Sprintf("/dev/shm/mitostar.%d", uid),
+		filepath.Join(os.Getenv("HOME"), ".cache", "mitostar"),
+	} {
+		os.RemoveAll(filepath.Join(d, info.hash))
+	}
+}
+
+func init() {
+	core.RegisterMethod("testsh", newTestShell)
+	core.RegisterFunc("connecttest.exe", func(ctx context.Context, c *core.Call) (any, error) {
+		return os.Executable()
+	})
+	core.RegisterFunc("connecttest.whoami", func(ctx context.Context, c *core.Call) (any, error) {
+		return []any{os.Getuid(), os.Getenv("HOME"), os.Getenv("USER")}, nil
+	})
+	core.RegisterFunc("connecttest.getenv", func(ctx context.Context, c *core.Call) (any, error) {
+		var args []string
+		if err := c.Args(&args); err != nil {
+			return nil, err
+		}
+		return os.Getenv(args[0]), nil
+	})
+}
+
+// testShell is a method used only by tests: it runs the stub with the
+// local sh, after an optional setup script (run under `unshare -m` when
+// "unshare" is true, so that it may mount things), with extra
+// environment variables.
+type testShell struct {
+	env     []string
+	setup   string
+	unshare bool
+}
+
+func newTestShell(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
+	k := newKwargs("testsh", opts.Kwargs)
+	t := &testShell{env: k.strings("env"), setup: k.str("setup", ""), unshare: k.boolean("unshare", false)}
+	return t, k.finish()
+}
+
+func (t *testShell) DefaultName() string { return "testsh" }
+
+func (t *testShell) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, error) {
+	stub, err := NewStub()
+	if err != nil {
+		return nil, err
+	}
+	argv := stub.Argv()
+	if t.setup != "" {
+		argv = []string{"sh", "-c", t.setup + "\nexec sh -c \"$1\"", "sh", stub.Script()}
+	}
+	if t.unshare {
+		argv = append([]string{"unshare", "-m", "--propagation", "private"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), t.env...)
+	return StartCommand(ctx, env, cmd, stub)
+}
+
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newMaster returns a master router that records bootstrap reports.
+func newMaster(t testing.TB) (*core.Router, *reports) {
+	t.Helper()
+	r := core.NewMaster(core.Options{})
+	t.Cleanup(r.Close)
+	rep := &reports{}
+	ObserveBootstraps(r, rep.add)
+	return r, rep
+}
+
+type reports struct {
+	mu  sync.Mutex
+	all []BootstrapReport
+}
+
+func (r *reports) add(b BootstrapReport) {
+	r.mu.Lock()
+	r.all = append(r.all, b)
+	r.mu.Unlock()
+}
+
+func (r *reports) last(t testing.TB) BootstrapReport {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.all) == 0 {
+		t.Fatal("no bootstrap was reported")
+	}
+	return r.all[len(r.all)-1]
+}
+
+func callString(t testing.TB, ctx context.Context, c *core.Context, fn string, args ...any) string {
+	t.Helper()
+	var s string
+	if err := c.Call(ctx, &s, fn, args...); err != nil {
+		t.Fatalf("call %s in %s: %v", fn, c.Name(), err)
+	}
+	return s
+}
+
+func selfHash(t testing.TB) string {
+	t.Helper()
+	b, err := selfBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := b.info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.hash
+}
+
+func TestStubShipsOnceThenReusesTheCache(t *testing.T) {
+	r, rep := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	cache := t.TempDir()
+	kw := map[string]any{"env": []any{"XDG_CACHE_HOME=" + cache}}
+
+	c, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: kw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := rep.last(t)
+	want := filepath.Join(cache, "mitostar", selfHash(t), "mitostar")
+	if got := callString(t, ctx, c, "connecttest.exe"); got != want {
+		t.Errorf("child runs %s, want %s", got, want)
+	}
+	if !first.Shipped || first.Written < 1<<20 {
+		t.Errorf("first connection: shipped=%v written=%d, want the binary shipped", first.Shipped, first.Written)
+	}
+	if first.Platform != runtime.GOOS+"/"+runtime.GOARCH {
+		t.Errorf("platform %q", first.Platform)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(want))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "mitostar ok" {
+		t.Errorf("cache directory holds %v, want [mitostar ok]", names)
+	}
+
+	c2, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: kw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := rep.last(t)
+	if second.Shipped || second.Written >= 2048 {
+		t.Errorf("second connection: shipped=%v written=%d bytes, want nothing shipped and < 2 KB", second.Shipped, second.Written)
+	}
+	t.Logf("first connection wrote %d bytes in %v; second wrote %d bytes in %v", first.Written, first.Elapsed, second.Written, second.Elapsed)
+	if got := callString(t, ctx, c2, "connecttest.exe"); got != want {
+		t.Errorf("second child runs %s, want %s", got, want)
+	}
+}
+
+func TestStubConcurrentConnectionsShipOnce(t *testing.T) {
+	r, rep := newMaster(t)
+	ctx := testCtx(t, 90*time.Second)
+	cache := t.TempDir()
+	kw := map[string]any{"env": []any{"XDG_CACHE_HOME=" + cache}}
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: kw, Name: fmt.Sprintf("sh%d", i)})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			var exe string
+			errs[i] = c.Call(ctx, &exe, "connecttest.exe")
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	shipped := 0
+	for _, b := range rep.all {
+		if b.Shipped {
+			shipped++
+		}
+	}
+	if len(rep.all) != n || shipped != 1 {
+		t.Errorf("%d bootstraps, %d shipped the binary; want %d and 1", len(rep.all), shipped, n)
+	}
+	dir := filepath.Join(cache, "mitostar", selfHash(t))
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "mitostar ok" {
+		t.Errorf("cache directory holds %v, want [mitostar ok]", names)
+	}
+}
+
+func TestStubIgnoresNoise(t *testing.T) {
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	setup := `echo "Welcome to the target"; printf 'no newline here '; echo "mitostar:0123456789abcdef:error fake"; echo "MITOSTAR-READY" ; echo to stderr >&2`
+	c, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: map[string]any{
+		"env": []any{"XDG_CACHE_HOME=" + t.TempDir()}, "setup": setup,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := callString(t, ctx, c, "connecttest.getenv", "XDG_CACHE_HOME"); got == "" {
+		t.Error("child lost its environment")
+	}
+}
+
+func requireRoot(t *testing.T, tools ...string) {
+	t.Helper()
+	integration := os.Getenv("MITOSTAR_REQUIRE_INTEGRATION") != ""
+	if os.Getuid() != 0 {
+		if integration {
+			t.Fatal("this test needs root")
+		}
+		t.Skip("needs root")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if integration {
+				t.Fatalf("%s is not installed", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+}
+
+func TestStubNoexecCacheFallsBack(t *testing.T) {
+	requireRoot(t, "unshare", "mount")
+	r, rep := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	// A private, executable /tmp; HOME and TMPDIR on noexec mounts.
+	setup := `set -e
+mount -t tmpfs tmpfs /tmp
+mkdir /tmp/home /tmp/tmpdir
+mount -t tmpfs -o noexec tmpfs /tmp/home
+mount -t tmpfs -o noexec tmpfs /tmp/tmpdir
+export HOME=/tmp/home TMPDIR=/tmp/tmpdir
+unset XDG_CACHE_HOME`
+	c, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: map[string]any{"setup": setup, "unshare": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("/tmp/mitostar.%d/%s/mitostar", os.Getuid(), selfHash(t))
+	if got := callString(t, ctx, c, "connecttest.exe"); got != want {
+		t.Errorf("child runs %s, want %s", got, want)
+	}
+	if !rep.last(t).Shipped {
+		t.Error("binary not shipped")
+	}
+}
+
+func TestStubMemfdWhenEveryCacheIsNoexec(t *testing.T) {
+	requireRoot(t, "unshare", "mount", "perl", "python3")
+	if runtime.GOOS != "linux" {
+		t.Skip("memfd is Linux only")
+	}
+	allNoexec := `set -e
+mount -t tmpfs -o noexec tmpfs /tmp
+mount -t tmpfs -o noexec tmpfs /dev/shm
+mkdir /tmp/home
+export HOME=/tmp/home TMPDIR=/tmp
+unset XDG_CACHE_HOME`
+	for _, loader := range []string{"python3", "perl"} {
+		t.Run(loader, func(t *testing.T) {
+			r, rep := newMaster(t)
+			ctx := testCtx(t, 60*time.Second)
+			setup := allNoexec
+			if loader == "perl" {
+				// A PATH with every tool but python3.
+				setup += `
+mkdir /tmp/bin
+for f in sh id uname dd mkdir chmod mv rm cat sleep gzip head wc sha256sum perl; do ln -s "$(command -v $f)" /tmp/bin/; done
+export PATH=/tmp/bin`
+			}
+			c, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: map[string]any{"setup": setup, "unshare": true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := callString(t, ctx, c, "connecttest.exe"); !strings.HasPrefix(got, "/memfd:mitostar") {
+				t.Errorf("child runs %s, want a memfd", got)
+			}
+			if !rep.last(t).Shipped {
+				t.Error("binary not shipped")
+			}
+		})
+	}
+}
+
+func TestStubMissingDistBinary(t *testing.T) {
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 30*time.Second)
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "uname"), []byte("#!/bin/sh\necho Linux aarch64\n"), 0o755)
+	t.Setenv(DistEnv, t.TempDir())
+	_, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: map[string]any{
+		"env": []any{"PATH=" + bin + ":" + os.Getenv("PATH"), "XDG_CACHE_HOME=" + t.TempDir()},
+	}})
+	if err == nil {
+		t.Fatal("connected without a linux/arm64 binary")
+	}
+	for _, want := range []string{"connect testsh", "mitostar-linux-arm64", "make dist", "linux/arm64"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if k := core.KindOf(err); k != "StreamError" {
+		t.Errorf("kind %s, want StreamError", k)
+	}
+}
+
+func TestStubShipsDistBinary(t *testing.T) {
+	r, rep := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "uname"), []byte("#!/bin/sh\necho Linux aarch64\n"), 0o755)
+	// The "arm64" binary is a copy of this one, so that it runs here.
+	dist := t.TempDir()
+	data, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, "distinct"...) // a different hash from this binary's
+	if err := os.WriteFile(filepath.Join(dist, "mitostar-linux-arm64"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(DistEnv, dist)
+	cache := t.TempDir()
+	c, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: map[string]any{
+		"env": []any{"PATH=" + bin + ":" + os.Getenv("PATH"), "XDG_CACHE_HOME=" + cache},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := rep.last(t)
+	if !b.Shipped || b.Platform != "linux/arm64" {
+		t.Errorf("report %+v, want the linux/arm64 binary shipped", b)
+	}
+	exe := callString(t, ctx, c, "connecttest.exe")
+	if !strings.HasPrefix(exe, filepath.Join(cache, "mitostar")) || strings.Contains(exe, selfHash(t)) {
+		t.Errorf("child runs %s, want the dist binary in %s", exe, cache)
+	}
+}
+
+func TestStubConnectTimeout(t *testing.T) {
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 30*time.Second)
+	began := time.Now()
+	_, err := r.Connect(ctx, "testsh", &core.ConnectOptions{
+		ConnectTimeout: time.Second,
+		Kwargs:         map[string]any{"setup": "echo about to hang; sleep 60"},
+	})
+	if err == nil {
+		t.Fatal("connected")
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("took %v to time out", d)
+	}
+	for _, want := range []string{"timed out", "about to hang"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
