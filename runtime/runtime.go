@@ -34,6 +34,9 @@ import (
 	"go.starlark.net/starlarkstruct"
 
 	"github.com/mitostar/mitostar/builtins"
+	// Connection methods register themselves with core; every context
+	// needs them, since any context can be a via= hop.
+	_ "github.com/mitostar/mitostar/connect"
 	"github.com/mitostar/mitostar/core"
 )
 
