@@ -105,11 +105,15 @@ func (l *Latch) Closed() bool {
 	return l.closed
 }
 
+// setNotify installs fn (nil removes it). A second fn is refused, not
+// installed: it reports true and the first owner keeps the latch.
 func (l *Latch) setNotify(fn func()) (had bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	had = l.notify != nil
-	l.notify = fn
+	if fn == nil || !had {
+		l.notify = fn
+	}
 	return had
 }
 

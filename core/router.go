@@ -356,12 +356,13 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 	expectAuth := r.streamForLocked(m.AuthID)
 	expectSrc := r.streamForLocked(m.SrcID)
 	r.mu.Unlock()
+	srcOK := m.SrcID != r.id && expectSrc == in
 	switch {
-	case m.AuthID == r.id || m.SrcID == r.id || expectAuth != in:
-		r.refuse(m, in, fmt.Sprintf("bad auth_id: got %d via %s", m.AuthID, in))
+	case m.AuthID == r.id || expectAuth != in:
+		r.refuse(m, in, srcOK, fmt.Sprintf("bad auth_id: got %d via %s", m.AuthID, in))
 		return
-	case expectSrc != in:
-		r.refuse(m, in, fmt.Sprintf("bad src_id: got %d via %s", m.SrcID, in))
+	case !srcOK:
+		r.refuse(m, in, false, fmt.Sprintf("bad src_id: got %d via %s", m.SrcID, in))
 		return
 	}
 	if m.DstID != r.id && !in.isParent {
@@ -371,11 +372,17 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 }
 
 // refuse drops a frame that failed a security check: a log line, and a
-// dead message written straight back on the stream it came from.
-func (r *Router) refuse(m *Message, in *Stream, why string) {
+// dead message written straight back on the stream it came from. When
+// the frame's src_id cannot be behind that stream, the dead message is
+// addressed to the neighbour itself, which sent it.
+func (r *Router) refuse(m *Message, in *Stream, srcOK bool, why string) {
 	r.log.Error("refused message", "why", why, "msg", m.String())
 	if m.ReplyTo != 0 && !m.IsDead() {
-		in.send(r.ctx, deadMessage(m, r.id, msgRefused))
+		d := deadMessage(m, r.id, msgRefused)
+		if !srcOK {
+			d.DstID = in.remoteID
+		}
+		in.send(r.ctx, d)
 	}
 }
 
