@@ -371,7 +371,7 @@ func execLookPath(file string, env []string) (string, error) {
 // chunks (so that a big output is neither copied nor cleared again and
 // again as one buffer grows); past limit it calls full once and fails,
 // which stops the copy. os/exec copies the pipe with io.Copy, which
-// reads straight into the chunks through ReadFrom.
+// reads straight into the chunks through ReadFrom. fs.read uses it too.
 type execCapture struct {
 	chunks [][]byte
 	n      int

@@ -13,7 +13,6 @@ package builtins
 // act on the link itself.
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -47,9 +46,11 @@ func init() {
 	Register("fs.sha256", fsSHA256)
 }
 
-// fsReadLimit bounds what fs.read holds in memory (fs.get streams files
-// of any size). A variable so that tests can lower it.
-var fsReadLimit int64 = 1 << 30
+// fsReadLimit bounds what fs.read holds in memory: the default maximum
+// message size, past which the bytes could not be returned to another
+// context anyway (fs.get streams files of any size). A variable so that
+// tests can lower it.
+var fsReadLimit = 128 << 20
 
 // fsCheckMode refuses a mode outside the permission bits.
 func fsCheckMode(fn string, mode int) error {
@@ -93,17 +94,12 @@ func fsRead(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		return nil, OSError(b.Name(), path, err)
 	}
 	defer f.Close()
-	var buf bytes.Buffer
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() < fsReadLimit {
-		buf.Grow(int(fi.Size()) + 1)
-	}
 	ctx := ThreadContext(thread)
-	n, err := buf.ReadFrom(io.LimitReader(fsReader{ctx, f}, fsReadLimit+1))
-	if err != nil {
-		return nil, fsReadError(ctx, b.Name(), path, err)
-	}
-	if n > fsReadLimit {
+	buf := &execCapture{limit: fsReadLimit, full: func() {}}
+	if _, err := buf.ReadFrom(fsReader{ctx, f}); errors.Is(err, errExecOverflow) {
 		return nil, fmt.Errorf("%s %s: file is larger than the %d MiB limit of fs.read (fs.get streams big files)", b.Name(), path, fsReadLimit>>20)
+	} else if err != nil {
+		return nil, fsReadError(ctx, b.Name(), path, err)
 	}
 	return starlark.Bytes(buf.String()), nil
 }
@@ -183,7 +179,7 @@ func fsWriteFile(path, content string, mode uint32) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, clean); err != nil {
+	if err := syscall.Rename(tmp, clean); err != nil {
 		return err
 	}
 	d, err := os.Open(dir)
@@ -323,13 +319,16 @@ func fsRemove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	return starlark.None, nil
 }
 
-// rename(src, dst) renames src to dst, replacing dst if it exists.
+// rename(src, dst) renames src to dst, replacing dst if it exists, with
+// rename(2)'s semantics (not os.Rename's, which refuses to replace an
+// empty directory): a directory replaces an empty directory, and a file
+// replaces anything but a directory.
 func fsRename(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var src, dst string
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "src", &src, "dst", &dst); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(src, dst); err != nil {
+	if err := syscall.Rename(src, dst); err != nil {
 		return nil, OSError(b.Name(), src+" -> "+dst, err)
 	}
 	return starlark.None, nil
