@@ -24,6 +24,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"go.starlark.net/starlark"
@@ -60,6 +61,17 @@ func fsCheckMode(fn string, mode int) error {
 	return nil
 }
 
+// fsCheckPaths refuses an empty path, which the system calls would
+// report as a missing file without naming it.
+func fsCheckPaths(fn string, paths ...string) error {
+	for _, p := range paths {
+		if p == "" {
+			return fmt.Errorf("%s: empty path", fn)
+		}
+	}
+	return nil
+}
+
 // fsReader reads r, failing once ctx (the thread's context) is done, so
 // that reading a big file stops when the call is cancelled.
 type fsReader struct {
@@ -89,6 +101,9 @@ func fsRead(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, OSError(b.Name(), path, err)
@@ -114,6 +129,9 @@ func fsWrite(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	var data starlark.Value
 	mode := 0o644
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path, "data", &data, "mode?", &mode); err != nil {
+		return nil, err
+	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
 		return nil, err
 	}
 	var content string
@@ -201,6 +219,9 @@ func fsExists(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
+		return nil, err
+	}
 	_, err := os.Stat(path)
 	switch {
 	case err == nil:
@@ -218,6 +239,9 @@ func fsExists(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 func fsStat(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var path string
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path); err != nil {
+		return nil, err
+	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
 		return nil, err
 	}
 	fi, err := os.Lstat(path)
@@ -242,6 +266,9 @@ func fsListdir(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
+		return nil, err
+	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
 		return nil, OSError(b.Name(), path, err)
@@ -263,12 +290,19 @@ func fsMkdir(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path, "mode?", &mode, "parents?", &parents); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
+		return nil, err
+	}
 	if err := fsCheckMode(b.Name(), mode); err != nil {
 		return nil, err
 	}
 	err := syscall.Mkdir(path, uint32(mode&0o777))
 	if errors.Is(err, syscall.ENOENT) && parents {
-		if perr := os.MkdirAll(filepath.Dir(filepath.Clean(path)), 0o777); perr != nil {
+		// The parent as written, not cleaned: like mkdir -p, "a/../b"
+		// creates a too.
+		parent := strings.TrimRight(path, "/")
+		parent = parent[:strings.LastIndexByte(parent, '/')+1]
+		if perr := os.MkdirAll(parent, 0o777); parent != "" && perr != nil {
 			return nil, OSError(b.Name(), path, perr)
 		}
 		err = syscall.Mkdir(path, uint32(mode&0o777))
@@ -296,13 +330,16 @@ func fsRemove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path, "recursive?", &recursive); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
+		return nil, err
+	}
 	if !recursive {
 		if err := os.Remove(path); err != nil {
 			return nil, OSError(b.Name(), path, err)
 		}
 		return starlark.None, nil
 	}
-	if path != "" && filepath.Clean(path) == "/" {
+	if filepath.Clean(path) == "/" {
 		return nil, fmt.Errorf("%s: refusing to remove / recursively", b.Name())
 	}
 	if _, err := os.Lstat(path); err != nil {
@@ -328,6 +365,9 @@ func fsRename(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "src", &src, "dst", &dst); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), src, dst); err != nil {
+		return nil, err
+	}
 	if err := syscall.Rename(src, dst); err != nil {
 		return nil, OSError(b.Name(), src+" -> "+dst, err)
 	}
@@ -339,6 +379,9 @@ func fsChmod(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	var path string
 	var mode int
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path, "mode", &mode); err != nil {
+		return nil, err
+	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
 		return nil, err
 	}
 	if err := fsCheckMode(b.Name(), mode); err != nil {
@@ -356,6 +399,9 @@ func fsChown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	var path string
 	var owner, group starlark.Value = starlark.None, starlark.None
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path, "user?", &owner, "group?", &group); err != nil {
+		return nil, err
+	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
 		return nil, err
 	}
 	if owner == starlark.None && group == starlark.None {
@@ -423,6 +469,9 @@ func fsReadlink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
+		return nil, err
+	}
 	target, err := os.Readlink(path)
 	if err != nil {
 		return nil, OSError(b.Name(), path, err)
@@ -436,6 +485,9 @@ func fsSymlink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "target", &target, "path", &path); err != nil {
 		return nil, err
 	}
+	if err := fsCheckPaths(b.Name(), target, path); err != nil {
+		return nil, err
+	}
 	if err := os.Symlink(target, path); err != nil {
 		return nil, OSError(b.Name(), target+" -> "+path, err)
 	}
@@ -447,6 +499,9 @@ func fsSymlink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 func fsSHA256(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var path string
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "path", &path); err != nil {
+		return nil, err
+	}
+	if err := fsCheckPaths(b.Name(), path); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(path)

@@ -257,10 +257,16 @@ fs.mkdir(d + "/p/q/r")                   # exists: nothing to do
 fs.mkdir(d + "/p/q/r", mode=0o755)       # nor to its mode
 fs.mkdir(d + "/one", parents=False, mode=0o2775)
 fs.mkdir(path=d + "/dflt")
+fs.mkdir(d + "/u/../v/")                 # creates u, as mkdir -p does
 empty = fs.listdir(d + "/dflt")
 `)
 	if got := g["names"].String(); got != `["B", "a", "b", "c"]` {
 		t.Errorf("listdir = %s", got)
+	}
+	for _, p := range []string{"u", "v"} {
+		if fi, err := os.Stat(filepath.Join(dir, p)); err != nil || !fi.IsDir() {
+			t.Errorf("mkdir u/../v: %s: %v", p, err)
+		}
 	}
 	if got := g["empty"].String(); got != `[]` {
 		t.Errorf("listdir of an empty directory = %s", got)
@@ -422,6 +428,17 @@ rel, abs = fs.readlink(d + "/rel"), fs.readlink(d + "/abs")
 		{`fs.symlink("x", d + "/missing/l")`, "fs.symlink x -> " + dir + "/missing/l: no such file or directory"},
 	} {
 		osTestWantError(t, d+tc.src, "OSError", tc.want)
+	}
+}
+
+func TestFsEmptyPath(t *testing.T) {
+	for _, src := range []string{
+		`fs.read("")`, `fs.write("", "x")`, `fs.exists("")`, `fs.stat("")`, `fs.listdir("")`, `fs.mkdir("")`,
+		`fs.remove("", recursive=True)`, `fs.rename("", "x")`, `fs.rename("x", "")`, `fs.chmod("", 0)`,
+		`fs.chown("", 0)`, `fs.readlink("")`, `fs.symlink("", "x")`, `fs.sha256("")`,
+	} {
+		fn, _, _ := strings.Cut(src, "(")
+		osTestWantError(t, src, "Error", fn+": empty path")
 	}
 }
 
