@@ -1,0 +1,288 @@
+package core
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Security, size limits and logging with real child processes.
+
+func TestChildSecurity(t *testing.T) {
+	r := newMaster(t)
+	ctx := testCtx(t)
+	a := connectLocal(t, r, nil, "a")
+	b := connectLocal(t, r, nil, "b")
+	var out string
+	call := func(fn string, args ...any) string {
+		t.Helper()
+		if err := a.Call(ctx, &out, fn, args...); err != nil {
+			t.Fatalf("%s%v: %v", fn, args, err)
+		}
+		return out
+	}
+	// A child's call into its parent, or into a sibling, is refused.
+	if got := call("test.callctx", 0); got != "*core.ChannelError: refused by policy" {
+		t.Fatalf("child → parent: %q", got)
+	}
+	if got := call("test.callctx", b.ID); got != "*core.ChannelError: refused by policy" {
+		t.Fatalf("child → sibling: %q", got)
+	}
+	// Raw frames with a spoofed auth_id (the master's, the sibling's)
+	// or src_id are dropped with a dead message.
+	for _, f := range [][4]uint32{
+		{0, a.ID, 0, HandleCallFunction},
+		{b.ID, a.ID, b.ID, HandleCallFunction},
+		{b.ID, b.ID, a.ID, 1000},
+		{0, 0, 0, HandleShutdown},
+	} {
+		if got := call("test.rawframe", f[0], f[1], f[2], f[3]); got != "dead: refused by policy" {
+			t.Fatalf("raw frame dst=%d src=%d auth=%d handle=%d: %q", f[0], f[1], f[2], f[3], got)
+		}
+	}
+	// An honest raw frame is routed (the frame helper works): the
+	// sibling answers that nothing listens on that handle.
+	if got := call("test.rawframe", b.ID, a.ID, a.ID, 54321); got != "dead: invalid handle" {
+		t.Fatalf("honest raw frame: %q", got)
+	}
+	// Nothing happened to the master or the sibling.
+	if pidOf(t, b) == 0 {
+		t.Fatal("sibling")
+	}
+	select {
+	case <-r.Done():
+		t.Fatal("master closed")
+	default:
+	}
+}
+
+func TestChildUnidirectional(t *testing.T) {
+	r := NewMaster(Options{Unidirectional: true})
+	t.Cleanup(r.Close)
+	ctx := testCtx(t)
+	a := connectLocal(t, r, nil, "a")
+	b := connectLocal(t, r, nil, "b")
+	g := connectLocal(t, r, a, "a.g")
+	var out string
+	if err := a.Call(ctx, &out, "test.callctx", b.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("*core.ChannelError: routing mode prevents forward of message from context %d to context %d via context 0", a.ID, b.ID)
+	if out != want {
+		t.Fatalf("sibling call: %q, want %q", out, want)
+	}
+	// Replies flow: calls from the master reach every context, the
+	// grandchild's through its unidirectional parent.
+	for _, c := range []*Context{a, b, g} {
+		pidOf(t, c)
+	}
+}
+
+func TestMessageSizeLimit(t *testing.T) {
+	r := NewMaster(Options{MaxMessageSize: 64 << 10})
+	t.Cleanup(r.Close)
+	ctx := testCtx(t)
+	c := connectLocal(t, r, nil, "sized")
+	var n int
+	if err := c.Call(ctx, &n, "test.maxsize"); err != nil || n != 64<<10 {
+		t.Fatalf("child's limit: %d, %v", n, err)
+	}
+	// Refused at the sender.
+	err := c.Call(ctx, nil, "test.echo", make([]byte, 70000))
+	if err == nil || err.Error() != "message too large (max 65536 bytes)" {
+		t.Fatalf("oversized call: %v", err)
+	}
+	// A reply over the limit: ChannelError at the caller.
+	err = c.Call(ctx, nil, "test.bigreply", 70000)
+	wantChannelError(t, err, "message too large (max 65536 bytes)")
+	// Just under the limit both ways works, and the context is usable.
+	var echo [][]byte
+	if err := c.Call(ctx, &echo, "test.echo", make([]byte, 60000)); err != nil || len(echo[0]) != 60000 {
+		t.Fatalf("call under the limit: %v", err)
+	}
+	var big []byte
+	if err := c.Call(ctx, &big, "test.bigreply", 60000); err != nil || len(big) != 60000 {
+		t.Fatalf("reply under the limit: %d %v", len(big), err)
+	}
+	// A grandchild inherits the limit, and its oversized reply is
+	// refused where it starts.
+	g := connectLocal(t, r, c, "sized.g")
+	if err := g.Call(ctx, &n, "test.maxsize"); err != nil || n != 64<<10 {
+		t.Fatalf("grandchild's limit: %d, %v", n, err)
+	}
+	wantChannelError(t, g.Call(ctx, nil, "test.bigreply", 70000), "message too large (max 65536 bytes)")
+	pidOf(t, g)
+	pidOf(t, c)
+}
+
+// recordSink keeps every record that reaches it.
+type recordSink struct {
+	mu   sync.Mutex
+	recs []LogRecord
+}
+
+func (s *recordSink) Log(rec LogRecord) {
+	s.mu.Lock()
+	s.recs = append(s.recs, rec)
+	s.mu.Unlock()
+}
+
+func (s *recordSink) waitFor(t testing.TB, want LogRecord) {
+	t.Helper()
+	waitUntil(t, 5*time.Second, fmt.Sprintf("no record %+v in %+v", want, s.snapshot()), func() bool {
+		for _, r := range s.snapshot() {
+			if r == want {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (s *recordSink) snapshot() []LogRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]LogRecord(nil), s.recs...)
+}
+
+func TestChildOutputAndLogsReachMaster(t *testing.T) {
+	sink := &recordSink{}
+	r := NewMaster(Options{Sink: sink})
+	t.Cleanup(r.Close)
+	ctx := testCtx(t)
+	c := connectLocal(t, r, nil, "talker")
+	g := connectLocal(t, r, c, "talker.g")
+	for _, x := range []*Context{c, g} {
+		name := x.Name()
+		if err := x.Call(ctx, nil, "test.output", "out of "+name, "err of "+name, "log of "+name); err != nil {
+			t.Fatal(err)
+		}
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "out of " + name})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "err of " + name})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name})
+	}
+	// The default sink formats records as "[context] LEVEL text" lines.
+	var b strings.Builder
+	NewWriterSink(&b).Log(LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "a\nb\n"})
+	if b.String() != "[talker] WARNING a\n[talker] WARNING b\n" {
+		t.Fatalf("writer sink: %q", b.String())
+	}
+}
+
+func TestDefaultNameAndRemoteName(t *testing.T) {
+	r := newMaster(t)
+	ctx := testCtx(t)
+	c, err := r.Connect(ctx, "local", &ConnectOptions{Kwargs: map[string]any{"remote_name": "probe"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := pidOf(t, c)
+	if c.Name() != fmt.Sprintf("local.%d", pid) {
+		t.Fatalf("name %q, pid %d", c.Name(), pid)
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if !strings.HasPrefix(string(cmdline), "mitostar:probe\x00") {
+		t.Fatalf("argv = %q", cmdline)
+	}
+	_, err = r.Connect(ctx, "local", &ConnectOptions{Kwargs: map[string]any{"remote_nam": "x"}})
+	if err == nil || err.Error() != `local: unexpected keyword "remote_nam"` {
+		t.Fatalf("bad keyword: %v", err)
+	}
+	_, err = r.Connect(ctx, "nope", nil)
+	if err == nil || !strings.HasPrefix(err.Error(), `unknown connection method "nope" (known: `) {
+		t.Fatalf("unknown method: %v", err)
+	}
+}
+
+func init() {
+	RegisterRole("testmaster", runTestMaster)
+}
+
+// runTestMaster is a master with three children (one nested) that prints
+// their pids and waits to be killed.
+func runTestMaster() int {
+	r := NewMaster(Options{})
+	ctx := testCtx(nopTB{})
+	a, err := r.Connect(ctx, "local", &ConnectOptions{Name: "a"})
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	b, err := r.Connect(ctx, "local", &ConnectOptions{Name: "b"})
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	g, err := r.Connect(ctx, "local", &ConnectOptions{Name: "a.g", Via: a})
+	if err != nil {
+		fmt.Println("ERR", err)
+		return 1
+	}
+	var pids []string
+	for _, c := range []*Context{a, b, g} {
+		var pid int
+		if err := c.Call(ctx, &pid, "test.pid"); err != nil {
+			fmt.Println("ERR", err)
+			return 1
+		}
+		pids = append(pids, fmt.Sprint(pid))
+	}
+	fmt.Println("PIDS", strings.Join(pids, " "))
+	time.Sleep(time.Minute)
+	return 0
+}
+
+// nopTB lets testCtx run outside a test.
+type nopTB struct{ testing.TB }
+
+func (nopTB) Cleanup(func()) {}
+
+func TestKillMasterLeavesNoChild(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), RoleEnv+"=testmaster")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "PIDS ") {
+		t.Fatalf("test master said %q (%v)", line, err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(line)[1:] {
+		var p int
+		fmt.Sscan(f, &p)
+		pids = append(pids, p)
+		killOnCleanup(t, p)
+	}
+	if len(pids) != 3 {
+		t.Fatalf("pids %v", pids)
+	}
+	for _, p := range pids {
+		if !alive(p) {
+			t.Fatalf("child %d not running before the kill", p)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	waitDead(t, 2*time.Second, pids...)
+	t.Logf("children gone %s after kill -9 of their master", time.Since(killed))
+}
