@@ -133,8 +133,8 @@ type logCapture struct {
 func newLogCapture() *logCapture { return &logCapture{wake: make(chan struct{}, 1)} }
 
 func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
-func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler      { return c }
-func (c *logCapture) WithGroup(string) slog.Handler           { return c }
+func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c *logCapture) WithGroup(string) slog.Handler            { return c }
 func (c *logCapture) Handle(_ context.Context, rec slog.Record) error {
 	var b strings.Builder
 	b.WriteString(rec.Level.String() + " " + rec.Message)

@@ -45,7 +45,7 @@ func init() {
 	// router, and returns what came back to its reply_to.
 	RegisterFunc("test.rawframe", func(ctx context.Context, c *Call) (any, error) {
 		var a struct {
-			_                       struct{} `cbor:",toarray"`
+			_                      struct{} `cbor:",toarray"`
 			Dst, Src, Auth, Handle uint32
 		}
 		if err := c.Args(&a); err != nil {
