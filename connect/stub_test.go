@@ -20,6 +20,7 @@ func TestMain(m *testing.M) {
 	core.RunRole()
 	cleanSharedCaches()
 	code := m.Run()
+	teardownUsers()
 	cleanSharedCaches()
 	os.Exit(code)
 }
@@ -53,6 +54,18 @@ func init() {
 	})
 	core.RegisterFunc("connecttest.whoami", func(ctx context.Context, c *core.Call) (any, error) {
 		return []any{os.Getuid(), os.Getenv("HOME"), os.Getenv("USER")}, nil
+	})
+	core.RegisterFunc("connecttest.sleep", func(ctx context.Context, c *core.Call) (any, error) {
+		var args []float64
+		if err := c.Args(&args); err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(args[0] * float64(time.Second))):
+			return "slept", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	})
 	core.RegisterFunc("connecttest.getenv", func(ctx context.Context, c *core.Call) (any, error) {
 		var args []string

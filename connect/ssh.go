@@ -1,0 +1,221 @@
+package connect
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+func init() { core.RegisterMethod("ssh", newSSH) }
+
+// Messages shared with Mitogen's ssh method.
+const (
+	sshAuthIncorrect     = "SSH authentication is incorrect"
+	sshPasswordIncorrect = "SSH password is incorrect"
+	sshPasswordRequired  = "SSH password was requested, but none specified"
+	sshHostKeyConfig     = "SSH requested permission to accept unknown host key, but check_host_keys=ignore. This is likely due to ssh_args= conflicting with check_host_keys=. Please correct your configuration."
+	sshHostKeyFailed     = "Host key checking is enabled, and SSH reported an unrecognized or mismatching host key."
+)
+
+var (
+	sshPasswordPrompt = regexp.MustCompile(`(?i)password[^\n]*:\s*$`)
+	sshHostKeyRequest = regexp.MustCompile(`(?i)are you sure you want to continue connecting \(yes/no(?:/\[fingerprint\])?\)\?`)
+	sshHostKeyFail    = regexp.MustCompile(`(?i)host key verification failed\.`)
+	sshPermDenied     = regexp.MustCompile(`(?i)^(?:[^@]+@[^:]+: )?Permission denied`)
+	sshDebugLine      = regexp.MustCompile(`^debug[123]:`)
+)
+
+// sshTransport runs the system's OpenSSH client.
+type sshTransport struct {
+	hostname          string
+	username          string
+	port              int // 0: not given (ssh's default or ~/.ssh/config)
+	sshPath           string
+	checkHostKeys     string // enforce, accept or ignore
+	password          string
+	havePassword      bool
+	identityFile      string
+	identitiesOnly    bool
+	compression       bool
+	sshArgs           []string
+	keepaliveInterval int
+	keepaliveCount    int
+	debugLevel        int
+}
+
+func newSSH(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
+	k := newKwargs("ssh", opts.Kwargs)
+	t := &sshTransport{
+		hostname:          k.str("hostname", ""),
+		username:          k.str("username", ""),
+		port:              k.integer("port", 0, 1, 65535),
+		sshPath:           k.str("ssh_path", "ssh"),
+		checkHostKeys:     k.str("check_host_keys", "enforce"),
+		identityFile:      k.str("identity_file", ""),
+		identitiesOnly:    k.boolean("identities_only", true),
+		compression:       k.boolean("compression", true),
+		sshArgs:           k.strings("ssh_args"),
+		keepaliveInterval: k.integer("keepalive_interval", 15, 0, 1<<20),
+		keepaliveCount:    k.integer("keepalive_count", 3, 0, 1<<20),
+		debugLevel:        k.integer("ssh_debug_level", 0, 0, 3),
+	}
+	t.password, t.havePassword = k.optStr("password")
+	if err := k.finish(); err != nil {
+		return nil, err
+	}
+	switch {
+	case t.hostname == "":
+		return nil, fmt.Errorf("ssh: hostname is required")
+	case strings.HasPrefix(t.hostname, "-"):
+		return nil, fmt.Errorf("ssh: hostname %q must not start with '-'", t.hostname)
+	case strings.HasPrefix(t.username, "-"):
+		return nil, fmt.Errorf("ssh: username %q must not start with '-'", t.username)
+	case t.sshPath == "":
+		return nil, fmt.Errorf("ssh: ssh_path must not be empty")
+	}
+	switch t.checkHostKeys {
+	case "enforce", "accept", "ignore":
+	default:
+		return nil, fmt.Errorf("ssh: check_host_keys must be set to accept, enforce or ignore, got %q", t.checkHostKeys)
+	}
+	return t, nil
+}
+
+func (t *sshTransport) DefaultName() string {
+	port := t.port
+	if port == 0 {
+		port = 22
+	}
+	return "ssh." + t.hostname + ":" + strconv.Itoa(port)
+}
+
+// argv is the ssh command line: mitostar's own options first (ssh keeps
+// the first value it sees of each), then ssh_args, then the host and the
+// stub's command line. UserKnownHostsFile is never set here, so ssh_args and
+// ~/.ssh/config may choose it.
+func (t *sshTransport) argv(command string) []string {
+	a := []string{t.sshPath}
+	if t.debugLevel > 0 {
+		a = append(a, "-"+strings.Repeat("v", t.debugLevel))
+	} else {
+		// A login banner may hold the word "password": keep it away
+		// from the prompt matcher, as Mitogen does.
+		a = append(a, "-o", "LogLevel=ERROR")
+	}
+	if t.username != "" {
+		a = append(a, "-l", t.username)
+	}
+	if t.port != 0 {
+		a = append(a, "-p", strconv.Itoa(t.port))
+	}
+	if t.identitiesOnly && (t.identityFile != "" || t.havePassword) {
+		a = append(a, "-o", "IdentitiesOnly=yes")
+	}
+	if t.identityFile != "" {
+		a = append(a, "-i", t.identityFile)
+	}
+	if t.compression {
+		a = append(a, "-o", "Compression=yes")
+	}
+	if t.keepaliveInterval > 0 {
+		a = append(a, "-o", "ServerAliveInterval="+strconv.Itoa(t.keepaliveInterval),
+			"-o", "ServerAliveCountMax="+strconv.Itoa(t.keepaliveCount))
+	}
+	if !t.havePassword {
+		a = append(a, "-o", "BatchMode=yes")
+	}
+	switch t.checkHostKeys {
+	case "enforce":
+		a = append(a, "-o", "StrictHostKeyChecking=yes")
+	case "accept":
+		a = append(a, "-o", "StrictHostKeyChecking=accept-new")
+	case "ignore":
+		a = append(a, "-o", "StrictHostKeyChecking=no", "-o", "CheckHostIP=no")
+	}
+	// The stream is binary: never a remote terminal.
+	a = append(a, "-T")
+	a = append(a, t.sshArgs...)
+	return append(a, "--", t.hostname, command)
+}
+
+func (t *sshTransport) describe() string {
+	s := "ssh to " + t.hostname
+	if t.username != "" {
+		s = "ssh to " + t.username + "@" + t.hostname
+	}
+	if t.port != 0 {
+		s += " port " + strconv.Itoa(t.port)
+	}
+	return s
+}
+
+func (t *sshTransport) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, error) {
+	stub, err := NewStub()
+	if err != nil {
+		return nil, err
+	}
+	argv := t.argv(stub.Command())
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = os.Environ()
+	mode := noTTY
+	if t.havePassword {
+		mode = hybridTTY // ssh reads passwords from its terminal
+	}
+	return start(ctx, env, cmd, stub, startSpec{
+		describe: t.describe(),
+		mode:     mode,
+		prompt:   &sshPrompter{t: t, haveTTY: mode != noTTY},
+	})
+}
+
+// sshPrompter answers ssh's password prompt and recognises its failures.
+type sshPrompter struct {
+	t            *sshTransport
+	haveTTY      bool
+	passwordSent bool
+}
+
+func (p *sshPrompter) see(line string, partial bool) (string, error) {
+	if sshDebugLine.MatchString(line) {
+		return "", nil
+	}
+	if !partial {
+		switch {
+		case sshHostKeyFail.MatchString(line):
+			return "", &core.HostKeyError{Msg: sshHostKeyFailed}
+		case sshPermDenied.MatchString(line):
+			switch {
+			case p.t.havePassword && p.passwordSent:
+				return "", &core.PasswordError{Msg: sshPasswordIncorrect}
+			case !p.t.havePassword && containsFold(line, "password"):
+				return "", &core.PasswordError{Msg: sshPasswordRequired}
+			default:
+				return "", &core.PasswordError{Msg: sshAuthIncorrect}
+			}
+		}
+		return "", nil
+	}
+	switch {
+	case sshHostKeyRequest.MatchString(line):
+		if p.t.checkHostKeys == "accept" && p.haveTTY {
+			return "yes\n", nil
+		}
+		return "", &core.HostKeyError{Msg: sshHostKeyConfig}
+	case sshPasswordPrompt.MatchString(line):
+		if !p.t.havePassword || !p.haveTTY {
+			return "", &core.PasswordError{Msg: sshPasswordRequired}
+		}
+		if p.passwordSent {
+			return "", &core.PasswordError{Msg: sshPasswordIncorrect}
+		}
+		p.passwordSent = true
+		return p.t.password + "\n", nil
+	}
+	return "", nil
+}

@@ -1,0 +1,435 @@
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+func connect(ctx context.Context, r *core.Router, method string, via *core.Context, kw map[string]any) (*core.Context, error) {
+	return r.Connect(ctx, method, &core.ConnectOptions{Kwargs: kw, Via: via, ConnectTimeout: 30 * time.Second})
+}
+
+func mustConnect(t *testing.T, ctx context.Context, r *core.Router, method string, via *core.Context, kw map[string]any) *core.Context {
+	t.Helper()
+	c, err := connect(ctx, r, method, via, kw)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return c
+}
+
+// whoami returns the uid and HOME of the process behind c.
+func whoami(t *testing.T, ctx context.Context, c *core.Context) (uid string, home string) {
+	t.Helper()
+	var out []any
+	if err := c.Call(ctx, &out, "connecttest.whoami"); err != nil {
+		t.Fatalf("whoami in %s: %v", c.Name(), err)
+	}
+	return fmt.Sprint(out[0]), fmt.Sprint(out[1])
+}
+
+func uidOf(t *testing.T, name string) string {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Uid
+}
+
+// wantKind checks an error's kind and that its message holds each text.
+func wantKind(t *testing.T, err error, kind string, texts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("connected, want %s", kind)
+	}
+	if k := core.KindOf(err); k != kind {
+		t.Errorf("kind %s, want %s: %v", k, kind, err)
+	}
+	for _, s := range texts {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+}
+
+// clearCache removes the cached binary of this test build from a user's home.
+func clearCache(t *testing.T, user string) {
+	t.Helper()
+	os.RemoveAll(filepath.Join("/home", user, ".cache", "mitostar", selfHash(t)))
+}
+
+func TestSSHKeyAuth(t *testing.T) {
+	s := startSSHD(t)
+	r, rep := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	clearCache(t, userAlice)
+	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice))
+	if want := fmt.Sprintf("ssh.127.0.0.1:%d", s.Port); c.Name() != want {
+		t.Errorf("name %q, want %q", c.Name(), want)
+	}
+	uid, home := whoami(t, ctx, c)
+	if uid != uidOf(t, userAlice) || home != "/home/"+userAlice {
+		t.Errorf("child runs as uid %s home %s", uid, home)
+	}
+	first := rep.last(t)
+	want := filepath.Join("/home", userAlice, ".cache", "mitostar", selfHash(t), "mitostar")
+	if exe := callString(t, ctx, c, "connecttest.exe"); exe != want {
+		t.Errorf("child runs %s, want %s", exe, want)
+	}
+	c2 := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice))
+	second := rep.last(t)
+	if !first.Shipped || second.Shipped || second.Written >= 2048 {
+		t.Errorf("first shipped=%v (%d bytes), second shipped=%v (%d bytes); want only the first to ship and the second < 2 KB",
+			first.Shipped, first.Written, second.Shipped, second.Written)
+	}
+	t.Logf("ssh: first connect %v, %d bytes; second %v, %d bytes", first.Elapsed, first.Written, second.Elapsed, second.Written)
+	whoami(t, ctx, c2)
+}
+
+func TestSSHPassword(t *testing.T) {
+	s := startSSHD(t)
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	kw := func(extra ...any) map[string]any {
+		m := s.kwargs(userBob, extra...)
+		delete(m, "identity_file")
+		return m
+	}
+	c := mustConnect(t, ctx, r, "ssh", nil, kw("password", passBob))
+	if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
+		t.Errorf("uid %s", uid)
+	}
+
+	began := time.Now()
+	_, err := connect(ctx, r, "ssh", nil, kw("password", "wrong"))
+	wantKind(t, err, "PasswordError", "SSH password is incorrect", "connect ssh.127.0.0.1", "Permission denied")
+	// sshd itself waits about 3 s before it refuses a password.
+	if d := time.Since(began); d > 10*time.Second {
+		t.Errorf("wrong password took %v", d)
+	}
+
+	began = time.Now()
+	_, err = connect(ctx, r, "ssh", nil, kw())
+	wantKind(t, err, "PasswordError", "SSH password was requested, but none specified")
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("missing password took %v", d)
+	}
+}
+
+func TestSSHHostKeys(t *testing.T) {
+	s := startSSHD(t)
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 90*time.Second)
+	dir := t.TempDir()
+	changed := filepath.Join(dir, "changed")
+	other, _ := os.ReadFile(s.IdentityFile + ".pub") // a key that is not the host's
+	f := strings.Fields(string(other))
+	os.WriteFile(changed, []byte(fmt.Sprintf("[127.0.0.1]:%d %s %s\n", s.Port, f[0], f[1])), 0o644)
+
+	try := func(mode, knownHosts string) error {
+		kw := s.kwargs(userAlice, "check_host_keys", mode, "ssh_args", []any{"-o", "UserKnownHostsFile=" + knownHosts})
+		c, err := connect(ctx, r, "ssh", nil, kw)
+		if err == nil {
+			whoami(t, ctx, c)
+			r.Disconnect(c)
+		}
+		return err
+	}
+	fresh := func() string {
+		p := filepath.Join(dir, fmt.Sprintf("known%d", time.Now().UnixNano()))
+		os.WriteFile(p, nil, 0o644)
+		return p
+	}
+
+	wantKind(t, try("enforce", fresh()), "HostKeyError", "Host key checking is enabled")
+	wantKind(t, try("enforce", changed), "HostKeyError", "Host key checking is enabled")
+
+	accepted := fresh()
+	if err := try("accept", accepted); err != nil {
+		t.Errorf("accept with an unknown key: %v", err)
+	}
+	if data, _ := os.ReadFile(accepted); !strings.Contains(string(data), s.HostKeyPub) {
+		t.Errorf("accept did not record the host key: %q", data)
+	}
+	wantKind(t, try("accept", changed), "HostKeyError")
+
+	if err := try("ignore", fresh()); err != nil {
+		t.Errorf("ignore with an unknown key: %v", err)
+	}
+	if err := try("ignore", changed); err != nil {
+		t.Errorf("ignore with a changed key: %v", err)
+	}
+
+	_, err := connect(ctx, r, "ssh", nil, s.kwargs(userAlice, "check_host_keys", "sometimes"))
+	wantKind(t, err, "Error", "check_host_keys must be set to accept, enforce or ignore")
+}
+
+func TestSSHKeywords(t *testing.T) {
+	for _, tc := range []struct {
+		kw   map[string]any
+		want string
+	}{
+		{map[string]any{}, "ssh: hostname is required"},
+		{map[string]any{"hostname": "h", "port": int64(70000)}, "ssh: port must be from 1 to 65535, got 70000"},
+		{map[string]any{"hostname": "h", "port": "22"}, `ssh: port must be an int, got string "22"`},
+		{map[string]any{"hostname": "h", "colour": "red"}, `ssh: unexpected keyword "colour"`},
+		{map[string]any{"hostname": "-oProxyCommand=x"}, "must not start with '-'"},
+		{map[string]any{"hostname": "h", "ssh_args": "-v"}, "ssh: ssh_args must be a list of strings"},
+	} {
+		_, err := newSSH(nil, &core.ConnectOptions{Kwargs: tc.kw})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want %q", tc.kw, err, tc.want)
+		}
+	}
+	tr, err := newSSH(nil, &core.ConnectOptions{Kwargs: map[string]any{
+		"hostname": "example.org", "username": "bob", "port": int64(2222), "identity_file": "/k",
+		"compression": false, "keepalive_interval": int64(5), "keepalive_count": int64(2),
+		"ssh_debug_level": int64(2), "ssh_args": []any{"-o", "UserKnownHostsFile=/x"}, "check_host_keys": "accept",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := tr.(*sshTransport).argv("sh -c 'S'")
+	got := strings.Join(argv, " ")
+	want := "ssh -vv -l bob -p 2222 -o IdentitiesOnly=yes -i /k -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -o BatchMode=yes -o StrictHostKeyChecking=accept-new -T -o UserKnownHostsFile=/x -- example.org sh -c 'S'"
+	if got != want {
+		t.Errorf("argv\n got %s\nwant %s", got, want)
+	}
+	if n := tr.DefaultName(); n != "ssh.example.org:2222" {
+		t.Errorf("name %q", n)
+	}
+}
+
+func TestSSHConnectTimeout(t *testing.T) {
+	requireRoot(t, "ssh")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 30*time.Second)
+	began := time.Now()
+	_, err = r.Connect(ctx, "ssh", &core.ConnectOptions{ConnectTimeout: 2 * time.Second, Kwargs: map[string]any{
+		"hostname": "127.0.0.1", "port": int64(l.Addr().(*net.TCPAddr).Port),
+	}})
+	d := time.Since(began)
+	wantKind(t, err, "StreamError", "timed out", "ssh to 127.0.0.1")
+	if d < 2*time.Second || d > 4*time.Second {
+		t.Errorf("gave up after %v, want about 2s", d)
+	}
+}
+
+func TestSSHChains(t *testing.T) {
+	s := startSSHD(t)
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 90*time.Second)
+	// alice's own copy of the client key, for hops that run as alice.
+	aliceKey := filepath.Join("/home", userAlice, "test_id")
+	data, _ := os.ReadFile(s.IdentityFile)
+	os.WriteFile(aliceKey, data, 0o600)
+	exec.Command("chown", userAlice, aliceKey).Run()
+
+	alice := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice))
+
+	t.Run("ssh-sudo-password", func(t *testing.T) {
+		c := mustConnect(t, ctx, r, "sudo", alice, map[string]any{"password": passAlice})
+		if c.Name() != "sudo.root" {
+			t.Errorf("name %q", c.Name())
+		}
+		if uid, _ := whoami(t, ctx, c); uid != "0" {
+			t.Errorf("uid %s", uid)
+		}
+	})
+	t.Run("ssh-sudo-wrong-password", func(t *testing.T) {
+		began := time.Now()
+		_, err := connect(ctx, r, "sudo", alice, map[string]any{"password": "nope"})
+		wantKind(t, err, "PasswordError", "sudo password is incorrect")
+		if d := time.Since(began); d > 5*time.Second {
+			t.Errorf("took %v", d)
+		}
+		_, err = connect(ctx, r, "sudo", alice, nil)
+		wantKind(t, err, "PasswordError", "sudo password is required")
+	})
+	t.Run("ssh-sudo-nopasswd", func(t *testing.T) {
+		bob := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob))
+		c := mustConnect(t, ctx, r, "sudo", bob, map[string]any{"username": userAlice, "set_home": true})
+		if uid, home := whoami(t, ctx, c); uid != uidOf(t, userAlice) || home != "/home/"+userAlice {
+			t.Errorf("uid %s home %s", uid, home)
+		}
+	})
+	t.Run("ssh-su", func(t *testing.T) {
+		c := mustConnect(t, ctx, r, "su", alice, map[string]any{"username": userBob, "password": passBob})
+		if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
+			t.Errorf("uid %s", uid)
+		}
+		began := time.Now()
+		_, err := connect(ctx, r, "su", alice, map[string]any{"username": userBob, "password": "nope"})
+		wantKind(t, err, "PasswordError", "su password is incorrect")
+		if d := time.Since(began); d > 5*time.Second {
+			t.Errorf("took %v", d)
+		}
+	})
+	t.Run("ssh-doas", func(t *testing.T) {
+		c := mustConnect(t, ctx, r, "doas", alice, map[string]any{"password": passAlice})
+		if uid, _ := whoami(t, ctx, c); uid != "0" {
+			t.Errorf("uid %s", uid)
+		}
+		began := time.Now()
+		_, err := connect(ctx, r, "doas", alice, map[string]any{"password": "nope"})
+		wantKind(t, err, "PasswordError", "doas password is incorrect")
+		if d := time.Since(began); d > 5*time.Second {
+			t.Errorf("took %v", d)
+		}
+	})
+	t.Run("ssh-via-ssh-sudo", func(t *testing.T) {
+		kw := s.kwargs(userBob)
+		kw["identity_file"] = aliceKey
+		bob := mustConnect(t, ctx, r, "ssh", alice, kw)
+		if uid, _ := whoami(t, ctx, bob); uid != uidOf(t, userBob) {
+			t.Errorf("uid %s", uid)
+		}
+		root := mustConnect(t, ctx, r, "sudo", bob, nil)
+		if uid, _ := whoami(t, ctx, root); uid != "0" {
+			t.Errorf("uid %s", uid)
+		}
+	})
+}
+
+func TestSuAndDoasLocally(t *testing.T) {
+	setupUsers(t)
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	// root needs no password for either.
+	c := mustConnect(t, ctx, r, "su", nil, map[string]any{"username": userBob})
+	if c.Name() != "su."+userBob {
+		t.Errorf("name %q", c.Name())
+	}
+	if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
+		t.Errorf("uid %s", uid)
+	}
+	d := mustConnect(t, ctx, r, "doas", c, nil) // bob: nopass
+	if d.Name() != "doas.root" {
+		t.Errorf("name %q", d.Name())
+	}
+	if uid, _ := whoami(t, ctx, d); uid != "0" {
+		t.Errorf("uid %s", uid)
+	}
+}
+
+func TestSSHConcurrentFreshTarget(t *testing.T) {
+	s := startSSHD(t)
+	r, rep := newMaster(t)
+	ctx := testCtx(t, 90*time.Second)
+	clearCache(t, userBob)
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := r.Connect(ctx, "ssh", &core.ConnectOptions{Name: fmt.Sprintf("bob%d", i), Kwargs: s.kwargs(userBob)})
+			if err == nil {
+				var out []any
+				err = c.Call(ctx, &out, "connecttest.whoami")
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	rep.mu.Lock()
+	shipped := 0
+	for _, b := range rep.all {
+		if b.Shipped {
+			shipped++
+		}
+	}
+	rep.mu.Unlock()
+	if shipped != 1 {
+		t.Errorf("%d connections shipped the binary, want 1", shipped)
+	}
+	entries, _ := os.ReadDir(filepath.Join("/home", userBob, ".cache", "mitostar", selfHash(t)))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "mitostar ok" {
+		t.Errorf("cache holds %v, want [mitostar ok]", names)
+	}
+}
+
+func TestSSHServerKilledMidCall(t *testing.T) {
+	s := startSSHD(t)
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob))
+	exe := callString(t, ctx, c, "connecttest.exe")
+	done := make(chan error, 1)
+	go func() {
+		var out string
+		done <- c.Call(ctx, &out, "connecttest.sleep", 30.0)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	began := time.Now()
+	s.Kill()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("call succeeded")
+		}
+		if k := core.KindOf(err); k != "ChannelError" && k != "StreamError" {
+			t.Errorf("kind %s: %v", k, err)
+		}
+		t.Logf("call failed after %v: %v", time.Since(began), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not fail within 10s of sshd's death")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := liveProcessesOf(exe)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes of %s still running: %v", exe, left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
