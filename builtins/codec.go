@@ -101,6 +101,9 @@ func toTree(v starlark.Value, depth int) (any, error) {
 		}
 		return cbor.Tag{Number: TagRawString, Content: []byte(x)}, nil
 	case starlark.Bytes:
+		if len(x) == 0 {
+			return []byte{}, nil // a nil slice would encode as null
+		}
 		// The encoder only reads the bytes: alias the string, don't copy it.
 		return unsafe.Slice(unsafe.StringData(string(x)), len(x)), nil
 	case *starlark.List:
