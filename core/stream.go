@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -17,7 +18,8 @@ const streamQueueBytes = 8 << 20
 
 // A Stream is a connection to a neighbour in the tree (the parent or a
 // direct child). Exactly one goroutine reads it, and at any time at most
-// one goroutine writes it.
+// one goroutine writes it: a sender making one non-blocking write, or
+// the stream's writer goroutine.
 type Stream struct {
 	router   *Router
 	remoteID uint32 // the neighbour's context id
@@ -25,14 +27,18 @@ type Stream struct {
 	isParent bool
 
 	br     *bufio.Reader
-	bw     *bufio.Writer // used only by the goroutine that set writing
-	closer func()        // releases the transport (closes fds, reaps the process)
+	bw     *bufio.Writer   // used only by the writer goroutine
+	raw    syscall.RawConn // set when the writer is a non-blocking fd
+	closer func()          // releases the transport (closes fds, reaps the process)
 
 	mu      sync.Mutex
 	queue   []*Message
 	spare   []*Message
-	bytes   int
-	writing bool          // a goroutine is draining the queue
+	bytes   int           // queued bytes, pending included
+	writing bool          // a sender or the writer goroutine owns the output
+	pending []byte        // tail of a partial inline write, written first by the writer goroutine
+	scratch []byte        // inline write buffer, used by the owner of the output
+	wake    chan struct{} // cap 1: wakes the writer goroutine
 	space   chan struct{} // closed and replaced when the writer frees space
 	egress  map[uint32]struct{}
 
@@ -45,7 +51,8 @@ type Stream struct {
 func newStream(r *Router, remoteID uint32, name string, isParent bool, br *bufio.Reader, w io.Writer, closer func()) *Stream {
 	return &Stream{
 		router: r, remoteID: remoteID, name: name, isParent: isParent,
-		br: br, bw: bufio.NewWriterSize(w, 64<<10), closer: closer,
+		br: br, bw: bufio.NewWriterSize(w, 64<<10), raw: nonBlockingConn(w), closer: closer,
+		wake:   make(chan struct{}, 1),
 		space:  make(chan struct{}),
 		egress: make(map[uint32]struct{}),
 		done:   make(chan struct{}),
@@ -56,11 +63,11 @@ func (s *Stream) String() string {
 	return fmt.Sprintf("stream to %s (id %d)", s.name, s.remoteID)
 }
 
-// start runs the reader goroutine. There is no writer goroutine: the
-// goroutine that finds the stream idle writes (see send).
+// start runs the reader and writer goroutines.
 func (s *Stream) start() {
-	s.loops.Add(1)
+	s.loops.Add(2)
 	go s.readLoop()
+	go s.writeLoop()
 }
 
 // Done is closed once the stream has closed.
@@ -76,10 +83,17 @@ func (s *Stream) Err() error {
 	}
 }
 
-// send writes m to the stream. When no other goroutine is writing, the
-// caller writes it at once (and anything queued meanwhile); otherwise m
-// is queued for the goroutine that is writing. A full queue makes the
-// caller wait (backpressure) until ctx ends.
+// inlineMax is the largest frame a sender writes itself; larger ones go
+// to the writer goroutine.
+const inlineMax = 64 << 10
+
+// send queues m for the stream. When the output is idle and the stream
+// is a non-blocking fd, the caller tries to write the frame at once with
+// one write that never blocks (the common case: no goroutine handoff);
+// whatever that write could not take, and every frame sent meanwhile, is
+// written by the stream's writer goroutine. A full queue makes the
+// caller wait (backpressure) until ctx ends; a sender never waits on the
+// peer reading.
 func (s *Stream) send(ctx context.Context, m *Message) error {
 	n := HeaderSize + len(m.Data)
 	for {
@@ -91,15 +105,21 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 		default:
 		}
 		if s.bytes == 0 || s.bytes+n <= streamQueueBytes {
-			s.queue = append(s.queue, m)
 			s.bytes += n
 			if s.writing {
+				s.queue = append(s.queue, m)
 				s.mu.Unlock()
 				return nil
 			}
 			s.writing = true
+			if s.raw == nil || n > inlineMax {
+				s.queue = append(s.queue, m)
+				s.mu.Unlock()
+				s.kick()
+				return nil
+			}
 			s.mu.Unlock()
-			return s.drain()
+			return s.writeInline(m, n)
 		}
 		space := s.space
 		s.mu.Unlock()
@@ -112,21 +132,103 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 	}
 }
 
-// drain writes queued frames until the queue is empty. Only the goroutine
-// that set s.writing runs it, so it owns s.bw.
+// writeInline makes one non-blocking write of m's frame. The caller owns
+// the output (it set s.writing) and hands it to the writer goroutine if
+// anything is left to write.
+func (s *Stream) writeInline(m *Message, n int) error {
+	buf := s.scratch[:0]
+	if cap(buf) < n {
+		buf = make([]byte, 0, max(n, 4096))
+	}
+	buf = buf[:n]
+	putHeader(buf, m)
+	copy(buf[HeaderSize:], m.Data)
+	s.scratch = buf
+	var wrote int
+	var werr error
+	err := s.raw.Write(func(fd uintptr) bool {
+		wrote, werr = writeNonBlocking(fd, buf)
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		err = fmt.Errorf("write: %w", err)
+		s.close(err)
+		return &StreamError{Op: "send to " + s.name, Err: err}
+	}
+	s.mu.Lock()
+	s.bytes -= wrote
+	if wrote < n {
+		s.pending = append([]byte(nil), buf[wrote:]...)
+	}
+	idle := wrote == n && len(s.queue) == 0
+	if idle {
+		s.writing = false
+	}
+	space := s.freedLocked()
+	s.mu.Unlock()
+	close(space)
+	if !idle {
+		s.kick()
+	}
+	return nil
+}
+
+// freedLocked replaces the space channel; the caller closes the old one
+// after unlocking, waking senders waiting for room.
+func (s *Stream) freedLocked() chan struct{} {
+	space := s.space
+	s.space = make(chan struct{})
+	return space
+}
+
+// kick wakes the writer goroutine.
+func (s *Stream) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop is the stream's writer goroutine: woken when a sender hands
+// it the output, it writes until the queue is empty.
+func (s *Stream) writeLoop() {
+	defer s.loops.Done()
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		if err := s.drain(); err != nil {
+			s.close(err)
+			return
+		}
+	}
+}
+
+// drain writes the pending tail and queued frames until the queue is
+// empty, then gives the output up. Only the writer goroutine runs it.
 func (s *Stream) drain() error {
 	for {
 		s.mu.Lock()
+		pending := s.pending
+		s.pending = nil
 		batch := s.queue
 		s.queue = s.spare[:0]
-		if len(batch) == 0 {
+		if len(batch) == 0 && pending == nil {
 			s.writing = false
 			s.mu.Unlock()
 			return nil
 		}
 		s.mu.Unlock()
-		freed := 0
+		freed := len(pending)
 		var err error
+		if pending != nil {
+			_, err = s.bw.Write(pending)
+		}
 		for i, m := range batch {
 			if err == nil {
 				err = WriteMessage(s.bw, m)
@@ -140,17 +242,11 @@ func (s *Stream) drain() error {
 		s.mu.Lock()
 		s.spare = batch[:0]
 		s.bytes -= freed
-		space := s.space
-		s.space = make(chan struct{})
-		if err != nil {
-			s.writing = false
-		}
+		space := s.freedLocked()
 		s.mu.Unlock()
 		close(space)
 		if err != nil {
-			err = fmt.Errorf("write: %w", err)
-			s.close(err)
-			return &StreamError{Op: "send to " + s.name, Err: err}
+			return fmt.Errorf("write: %w", err)
 		}
 	}
 }
