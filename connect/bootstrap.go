@@ -94,6 +94,7 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 	defer stop()
 	out, err := s.run()
 	s.active.Store(false)
+	s.up.Store(err == nil)
 	if err != nil {
 		p.kill()
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err), Noise: s.noise()}
@@ -118,6 +119,7 @@ type session struct {
 	ttyMu sync.Mutex // serialises answers typed into the terminal
 
 	active   atomic.Bool // prompts are answered until the child is up
+	up       atomic.Bool // the ready line was seen
 	diagDone chan struct{}
 
 	mu        sync.Mutex
@@ -252,8 +254,11 @@ func (s *session) logDiag(line string) {
 	s.mu.Lock()
 	s.diagLines = keepLast(s.diagLines, line)
 	s.mu.Unlock()
+	// Until the child is up, what the program says (prompts, banners,
+	// login noise) is quoted in the error if the connection fails, and
+	// otherwise only of interest when debugging.
 	level := slog.LevelInfo
-	if strings.HasPrefix(line, "debug1:") || strings.HasPrefix(line, "debug2:") || strings.HasPrefix(line, "debug3:") {
+	if !s.up.Load() || strings.HasPrefix(line, "debug1:") || strings.HasPrefix(line, "debug2:") || strings.HasPrefix(line, "debug3:") {
 		level = slog.LevelDebug
 	}
 	s.env.Router.EmitAs(s.env.Name, level, line)
