@@ -145,9 +145,13 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 }
 
 func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var secs float64
-	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &secs); err != nil {
+	var v starlark.Value
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &v); err != nil {
 		return nil, err
+	}
+	secs, ok := starlark.AsFloat(v) // int or float, as Python's time.sleep
+	if !ok || secs != secs {
+		return nil, fmt.Errorf("time.sleep: want a number of seconds, got %s", v.Type())
 	}
 	if secs < 0 {
 		return nil, fmt.Errorf("time.sleep: negative duration %g", secs)
