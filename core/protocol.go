@@ -78,7 +78,8 @@ const (
 	// Reply: IDBlock. Handled only by the master.
 	HandleAllocateID uint32 = 105
 	// HandleShutdown asks a context to exit. Payload: nil. No reply; the
-	// context announces DETACHING and its stream closes. Requires parent authority.
+	// context shuts its own children down and its stream closes.
+	// Requires parent authority.
 	HandleShutdown uint32 = 106
 	// HandleLoadModule pushes modules into a child. Payload: runtime module
 	// bundle. No reply. Requires parent authority.
@@ -87,7 +88,8 @@ const (
 	// children. Payload: runtime-defined. Requires parent authority.
 	HandleForwardModule uint32 = 108
 	// HandleDetaching tells the parent that the sender is about to exit on
-	// its own. Payload: nil. No reply.
+	// its own. Payload: nil. No reply. Accepted and logged; core's child
+	// does not send it (the EOF on its stream says the same).
 	HandleDetaching uint32 = 109
 	// HandleCallService calls a method of a registered service.
 	// Payload: ServiceRequest. Reply: CallReply. Policy is per service method.
