@@ -28,7 +28,7 @@ func init() {
 	builtins.Register("assert.fails", assertFails)
 	builtins.Register("assert.run", assertRun)
 
-	builtins.Register("testing.load", testLoad)
+	builtins.Register("testing.load_module", testLoad)
 	builtins.Register("testing.count", testCount)
 	builtins.Register("testing.log_lines", testLogLines)
 	builtins.Register("testing.wait_log", testWaitLog)
@@ -200,7 +200,7 @@ func suffix(msg string) string {
 	return " (" + msg + ")"
 }
 
-// testing.load(path) loads a module as a load statement would, from the
+// testing.load_module(path) loads a module as a load statement would, from the
 // running context, and returns its globals as a dict: load errors can
 // then be caught.
 func testLoad(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -209,7 +209,7 @@ func testLoad(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		return nil, err
 	}
 	if thread.Load == nil {
-		return nil, errors.New("testing.load: this thread cannot load modules")
+		return nil, errors.New("testing.load_module: this thread cannot load modules")
 	}
 	g, err := thread.Load(thread, p)
 	if err != nil {
