@@ -3,6 +3,7 @@ package connect
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+
+	"github.com/mitostar/mitostar/core"
 )
 
 // DistEnv names the environment variable of a directory holding
@@ -23,6 +26,7 @@ const DistEnv = "MITOSTAR_DIST"
 // gzip'd form are computed once, when first needed.
 type binary struct {
 	path string
+	mem  []byte // the content, for a binary received from the parent
 
 	once sync.Once
 	meta binaryInfo
@@ -72,33 +76,57 @@ func selfBinary() (*binary, error) {
 
 // binaryFor returns the binary to ship to a goos/goarch target: this
 // executable when the platform is the same, else mitostar-<os>-<arch>
-// from $MITOSTAR_DIST or beside this executable.
-func binaryFor(goos, goarch string) (*binary, error) {
+// from $MITOSTAR_DIST or beside this executable, else (in a child) the
+// parent's, fetched up the tree.
+func binaryFor(ctx context.Context, r *core.Router, goos, goarch string) (*binary, error) {
 	if goos == runtime.GOOS && goarch == runtime.GOARCH {
 		return selfBinary()
 	}
 	name := "mitostar-" + goos + "-" + goarch
-	var tried []string
+	missing := &missingDistError{goos: goos, goarch: goarch, name: name}
 	if dir := os.Getenv(DistEnv); dir != "" {
-		tried = append(tried, filepath.Join(dir, name))
+		missing.tried = append(missing.tried, filepath.Join(dir, name))
 	}
 	if exe, err := os.Executable(); err == nil {
-		tried = append(tried, filepath.Join(filepath.Dir(exe), name))
+		missing.tried = append(missing.tried, filepath.Join(filepath.Dir(exe), name))
 	}
-	for _, p := range tried {
+	for _, p := range missing.tried {
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
 			return binaryAt(p), nil
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("mitostar binary for %s/%s: %w", goos, goarch, err)
 		}
 	}
-	return nil, fmt.Errorf("no mitostar binary for a %s/%s target: %s not found (looked in %v); build it with `make dist` and put it beside the mitostar executable, or point $%s at the dist directory",
-		goos, goarch, name, tried, DistEnv)
+	if r == nil || r.IsMaster() {
+		return nil, missing
+	}
+	b, err := fetchDistOnce(ctx, r, goos, goarch)
+	if err != nil {
+		missing.parent = err
+		return nil, missing
+	}
+	return b, nil
+}
+
+// missingDistError reports that no binary for a platform could be found.
+type missingDistError struct {
+	goos, goarch, name string
+	tried              []string
+	parent             error // what the parent said, in a child
+}
+
+func (e *missingDistError) Error() string {
+	if e.parent != nil {
+		return fmt.Sprintf("no mitostar binary for a %s/%s target in %s (looked in %v), and its parent has none: %v",
+			e.goos, e.goarch, "this context", e.tried, e.parent)
+	}
+	return fmt.Sprintf("no mitostar binary for a %s/%s target: %s not found (looked in %v); build it with `make dist` and put it beside the mitostar executable, or point $%s at the dist directory",
+		e.goos, e.goarch, e.name, e.tried, DistEnv)
 }
 
 func (b *binary) info() (binaryInfo, error) {
 	b.once.Do(func() {
-		f, err := os.Open(b.path)
+		f, err := b.open()
 		if err != nil {
 			b.err = fmt.Errorf("reading the mitostar binary: %w", err)
 			return
@@ -118,7 +146,7 @@ func (b *binary) info() (binaryInfo, error) {
 // gzipped returns the binary compressed with gzip, computed once.
 func (b *binary) gzipped() ([]byte, error) {
 	b.gzOnce.Do(func() {
-		f, err := os.Open(b.path)
+		f, err := b.open()
 		if err != nil {
 			b.gzErr = fmt.Errorf("reading the mitostar binary: %w", err)
 			return
@@ -139,5 +167,10 @@ func (b *binary) gzipped() ([]byte, error) {
 	return b.gz, b.gzErr
 }
 
-// open returns the uncompressed binary, for targets without gzip.
-func (b *binary) open() (*os.File, error) { return os.Open(b.path) }
+// open returns the uncompressed binary.
+func (b *binary) open() (binaryReader, error) {
+	if b.mem != nil {
+		return memFile{bytes.NewReader(b.mem)}, nil
+	}
+	return os.Open(b.path)
+}

@@ -78,11 +78,12 @@ func ObserveBootstraps(r *core.Router, fn func(BootstrapReport)) {
 
 func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, spec startSpec) (*core.Conn, error) {
 	began := time.Now()
+	serveDist(env.Router)
 	p, err := startProc(env.Router, cmd, spec.mode)
 	if err != nil {
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err)}
 	}
-	s := &session{env: env, stub: stub, spec: spec, p: p, diagDone: make(chan struct{})}
+	s := &session{ctx: ctx, env: env, stub: stub, spec: spec, p: p, diagDone: make(chan struct{})}
 	s.active.Store(spec.prompt != nil)
 	s.in = &countingWriter{w: p.stdin}
 	if p.diag != nil {
@@ -111,6 +112,7 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 
 // A session is the master's side of one bootstrap.
 type session struct {
+	ctx   context.Context
 	env   *core.StartEnv
 	stub  *Stub
 	spec  startSpec
@@ -375,7 +377,7 @@ func (s *session) handle(msg string) error {
 			return err
 		}
 		s.platform = goos + "/" + goarch
-		bin, err := binaryFor(goos, goarch)
+		bin, err := binaryFor(s.ctx, s.env.Router, goos, goarch)
 		if err != nil {
 			return err
 		}

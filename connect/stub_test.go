@@ -432,3 +432,38 @@ func TestStubConnectTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestStubDistFromParent(t *testing.T) {
+	r, _ := newMaster(t)
+	if err := r.SetMaxMessageSize(1 << 20); err != nil { // the binary travels in many chunks
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 60*time.Second)
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "uname"), []byte("#!/bin/sh\necho Linux aarch64\n"), 0o755)
+	dist := t.TempDir()
+	data, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, "arm64 stand-in"...)
+	os.WriteFile(filepath.Join(dist, "mitostar-linux-arm64"), data, 0o755)
+	t.Setenv(DistEnv, dist)
+
+	// The hop has no dist directory of its own: it must ask the master.
+	hop := mustConnect(t, ctx, r, "testsh", nil, map[string]any{"env": []any{DistEnv + "=", "XDG_CACHE_HOME=" + t.TempDir()}})
+	cache := t.TempDir()
+	c := mustConnect(t, ctx, r, "testsh", hop, map[string]any{"env": []any{"PATH=" + bin + ":" + os.Getenv("PATH"), "XDG_CACHE_HOME=" + cache}})
+	exe := callString(t, ctx, c, "connecttest.exe")
+	if !strings.HasPrefix(exe, filepath.Join(cache, "mitostar")) || strings.Contains(exe, selfHash(t)) {
+		t.Errorf("child runs %s, want the arm64 stand-in in %s", exe, cache)
+	}
+
+	// Without the file anywhere, the error names it and make dist.
+	t.Setenv(DistEnv, t.TempDir())
+	hop2 := mustConnect(t, ctx, r, "testsh", nil, map[string]any{"env": []any{DistEnv + "=", "XDG_CACHE_HOME=" + t.TempDir()}})
+	bin2 := t.TempDir()
+	os.WriteFile(filepath.Join(bin2, "uname"), []byte("#!/bin/sh\necho FreeBSD amd64\n"), 0o755)
+	_, err = connect(ctx, r, "testsh", hop2, map[string]any{"env": []any{"PATH=" + bin2 + ":" + os.Getenv("PATH")}})
+	wantKind(t, err, "StreamError", "mitostar-freebsd-amd64", "make dist", "its parent has none")
+}
