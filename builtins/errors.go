@@ -96,6 +96,9 @@ func RemoteOf(err error, contextName string) *core.RemoteError {
 	var re *core.RemoteError
 	if errors.As(err, &re) {
 		out := *re
+		if out.Context == "" {
+			out.Context = contextName // a builtin's error (OSError) arose here
+		}
 		if out.Kind != core.CallError {
 			out.Message = out.Kind + ": " + out.Message
 			out.Kind = core.CallError
