@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/mitostar/mitostar/core"
 )
@@ -132,6 +134,14 @@ func (b *binary) info() (binaryInfo, error) {
 			return
 		}
 		defer f.Close()
+		var memo string
+		if osf, ok := f.(*os.File); ok && !strings.HasPrefix(osf.Name(), "/memfd:") && !runsFromMemfd(b.path) {
+			memo = hashMemoPath(osf)
+			if m, ok := readHashMemo(memo); ok {
+				b.meta = m
+				return
+			}
+		}
 		h := sha256.New()
 		n, err := io.Copy(h, f)
 		if err != nil {
@@ -139,8 +149,74 @@ func (b *binary) info() (binaryInfo, error) {
 			return
 		}
 		b.meta = binaryInfo{hash: hex.EncodeToString(h.Sum(nil)), size: n}
+		if memo != "" {
+			writeHashMemo(memo, b.meta)
+		}
 	})
 	return b.meta, b.err
+}
+
+// Hashing a 10 MB binary costs 10-15 ms, a tenth of the budget of a
+// repeated ssh connection; so the hash is remembered in the user's cache
+// under the file's device, inode, size and modification time, which
+// change whenever the file is replaced or rewritten.
+func hashMemoPath(f *os.File) string {
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "mitostar", "hashes", fmt.Sprintf("%v.%v.%d.%d", sys.Dev, sys.Ino, st.Size(), st.ModTime().UnixNano()))
+}
+
+// runsFromMemfd reports whether path is /proc/self/exe of a process
+// started from a memfd, whose inode numbers are not stable identities.
+func runsFromMemfd(path string) bool {
+	if path != "/proc/self/exe" {
+		return false
+	}
+	target, err := os.Readlink(path)
+	return err == nil && strings.HasPrefix(target, "/memfd:")
+}
+
+func readHashMemo(path string) (binaryInfo, bool) {
+	if path == "" {
+		return binaryInfo{}, false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return binaryInfo{}, false
+	}
+	var m binaryInfo
+	if _, err := fmt.Sscanf(string(data), "%64s %d\n", &m.hash, &m.size); err != nil || len(m.hash) != 64 {
+		return binaryInfo{}, false
+	}
+	if _, err := hex.DecodeString(m.hash); err != nil {
+		return binaryInfo{}, false
+	}
+	return m, true
+}
+
+// writeHashMemo records a hash, atomically; failing to is harmless.
+func writeHashMemo(path string, m binaryInfo) {
+	if os.MkdirAll(filepath.Dir(path), 0o700) != nil {
+		return
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	if os.WriteFile(tmp, []byte(fmt.Sprintf("%s %d\n", m.hash, m.size)), 0o600) != nil {
+		os.Remove(tmp)
+		return
+	}
+	if os.Rename(tmp, path) != nil {
+		os.Remove(tmp)
+	}
 }
 
 // gzipped returns the binary compressed with gzip, computed once.

@@ -2,6 +2,8 @@ package connect
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -466,4 +468,32 @@ func TestStubDistFromParent(t *testing.T) {
 	os.WriteFile(filepath.Join(bin2, "uname"), []byte("#!/bin/sh\necho FreeBSD amd64\n"), 0o755)
 	_, err = connect(ctx, r, "testsh", hop2, map[string]any{"env": []any{"PATH=" + bin2 + ":" + os.Getenv("PATH")}})
 	wantKind(t, err, "StreamError", "mitostar-freebsd-amd64", "make dist", "its parent has none")
+}
+
+func TestBinaryHashMemo(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	path := filepath.Join(t.TempDir(), "bin")
+	os.WriteFile(path, []byte("first content"), 0o755)
+	want := func(content string) string {
+		sum := sha256.Sum256([]byte(content))
+		return hex.EncodeToString(sum[:])
+	}
+	info, err := (&binary{path: path}).info()
+	if err != nil || info.hash != want("first content") || info.size != 13 {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	// Remembered: a second lookup reads the memo.
+	f, _ := os.Open(path)
+	memo := hashMemoPath(f)
+	f.Close()
+	if m, ok := readHashMemo(memo); !ok || m != info {
+		t.Fatalf("memo %q: %+v %v", memo, m, ok)
+	}
+	// Rewritten: a new identity, so the new content is hashed.
+	time.Sleep(10 * time.Millisecond)
+	os.WriteFile(path, []byte("second content!"), 0o755)
+	info, err = (&binary{path: path}).info()
+	if err != nil || info.hash != want("second content!") {
+		t.Fatalf("after rewrite: %+v %v", info, err)
+	}
 }
