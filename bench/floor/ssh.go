@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// sshTarget is where the ssh rows connect: user@host:port plus the files
+// that make a non-interactive, host-key-checked login possible.
+type sshTarget struct {
+	user, host string
+	port       int
+	key        string
+	knownHosts string
+}
+
+// parseSSHTarget parses "[user@]host[:port]".
+func parseSSHTarget(s string) (sshTarget, error) {
+	var t sshTarget
+	rest := s
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		t.user, rest = rest[:at], rest[at+1:]
+		if t.user == "" {
+			return t, fmt.Errorf("ssh target %q: empty user before @", s)
+		}
+	}
+	t.host, t.port = rest, 22
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		p, err := strconv.Atoi(rest[i+1:])
+		if err != nil || p < 1 || p > 65535 {
+			return t, fmt.Errorf("ssh target %q: bad port %q", s, rest[i+1:])
+		}
+		t.host, t.port = rest[:i], p
+	}
+	if t.host == "" {
+		return t, fmt.Errorf("ssh target %q: empty host", s)
+	}
+	return t, nil
+}
+
+// argv is the ssh command line that runs the remote command cmd.
+func (t sshTarget) argv(cmd string) []string {
+	a := []string{"ssh", "-o", "BatchMode=yes", "-o", "Compression=no", "-p", strconv.Itoa(t.port)}
+	if t.knownHosts != "" {
+		a = append(a, "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+t.knownHosts)
+	}
+	if t.key != "" {
+		a = append(a, "-o", "IdentitiesOnly=yes", "-i", t.key)
+	}
+	dest := t.host
+	if t.user != "" {
+		dest = t.user + "@" + t.host
+	}
+	return append(a, dest, cmd)
+}
+
+// startSSH runs cmd on the target with pipes to ssh's stdin and stdout
+// and waits for the line "ready" that cmd must print first.
+func startSSH(ctx context.Context, t sshTarget, cmd string) (*child, *bufio.Reader, error) {
+	argv := t.argv("echo ready; " + cmd)
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	c.Stderr = os.Stderr
+	in, err := c.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := c.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, nil, fmt.Errorf("starting ssh: %w", err)
+	}
+	ch := &child{cmd: c, in: in, out: out}
+	br := bufio.NewReaderSize(out, bulkChunk)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "ready\n" {
+		ch.close()
+		return nil, nil, fmt.Errorf("%s: expected \"ready\", got %q (%v)", strings.Join(argv, " "), line, err)
+	}
+	return ch, br, nil
+}
+
+// benchSSH times `ssh HOST true` (the floor of connect + first call),
+// a 64-byte ping-pong through `ssh HOST cat` (of the call round trip over
+// ssh) and c.bulkMiB MiB into `ssh HOST cat` (of a large argument).
+func benchSSH(ctx context.Context, c *config, _ string, e *emitter) error {
+	t := c.ssh
+	if t.host == "" {
+		return nil
+	}
+	samples := make([]time.Duration, 0, c.sshReps)
+	for i := 0; i < c.sshReps; i++ {
+		argv := t.argv("true")
+		t0 := time.Now()
+		if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, out)
+		}
+		samples = append(samples, time.Since(t0))
+	}
+	if err := e.times("ssh_connect_first_call", "ms", samples); err != nil {
+		return err
+	}
+
+	ch, br, err := startSSH(ctx, t, "exec cat")
+	if err != nil {
+		return err
+	}
+	ch.out = io.NopCloser(br)
+	pingPong(ch, min(100, c.rttReps))
+	rtts, err := pingPong(ch, min(c.rttReps, 2000))
+	if cerr := ch.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := e.times("ssh_rtt", "us", rtts); err != nil {
+		return err
+	}
+
+	size := int64(c.bulkMiB) << 20
+	block := make([]byte, bulkChunk)
+	for i := range block {
+		block[i] = 'x'
+	}
+	var bulk []time.Duration
+	for r := 0; r < c.bulkReps; r++ {
+		ch, br, err := startSSH(ctx, t, "cat >/dev/null; echo done")
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		err = writeN(ch.in, block, size)
+		ch.in.Close()
+		var line string
+		if err == nil {
+			line, err = br.ReadString('\n')
+		}
+		bulk = append(bulk, time.Since(t0))
+		if cerr := ch.close(); err == nil {
+			err = cerr
+		}
+		if err == nil && line != "done\n" {
+			err = fmt.Errorf("ssh cat: expected \"done\", got %q", line)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return e.rates(fmt.Sprintf("ssh_bulk_%dm", c.bulkMiB), "MiB/s", float64(c.bulkMiB), bulk)
+}
