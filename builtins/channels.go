@@ -412,6 +412,11 @@ func (l *Latch) Truth() starlark.Bool  { return true }
 func (l *Latch) Hash() (uint32, error) { return 0, errors.New("unhashable type: latch") }
 
 func (l *Latch) get(thread *starlark.Thread, ctx context.Context, block bool) (starlark.Value, error) {
+	if l.L.Closed() {
+		// As Mitogen's Latch.get: a closed latch raises even when values
+		// are still queued (core.Latch drains them, for Receivers).
+		return nil, core.ErrLatchClosed
+	}
 	v, err := l.L.Get(ctx, block)
 	if err != nil {
 		return nil, err
