@@ -3,6 +3,7 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ func init() {
 	builtins.Register("testing.stdout", testStdout)
 	builtins.Register("testing.busy", testBusy)
 	builtins.Register("testing.unsendable", testUnsendable)
+	builtins.Register("testing.write_fd", testWriteFD)
 }
 
 func assertEq(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -384,3 +386,21 @@ func (unsendable) Type() string          { return "gadget" }
 func (unsendable) Freeze()               {}
 func (unsendable) Truth() starlark.Bool  { return true }
 func (unsendable) Hash() (uint32, error) { return 0, nil }
+
+// testing.write_fd(fd, text) writes text straight to file descriptor 1 or
+// 2 of this process, as a misbehaving library would.
+func testWriteFD(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var fd int
+	var text string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 2, &fd, &text); err != nil {
+		return nil, err
+	}
+	f := map[int]*os.File{1: os.Stdout, 2: os.Stderr}[fd]
+	if f == nil {
+		return nil, fmt.Errorf("%s: fd must be 1 or 2, got %d", b.Name(), fd)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return starlark.None, nil
+}
