@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -18,11 +18,28 @@ import (
 // measured in the same run: a bare pipe ping-pong between two processes,
 // a bare spawn of this binary, bare pipe bandwidth. Each mitostar
 // benchmark also reports its ratio to its floor (x-floor, x-spawn,
-// x-pipe), measured once per run.
+// x-pipe).
 //
 //	go test -run '^$' -bench . -benchtime 2s ./core
 
 func init() {
+	// MITOSTAR_CHILD_CPUPROFILE=prefix makes every child of a benchmark
+	// write a CPU profile to prefix.PID when it shuts down.
+	if prefix := os.Getenv("MITOSTAR_CHILD_CPUPROFILE"); prefix != "" {
+		RegisterChildHook(func(r *Router, _ []byte) error {
+			f, err := os.Create(fmt.Sprintf("%s.%d", prefix, os.Getpid()))
+			if err != nil {
+				return err
+			}
+			pprof.StartCPUProfile(f)
+			r.Go(func() {
+				<-r.Lifetime().Done()
+				pprof.StopCPUProfile()
+				f.Close()
+			})
+			return nil
+		})
+	}
 	RegisterRole("bench-exit", func() int { return 0 })
 	RegisterRole("bench-pingpong", runPingPong)
 	RegisterRole("bench-source", runSource)
@@ -87,28 +104,35 @@ func roleCmd(b testing.TB, role string, env ...string) *exec.Cmd {
 	return cmd
 }
 
-// pingPong is the floor of a round trip: n pings through a process
-// that echoes them. It returns the mean time per round trip.
-func pingPong(b testing.TB, n int) time.Duration {
+// A pinger is a process echoing fixed-size pings: the floor of a round trip.
+type pinger struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out io.Reader
+	buf []byte
+}
+
+func startPinger(b testing.TB) *pinger {
 	cmd := roleCmd(b, "bench-pingpong")
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer cmd.Wait()
-	defer in.Close()
-	buf := make([]byte, pingPongSize)
-	in.Write(buf)
-	io.ReadFull(out, buf) // warm up
+	p := &pinger{cmd: cmd, in: in, out: out, buf: make([]byte, pingPongSize)}
+	b.Cleanup(func() { in.Close(); cmd.Wait() })
+	p.ping(b) // warm up
+	return p
+}
+
+// ping makes one round trip and returns its duration.
+func (p *pinger) ping(b testing.TB) time.Duration {
 	start := time.Now()
-	for range n {
-		in.Write(buf)
-		if _, err := io.ReadFull(out, buf); err != nil {
-			b.Fatal(err)
-		}
+	p.in.Write(p.buf)
+	if _, err := io.ReadFull(p.out, p.buf); err != nil {
+		b.Fatal(err)
 	}
-	return time.Since(start) / time.Duration(n)
+	return time.Since(start)
 }
 
 // spawn is the floor of a child start: fork, exec and exit of this binary.
@@ -120,9 +144,9 @@ func spawn(b testing.TB) time.Duration {
 	return time.Since(start)
 }
 
-// pipeBandwidth is the floor of bulk transfer: bytes per second read
-// from a child writing n bytes to a pipe.
-func pipeBandwidth(b testing.TB, n int) float64 {
+// pipeBandwidth is the floor of bulk transfer: the time to read n bytes
+// from a child writing them to a pipe.
+func pipeBandwidth(b testing.TB, n int) time.Duration {
 	cmd := roleCmd(b, "bench-source", "BENCH_BYTES="+strconv.Itoa(n))
 	out, _ := cmd.StdoutPipe()
 	start := time.Now()
@@ -135,32 +159,19 @@ func pipeBandwidth(b testing.TB, n int) float64 {
 	if got != int64(n) {
 		b.Fatalf("read %d bytes, want %d", got, n)
 	}
-	return float64(n) / d.Seconds()
+	return d
 }
 
-// floors are measured once per run for the ratio metrics.
-var floors struct {
-	once      sync.Once
-	rtt       time.Duration
-	spawn     time.Duration
-	bandwidth float64
-}
-
-func measureFloors(b testing.TB) {
-	floors.once.Do(func() {
-		floors.rtt = pingPong(b, 5000)
-		floors.spawn = time.Duration(1<<63 - 1)
-		for range 5 {
-			floors.spawn = min(floors.spawn, spawn(b))
-		}
-		for range 3 {
-			floors.bandwidth = max(floors.bandwidth, pipeBandwidth(b, 64<<20))
-		}
-	})
-}
+// The floors and the benchmarks judged against them run interleaved,
+// one floor operation beside each measured one, so that load from
+// elsewhere on the machine weighs on both alike. ns/op is their sum; the
+// metrics give each side and the ratio.
 
 func BenchmarkFloorPingPong(b *testing.B) {
-	b.ReportMetric(float64(pingPong(b, b.N).Nanoseconds()), "ns/rtt")
+	p := startPinger(b)
+	for b.Loop() {
+		p.ping(b)
+	}
 }
 
 func BenchmarkFloorSpawn(b *testing.B) {
@@ -177,7 +188,6 @@ func BenchmarkFloorPipeBandwidth(b *testing.B) {
 }
 
 func benchMaster(b *testing.B) (*Router, context.Context) {
-	measureFloors(b)
 	r := NewMaster(Options{})
 	b.Cleanup(r.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -196,32 +206,36 @@ func benchConnect(b *testing.B, r *Router, via *Context) *Context {
 	return c
 }
 
-func reportRTT(b *testing.B) {
-	per := b.Elapsed() / time.Duration(b.N)
-	b.ReportMetric(float64(per)/float64(floors.rtt), "x-floor")
-	b.ReportMetric(float64(floors.rtt.Nanoseconds()), "floor-ns")
+// report adds the measured side, its floor and their ratio.
+func report(b *testing.B, spent, floor time.Duration, unit, ratio string) {
+	n := float64(b.N)
+	b.ReportMetric(float64(spent.Nanoseconds())/n, unit)
+	b.ReportMetric(float64(floor.Nanoseconds())/n, "floor-"+unit)
+	b.ReportMetric(float64(spent)/float64(floor), ratio)
+}
+
+func benchRoundTrip(b *testing.B, c *Context, ctx context.Context) {
+	p := startPinger(b)
+	var spent, floor time.Duration
+	for b.Loop() {
+		floor += p.ping(b)
+		start := time.Now()
+		if err := c.Call(ctx, nil, "bench.nop"); err != nil {
+			b.Fatal(err)
+		}
+		spent += time.Since(start)
+	}
+	report(b, spent, floor, "ns/call", "x-floor")
 }
 
 func BenchmarkRoundTrip(b *testing.B) {
 	r, ctx := benchMaster(b)
-	c := benchConnect(b, r, nil)
-	for b.Loop() {
-		if err := c.Call(ctx, nil, "bench.nop"); err != nil {
-			b.Fatal(err)
-		}
-	}
-	reportRTT(b)
+	benchRoundTrip(b, benchConnect(b, r, nil), ctx)
 }
 
 func BenchmarkRoundTrip2Hop(b *testing.B) {
 	r, ctx := benchMaster(b)
-	c := benchConnect(b, r, benchConnect(b, r, nil))
-	for b.Loop() {
-		if err := c.Call(ctx, nil, "bench.nop"); err != nil {
-			b.Fatal(err)
-		}
-	}
-	reportRTT(b)
+	benchRoundTrip(b, benchConnect(b, r, benchConnect(b, r, nil)), ctx)
 }
 
 // BenchmarkInFlight1000 keeps 1,000 calls in flight to one child.
@@ -259,8 +273,10 @@ func BenchmarkStream64MiB(b *testing.B) {
 	r, ctx := benchMaster(b)
 	c := benchConnect(b, r, nil)
 	const total, chunk = 64 << 20, 256 << 10
-	b.SetBytes(total)
+	var spent, floor time.Duration
 	for b.Loop() {
+		floor += pipeBandwidth(b, total)
+		start := time.Now()
 		rv, _ := r.NewReceiver(ReceiverOptions{Respondent: c})
 		done := make(chan error, 1)
 		go func() { done <- c.Call(ctx, nil, "bench.stream", rv.Handle(), total, chunk) }()
@@ -279,20 +295,23 @@ func BenchmarkStream64MiB(b *testing.B) {
 		if err := <-done; err != nil {
 			b.Fatal(err)
 		}
+		spent += time.Since(start)
 		if got < total {
 			b.Fatalf("received %d bytes", got)
 		}
 	}
-	bw := float64(total) * float64(b.N) / b.Elapsed().Seconds()
-	b.ReportMetric(bw/floors.bandwidth, "x-pipe")
-	b.ReportMetric(floors.bandwidth/(1<<20), "pipe-MiB/s")
+	mib := float64(total*b.N) / (1 << 20)
+	b.ReportMetric(mib/spent.Seconds(), "MiB/s")
+	b.ReportMetric(mib/floor.Seconds(), "pipe-MiB/s")
+	b.ReportMetric(floor.Seconds()/spent.Seconds(), "x-pipe")
 }
 
 // BenchmarkChildStart measures a child's start up to its first reply.
 func BenchmarkChildStart(b *testing.B) {
 	r, ctx := benchMaster(b)
-	var spent time.Duration
+	var spent, floor time.Duration
 	for b.Loop() {
+		floor += spawn(b)
 		start := time.Now()
 		c, err := r.Connect(ctx, "local", nil)
 		if err != nil {
@@ -305,9 +324,7 @@ func BenchmarkChildStart(b *testing.B) {
 		r.Disconnect(c)
 		<-c.Disconnected()
 	}
-	per := spent / time.Duration(b.N)
-	b.ReportMetric(float64(per)/float64(floors.spawn), "x-spawn")
-	b.ReportMetric(float64(floors.spawn.Microseconds()), "spawn-µs")
+	report(b, spent, floor, "ns/start", "x-spawn")
 }
 
 // BenchmarkIdleChildRSS reports the resident memory of an idle child.

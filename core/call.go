@@ -233,7 +233,12 @@ func (e *executor) reply(m *Message, value []byte, rerr *RemoteError) {
 		e.r.sendDead(m, fmt.Sprintf(msgTooLarge, max))
 		return
 	}
-	if err := m.ReplyRaw(data); err != nil {
+	// While more calls wait, replies are left to the stream's writer,
+	// which writes them in one go once the queue is drained.
+	e.mu.Lock()
+	more := len(e.queue) > 0
+	e.mu.Unlock()
+	if err := m.replyRaw(data, more); err != nil {
 		e.r.log.Debug("call reply not sent", "err", err)
 	}
 }

@@ -24,6 +24,10 @@ type Message struct {
 
 	// from is the stream the message arrived on; nil for local messages.
 	from *Stream
+	// batch says more messages follow at once: the frame is left to the
+	// stream's writer goroutine, which writes them together, instead of
+	// being written inline.
+	batch bool
 	// router is the router that delivered the message, for Reply.
 	router *Router
 }
@@ -69,14 +73,16 @@ func (m *Message) Reply(value any) error {
 }
 
 // ReplyRaw sends already-encoded CBOR back to the reply_to handle.
-func (m *Message) ReplyRaw(data []byte) error {
+func (m *Message) ReplyRaw(data []byte) error { return m.replyRaw(data, false) }
+
+func (m *Message) replyRaw(data []byte, batch bool) error {
 	if m.router == nil {
 		return errors.New("reply: message was not received by a router")
 	}
 	if m.ReplyTo == 0 || m.IsDead() {
 		return nil
 	}
-	return m.router.Route(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data})
+	return m.router.Route(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data, batch: batch})
 }
 
 // NewMessage returns a message carrying the CBOR encoding of value.

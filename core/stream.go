@@ -112,7 +112,7 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 				return nil
 			}
 			s.writing = true
-			if s.raw == nil || n > inlineMax {
+			if s.raw == nil || n > inlineMax || m.batch {
 				s.queue = append(s.queue, m)
 				s.mu.Unlock()
 				s.kick()
@@ -217,12 +217,14 @@ func (s *Stream) drain() error {
 		pending := s.pending
 		s.pending = nil
 		batch := s.queue
-		s.queue = s.spare[:0]
 		if len(batch) == 0 && pending == nil {
 			s.writing = false
 			s.mu.Unlock()
 			return nil
 		}
+		// Swap only now: on the empty path above, queue and spare
+		// would both alias the spare array.
+		s.queue = s.spare[:0]
 		s.mu.Unlock()
 		freed := len(pending)
 		var err error
@@ -272,6 +274,9 @@ func (s *Stream) readOne() error {
 		return err
 	}
 	m.from = s
+	// Another frame already read: if this one is forwarded, the writer
+	// of the next stream writes them together.
+	m.batch = s.br.Buffered() >= HeaderSize
 	s.router.routeIn(m, s)
 	return nil
 }
