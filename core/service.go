@@ -7,6 +7,10 @@ import (
 	"sync"
 )
 
+// AllowAny is a Policy accepting every message, for service methods any
+// context may call (Mitogen's AllowAny).
+var AllowAny Policy = func(*Message) bool { return true }
+
 // A ServiceMethod is one exposed method of a Service.
 type ServiceMethod struct {
 	// Fn serves the call; kwargs holds the CBOR map of keyword arguments.
@@ -22,6 +26,9 @@ type Service struct {
 	Methods map[string]ServiceMethod
 	// Workers bounds how many calls run at once (default 4).
 	Workers int
+	// MaxQueue bounds the calls waiting for a worker (default 1000);
+	// calls beyond it fail at once with CallError "service ... is busy".
+	MaxQueue int
 }
 
 // A ServiceCall is one CALL_SERVICE request being served.
@@ -30,6 +37,9 @@ type ServiceCall struct {
 	Msg     *Message
 	Request *ServiceRequest
 }
+
+// Caller is the context that sent the call.
+func (c *ServiceCall) Caller() *Context { return c.Router.ContextByID(c.Msg.SrcID) }
 
 // Kwargs decodes the keyword arguments into v.
 func (c *ServiceCall) Kwargs(v any) error {
@@ -60,12 +70,30 @@ type serviceTable struct {
 func newServiceTable() *serviceTable { return &serviceTable{services: map[string]*serviceState{}} }
 
 // RegisterService makes svc callable with CALL_SERVICE in this context.
+// The router keeps its own copy of svc.
 func (r *Router) RegisterService(svc *Service) error {
-	if svc.Name == "" {
+	if svc == nil || svc.Name == "" {
 		return errors.New("service needs a name")
 	}
+	if len(svc.Methods) == 0 {
+		return fmt.Errorf("service %q has no methods", svc.Name)
+	}
+	for name, m := range svc.Methods {
+		if m.Fn == nil {
+			return fmt.Errorf("service %q: method %q has no function", svc.Name, name)
+		}
+	}
+	cp := *svc
+	cp.Methods = make(map[string]ServiceMethod, len(svc.Methods))
+	for name, m := range svc.Methods {
+		cp.Methods[name] = m
+	}
+	svc = &cp
 	if svc.Workers <= 0 {
 		svc.Workers = 4
+	}
+	if svc.MaxQueue <= 0 {
+		svc.MaxQueue = 1000
 	}
 	r.services.mu.Lock()
 	defer r.services.mu.Unlock()
@@ -77,6 +105,9 @@ func (r *Router) RegisterService(svc *Service) error {
 }
 
 func (r *Router) onCallService(m *Message) {
+	if m.IsDead() {
+		return
+	}
 	var req ServiceRequest
 	fail := func(kind, text string) {
 		m.ReplyRaw(EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name}))
@@ -107,6 +138,11 @@ func (r *Router) onCallService(m *Message) {
 		return
 	}
 	st.mu.Lock()
+	if len(st.queue) >= st.svc.MaxQueue {
+		st.mu.Unlock()
+		fail(CallError, fmt.Sprintf("service %q is busy: %d calls are waiting", req.Service, st.svc.MaxQueue))
+		return
+	}
 	st.queue = append(st.queue, &serviceJob{m: m, req: &req, method: method})
 	spawn := st.busy < st.svc.Workers
 	if spawn {
@@ -122,8 +158,13 @@ func (r *Router) serviceWorker(st *serviceState) {
 	for {
 		st.mu.Lock()
 		if len(st.queue) == 0 || r.ctx.Err() != nil {
+			pending := st.queue
+			st.queue = nil
 			st.busy--
 			st.mu.Unlock()
+			for _, job := range pending {
+				r.sendDead(job.m, msgRouterClosed)
+			}
 			return
 		}
 		job := st.queue[0]
@@ -148,7 +189,14 @@ func (r *Router) serviceWorker(st *serviceState) {
 				rerr.Kind = CallError
 			}
 		}
-		job.m.ReplyRaw(EncodeCallReply(value, rerr))
+		data := EncodeCallReply(value, rerr)
+		if max := r.MaxMessageSize(); len(data) > max {
+			r.sendDead(job.m, fmt.Sprintf(msgTooLarge, max))
+			continue
+		}
+		if err := job.m.ReplyRaw(data); err != nil {
+			r.log.Debug("service reply not sent", "service", job.req.Service, "method", job.req.Method, "err", err)
+		}
 	}
 }
 

@@ -1,0 +1,770 @@
+package core
+
+// Byte streams: ordered, windowed, bidirectional byte pipes between any
+// two contexts of the tree (through via hops too), used by file transfer
+// and fakessh. docs/protocol.md ("Byte streams") mirrors this comment.
+//
+// Each end of a stream owns a fresh user handle (AddHandler) whose
+// respondent is the other end's context, so the death of either process
+// fails the other end with "the respondent Context has disconnected".
+// Every frame goes to the peer's handle with reply_to set to the
+// sender's own handle: a frame that cannot be delivered (no route, the
+// peer's handle is gone, too large) comes back as a dead message and
+// breaks the stream at the sender. The payload is a CBOR array:
+//
+//	[1, window, max_chunk]  OPEN    dialer → listener, once, first frame
+//	[2, bytes]              DATA    at most the credit the peer granted
+//	[3, n]                  WINDOW  the receiver consumed n more bytes
+//	[4]                     EOF     no more DATA from the sender (half-close)
+//	[5]                     CLOSE   EOF, and the sender stops reading too
+//	[6, kind, message]      RESET   the sender aborts; both ends fail
+//
+// Opening: the listener (NewByteStream) allocates its handle and hands
+// its StreamAddr (context id, handle, window, max_chunk) to the peer by
+// any means, usually as an argument of a call; the peer calls
+// DialByteStream, which sends OPEN. The dialer may send up to the
+// listener's window at once; the listener may send once OPEN arrived.
+//
+// Flow control: a receiver never buffers more than the window it
+// granted; each time its reader has consumed a quarter of the window it
+// returns that much credit with WINDOW. A writer out of credit blocks, so
+// a slow reader slows the writer and no hop buffers more than one window
+// per stream.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Byte stream frame opcodes (first element of the payload array).
+const (
+	bsOpen   = 1 // [1, window, max_chunk]
+	bsData   = 2 // [2, bytes]
+	bsWindow = 3 // [3, n]
+	bsEOF    = 4 // [4]
+	bsClose  = 5 // [5]
+	bsReset  = 6 // [6, kind, message]
+)
+
+// DefaultStreamWindow is the receive window of a byte stream unless
+// ByteStreamOptions says otherwise.
+const DefaultStreamWindow = 1 << 20
+
+// maxStreamChunk bounds a DATA frame's bytes; smaller message size
+// limits make chunks smaller.
+const maxStreamChunk = 256 << 10
+
+// streamFrameOverhead is the most a DATA payload adds to its bytes.
+const streamFrameOverhead = 16
+
+// ErrStreamClosed is returned by operations on a ByteStream after Close.
+var ErrStreamClosed = errors.New("use of closed byte stream")
+
+// A StreamAddr names the listening end of a byte stream, for the peer
+// to dial. It travels as a call argument.
+type StreamAddr struct {
+	Context  uint32 `cbor:"1,keyasint"` // the listener's context id
+	Handle   uint32 `cbor:"2,keyasint"` // the listener's handle
+	Window   int    `cbor:"3,keyasint"` // credit the dialer starts with
+	MaxChunk int    `cbor:"4,keyasint"` // largest DATA the listener accepts
+}
+
+// ByteStreamOptions configure a byte stream end.
+type ByteStreamOptions struct {
+	// Window is the receive window in bytes (DefaultStreamWindow when
+	// zero; at least 4096).
+	Window int
+}
+
+// A ByteStream is one end of a byte stream. Read, Write, CloseWrite and
+// Close may be called from different goroutines; concurrent Reads (or
+// Writes) are serialized. Close must be called to release the handle.
+type ByteStream struct {
+	r      *Router
+	peer   *Context
+	handle uint32
+	window int
+	chunk  int // largest DATA this end accepts
+
+	wmu sync.Mutex // serializes writers
+	rmu sync.Mutex // serializes readers
+
+	mu         sync.Mutex
+	wake       chan struct{} // closed and replaced on every state change
+	peerHandle uint32        // 0 until OPEN (listener)
+	credit     int           // bytes this end may still send
+	peerChunk  int           // largest DATA the peer accepts
+	peerWindow int           // the peer's window: credit never exceeds it
+	rbuf       [][]byte
+	rlen       int
+	consumed   int // bytes read since the last WINDOW
+	eofIn      bool
+	peerClosed bool
+	eofOut     bool
+	closed     bool
+	released   bool
+	err        error // why the stream broke; first cause wins
+	rdeadline  time.Time
+	wdeadline  time.Time
+}
+
+var (
+	_ io.ReadWriteCloser = (*ByteStream)(nil)
+	_ io.WriterTo        = (*ByteStream)(nil)
+)
+
+func (r *Router) newByteStream(peer *Context, opts *ByteStreamOptions) (*ByteStream, error) {
+	if peer == nil {
+		return nil, errors.New("byte stream: no peer context")
+	}
+	w := DefaultStreamWindow
+	if opts != nil && opts.Window != 0 {
+		w = opts.Window
+	}
+	if w < MinMaxMessageSize {
+		return nil, fmt.Errorf("byte stream: window must be at least %d bytes, got %d", MinMaxMessageSize, w)
+	}
+	s := &ByteStream{r: r, peer: peer, window: w, chunk: chunkFor(r.MaxMessageSize()), wake: make(chan struct{})}
+	h, err := r.AddHandler(s.onFrame, HandlerOptions{Respondent: peer, Policy: s.policy})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.handle = h
+	s.mu.Unlock()
+	return s, nil
+}
+
+func chunkFor(maxMessage int) int {
+	return min(maxStreamChunk, maxMessage-streamFrameOverhead)
+}
+
+// NewByteStream creates the listening end of a byte stream with peer;
+// give s.Addr() to the peer, which calls DialByteStream with it.
+func (r *Router) NewByteStream(peer *Context, opts *ByteStreamOptions) (*ByteStream, error) {
+	return r.newByteStream(peer, opts)
+}
+
+// DialByteStream connects to the listening end addr and returns this
+// end of the stream. It sends OPEN and does not wait for an answer: a
+// listener that is gone makes the first Read or Write fail.
+func (r *Router) DialByteStream(ctx context.Context, addr StreamAddr, opts *ByteStreamOptions) (*ByteStream, error) {
+	if addr.Handle < FirstUserHandle || addr.Window < 1 || addr.MaxChunk < 1 {
+		return nil, fmt.Errorf("byte stream: bad address %+v", addr)
+	}
+	s, err := r.newByteStream(r.ContextByID(addr.Context), opts)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.peerHandle, s.credit, s.peerChunk, s.peerWindow = addr.Handle, addr.Window, addr.MaxChunk, addr.Window
+	s.mu.Unlock()
+	payload := appendHead(nil, 4, 3)
+	payload = appendHead(payload, 0, bsOpen)
+	payload = appendHead(payload, 0, uint64(s.window))
+	payload = appendHead(payload, 0, uint64(s.chunk))
+	if err := s.send(ctx, payload); err != nil {
+		s.fail(err)
+		s.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is this end's address, for the peer to dial.
+func (s *ByteStream) Addr() StreamAddr {
+	return StreamAddr{Context: s.r.ID(), Handle: s.handle, Window: s.window, MaxChunk: s.chunk}
+}
+
+// Peer is the context at the other end.
+func (s *ByteStream) Peer() *Context { return s.peer }
+
+func (s *ByteStream) String() string {
+	return fmt.Sprintf("byte stream %d with %s", s.handle, s.peer.Name())
+}
+
+// policy accepts frames from the peer, and dead messages from anywhere
+// on the path (a router that could not deliver one of ours).
+func (s *ByteStream) policy(m *Message) bool {
+	return m.IsDead() || (m.SrcID == s.peer.ID && m.AuthID == s.peer.ID)
+}
+
+// notifyLocked wakes every waiter; s.mu is held.
+func (s *ByteStream) notifyLocked() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// onFrame handles one frame addressed to this end. It runs on the
+// goroutine that delivers messages and never blocks or sends.
+func (s *ByteStream) onFrame(m *Message) {
+	if m.IsDead() {
+		s.fail(&StreamError{Op: s.String(), Err: errors.New(m.DeadReason())})
+		s.release()
+		return
+	}
+	op, rest, err := readHeadKind(m.Data)
+	var perr error
+	s.mu.Lock()
+	switch {
+	case err != nil:
+		perr = err
+	case op == bsOpen:
+		var window, chunk uint64
+		if window, rest, err = readUint(rest); err == nil {
+			chunk, _, err = readUint(rest)
+		}
+		switch {
+		case err != nil:
+			perr = err
+		case s.peerHandle != 0:
+			perr = errors.New("second OPEN")
+		case m.ReplyTo < FirstUserHandle || window < 1 || chunk < 1 || window > 1<<40 || chunk > 1<<40:
+			perr = fmt.Errorf("bad OPEN (handle %d, window %d, chunk %d)", m.ReplyTo, window, chunk)
+		default:
+			s.peerHandle, s.credit, s.peerChunk, s.peerWindow = m.ReplyTo, int(window), int(chunk), int(window)
+		}
+	case m.ReplyTo != s.peerHandle || s.peerHandle == 0:
+		perr = fmt.Errorf("frame from handle %d, want %d", m.ReplyTo, s.peerHandle)
+	case op == bsData:
+		var data []byte
+		data, _, err = readBytes(rest)
+		switch {
+		case err != nil:
+			perr = err
+		case s.eofIn:
+			perr = errors.New("DATA after EOF")
+		case s.rlen+len(data) > s.window:
+			perr = fmt.Errorf("peer overran the window (%d buffered + %d > %d)", s.rlen, len(data), s.window)
+		case len(data) > 0 && !s.closed:
+			s.rbuf = append(s.rbuf, data)
+			s.rlen += len(data)
+		}
+	case op == bsWindow:
+		var n uint64
+		if n, _, err = readUint(rest); err != nil || uint64(s.credit)+n > uint64(s.peerWindow) {
+			perr = fmt.Errorf("bad WINDOW (credit %d + %d over the window %d, %v)", s.credit, n, s.peerWindow, err)
+		} else {
+			s.credit += int(n)
+		}
+	case op == bsEOF:
+		s.eofIn = true
+	case op == bsClose:
+		s.eofIn, s.peerClosed = true, true
+	case op == bsReset:
+		var kind, msg string
+		if kind, rest, err = readText(rest); err == nil {
+			msg, _, err = readText(rest)
+		}
+		if err != nil {
+			perr = err
+		} else if s.err == nil {
+			if kind == "" {
+				kind = "StreamError"
+			}
+			s.err = &RemoteError{Kind: kind, Message: msg, Context: s.peer.Name()}
+		}
+	default:
+		perr = fmt.Errorf("unknown opcode %d", op)
+	}
+	if perr != nil && s.err == nil {
+		s.err = &StreamError{Op: s.String(), Err: fmt.Errorf("protocol error: %w", perr)}
+	}
+	failed := s.err != nil
+	s.notifyLocked()
+	s.mu.Unlock()
+	if perr != nil {
+		s.r.log.Error("byte stream protocol error", "stream", s.String(), "err", perr)
+	}
+	if failed {
+		s.release()
+	}
+}
+
+// fail records why the stream broke (the first cause wins) and wakes
+// every waiter.
+func (s *ByteStream) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+// release removes the handler once; later frames for it come back to
+// the peer as dead messages.
+func (s *ByteStream) release() {
+	s.mu.Lock()
+	done := s.released
+	s.released = true
+	s.mu.Unlock()
+	if !done {
+		s.r.DelHandler(s.handle)
+	}
+}
+
+// send routes one frame to the peer.
+func (s *ByteStream) send(ctx context.Context, payload []byte) error {
+	s.mu.Lock()
+	dst := s.peerHandle
+	s.mu.Unlock()
+	m := &Message{DstID: s.peer.ID, Handle: dst, ReplyTo: s.handle, Data: payload}
+	if err := s.r.RouteContext(ctx, m); err != nil {
+		return &StreamError{Op: s.String(), Err: err}
+	}
+	return nil
+}
+
+// wait blocks until the state changes, ctx ends, the deadline passes or
+// the router closes. s.mu is held on entry and on return.
+func (s *ByteStream) wait(ctx context.Context, deadline time.Time, op string) error {
+	wake := s.wake
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	var timer <-chan time.Time
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
+		if d <= 0 {
+			return &TimeoutError{Op: op + " " + s.String()}
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-wake:
+		return nil
+	case <-ctx.Done():
+		return ctxErr(ctx, op+" "+s.String())
+	case <-timer:
+		return &TimeoutError{Op: op + " " + s.String()}
+	case <-s.r.ctx.Done():
+		return &ChannelError{Reason: msgRouterClosed}
+	}
+}
+
+// Read reads bytes from the peer; io.EOF once the peer has closed its
+// writing side and everything sent has been read.
+func (s *ByteStream) Read(p []byte) (int, error) {
+	return s.ReadContext(context.Background(), p)
+}
+
+// ReadContext is Read bounded by ctx (and by the read deadline).
+func (s *ByteStream) ReadContext(ctx context.Context, p []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.mu.Lock()
+	for {
+		if s.rlen > 0 {
+			n := s.take(p)
+			grant := s.grantLocked()
+			s.mu.Unlock()
+			if grant > 0 {
+				s.sendWindow(grant)
+			}
+			return n, nil
+		}
+		switch {
+		case s.eofIn:
+			s.mu.Unlock()
+			return 0, io.EOF
+		case s.err != nil:
+			err := s.err
+			s.mu.Unlock()
+			return 0, err
+		case s.closed:
+			s.mu.Unlock()
+			return 0, ErrStreamClosed
+		case len(p) == 0:
+			s.mu.Unlock()
+			return 0, nil
+		}
+		if err := s.wait(ctx, s.rdeadline, "read"); err != nil {
+			s.mu.Unlock()
+			return 0, err
+		}
+	}
+}
+
+// take copies buffered bytes into p; s.mu is held.
+func (s *ByteStream) take(p []byte) int {
+	n := 0
+	for n < len(p) && len(s.rbuf) > 0 {
+		c := copy(p[n:], s.rbuf[0])
+		n += c
+		if c == len(s.rbuf[0]) {
+			s.rbuf[0] = nil
+			s.rbuf = s.rbuf[1:]
+		} else {
+			s.rbuf[0] = s.rbuf[0][c:]
+		}
+	}
+	s.rlen -= n
+	s.consumed += n
+	return n
+}
+
+// grantLocked returns the credit to give back now: a quarter of the
+// window at a time, and nothing once the peer stopped sending.
+func (s *ByteStream) grantLocked() int {
+	if s.consumed < s.window/4 || s.eofIn || s.err != nil || s.closed {
+		return 0
+	}
+	g := s.consumed
+	s.consumed = 0
+	return g
+}
+
+func (s *ByteStream) sendWindow(n int) {
+	payload := appendHead(nil, 4, 2)
+	payload = appendHead(payload, 0, bsWindow)
+	payload = appendHead(payload, 0, uint64(n))
+	if err := s.send(s.r.ctx, payload); err != nil {
+		s.fail(err)
+	}
+}
+
+// WriteTo writes everything the peer sends to w until EOF, handing w the
+// received chunks without copying them.
+func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	var total int64
+	s.mu.Lock()
+	for {
+		if s.rlen > 0 {
+			chunks := s.rbuf
+			s.rbuf = nil
+			n := s.rlen
+			s.rlen = 0
+			s.mu.Unlock()
+			for _, c := range chunks {
+				m, err := w.Write(c)
+				total += int64(m)
+				if err != nil {
+					return total, err
+				}
+			}
+			s.mu.Lock()
+			s.consumed += n
+			if grant := s.grantLocked(); grant > 0 {
+				s.mu.Unlock()
+				s.sendWindow(grant)
+				s.mu.Lock()
+			}
+			continue
+		}
+		switch {
+		case s.eofIn:
+			s.mu.Unlock()
+			return total, nil
+		case s.err != nil:
+			err := s.err
+			s.mu.Unlock()
+			return total, err
+		case s.closed:
+			s.mu.Unlock()
+			return total, ErrStreamClosed
+		}
+		if err := s.wait(context.Background(), s.rdeadline, "read"); err != nil {
+			s.mu.Unlock()
+			return total, err
+		}
+	}
+}
+
+// Write sends p to the peer, blocking while the peer's window is full.
+func (s *ByteStream) Write(p []byte) (int, error) {
+	return s.WriteContext(context.Background(), p)
+}
+
+// WriteContext is Write bounded by ctx (and by the write deadline).
+func (s *ByteStream) WriteContext(ctx context.Context, p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	written := 0
+	for len(p) > 0 {
+		s.mu.Lock()
+		for {
+			if err := s.writableLocked(); err != nil {
+				s.mu.Unlock()
+				return written, err
+			}
+			if s.peerHandle != 0 && s.credit > 0 {
+				break
+			}
+			if err := s.wait(ctx, s.wdeadline, "write"); err != nil {
+				s.mu.Unlock()
+				return written, err
+			}
+		}
+		n := min(len(p), s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
+		s.credit -= n
+		s.mu.Unlock()
+		payload := appendHead(make([]byte, 0, n+streamFrameOverhead), 4, 2)
+		payload = appendHead(payload, 0, bsData)
+		payload = appendHead(payload, 2, uint64(n))
+		payload = append(payload, p[:n]...)
+		if err := s.send(ctx, payload); err != nil {
+			s.fail(err)
+			return written, err
+		}
+		written += n
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// writableLocked is the error a write gets now, if any.
+func (s *ByteStream) writableLocked() error {
+	switch {
+	case s.err != nil:
+		return s.err
+	case s.closed || s.eofOut:
+		return ErrStreamClosed
+	case s.peerClosed:
+		return &StreamError{Op: s.String(), Err: errors.New("closed by peer")}
+	}
+	return nil
+}
+
+// CloseWrite half-closes the stream: the peer reads EOF once it has read
+// everything written before. Reading goes on.
+func (s *ByteStream) CloseWrite() error {
+	return s.CloseWriteContext(context.Background())
+}
+
+// CloseWriteContext is CloseWrite bounded by ctx: before the peer has
+// dialed, a listener waits for OPEN to send EOF.
+func (s *ByteStream) CloseWriteContext(ctx context.Context) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	for {
+		if err := s.writableLocked(); err != nil {
+			s.mu.Unlock()
+			if err == ErrStreamClosed && s.eofOut {
+				return nil
+			}
+			return err
+		}
+		if s.peerHandle != 0 {
+			break
+		}
+		if err := s.wait(ctx, s.wdeadline, "close"); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	s.eofOut = true
+	s.mu.Unlock()
+	payload := appendHead(nil, 4, 1)
+	payload = appendHead(payload, 0, bsEOF)
+	if err := s.send(ctx, payload); err != nil {
+		s.fail(err)
+		return err
+	}
+	return nil
+}
+
+// Close ends both directions: the peer reads EOF after what was written
+// and its writes fail. Unread bytes are dropped. Close is idempotent.
+func (s *ByteStream) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	notify := s.err == nil && s.peerHandle != 0 && !(s.eofOut && s.peerClosed)
+	s.rbuf, s.rlen = nil, 0
+	s.notifyLocked()
+	s.mu.Unlock()
+	var err error
+	if notify {
+		payload := appendHead(nil, 4, 1)
+		payload = appendHead(payload, 0, bsClose)
+		err = s.send(s.r.ctx, payload)
+	}
+	s.release()
+	return err
+}
+
+// Abort breaks the stream with cause: the peer's reads and writes fail
+// with a RemoteError of cause's kind and message, and so do this end's.
+func (s *ByteStream) Abort(cause error) {
+	if cause == nil {
+		cause = errors.New("aborted")
+	}
+	s.mu.Lock()
+	notify := s.err == nil && s.peerHandle != 0 && !s.closed
+	if s.err == nil {
+		s.err = cause
+	}
+	s.closed = true
+	s.rbuf, s.rlen = nil, 0
+	s.notifyLocked()
+	s.mu.Unlock()
+	if notify {
+		re := AsRemote(cause, s.r.Name())
+		payload := appendHead(nil, 4, 3)
+		payload = appendHead(payload, 0, bsReset)
+		payload = appendHead(payload, 3, uint64(len(re.Kind)))
+		payload = append(payload, re.Kind...)
+		payload = appendHead(payload, 3, uint64(len(re.Message)))
+		payload = append(payload, re.Message...)
+		s.send(s.r.ctx, payload)
+	}
+	s.release()
+}
+
+// Err is why the stream broke, nil while it works.
+func (s *ByteStream) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// SetDeadline sets the read and write deadlines; zero means none.
+func (s *ByteStream) SetDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.rdeadline, s.wdeadline = t, t
+	s.notifyLocked()
+	s.mu.Unlock()
+	return nil
+}
+
+// SetReadDeadline bounds the current and later Reads; zero means none.
+func (s *ByteStream) SetReadDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.rdeadline = t
+	s.notifyLocked()
+	s.mu.Unlock()
+	return nil
+}
+
+// SetWriteDeadline bounds the current and later Writes; zero means none.
+func (s *ByteStream) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.wdeadline = t
+	s.notifyLocked()
+	s.mu.Unlock()
+	return nil
+}
+
+// Buffered reports how many received bytes wait to be read.
+func (s *ByteStream) Buffered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rlen
+}
+
+// IsTimeout reports whether err is a deadline or timeout of a byte
+// stream (or anything else that says Timeout() true).
+func IsTimeout(err error) bool {
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		return true
+	}
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// Minimal CBOR for the byte stream payloads: heads of unsigned ints
+// (major 0), byte strings (2), text strings (3) and arrays (4).
+
+func appendHead(b []byte, major byte, n uint64) []byte {
+	m := major << 5
+	switch {
+	case n < 24:
+		return append(b, m|byte(n))
+	case n <= 0xff:
+		return append(b, m|24, byte(n))
+	case n <= 0xffff:
+		return append(b, m|25, byte(n>>8), byte(n))
+	case n <= 0xffffffff:
+		return append(b, m|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, m|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+var errShortFrame = errors.New("truncated frame")
+
+func readHead(b []byte) (major byte, n uint64, rest []byte, err error) {
+	if len(b) == 0 {
+		return 0, 0, nil, errShortFrame
+	}
+	major, info := b[0]>>5, b[0]&31
+	b = b[1:]
+	size := 0
+	switch {
+	case info < 24:
+		return major, uint64(info), b, nil
+	case info == 24:
+		size = 1
+	case info == 25:
+		size = 2
+	case info == 26:
+		size = 4
+	case info == 27:
+		size = 8
+	default:
+		return 0, 0, nil, fmt.Errorf("unsupported CBOR head %#x", info)
+	}
+	if len(b) < size {
+		return 0, 0, nil, errShortFrame
+	}
+	for _, c := range b[:size] {
+		n = n<<8 | uint64(c)
+	}
+	return major, n, b[size:], nil
+}
+
+// readHeadKind reads the array head and the opcode.
+func readHeadKind(b []byte) (op uint64, rest []byte, err error) {
+	major, n, rest, err := readHead(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if major != 4 || n < 1 || n > 3 {
+		return 0, nil, errors.New("payload is not a stream frame array")
+	}
+	return readUint(rest)
+}
+
+func readUint(b []byte) (uint64, []byte, error) {
+	major, n, rest, err := readHead(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	if major != 0 {
+		return 0, nil, fmt.Errorf("want an unsigned integer, got CBOR major type %d", major)
+	}
+	return n, rest, nil
+}
+
+func readString(b []byte, want byte) ([]byte, []byte, error) {
+	major, n, rest, err := readHead(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if major != want {
+		return nil, nil, fmt.Errorf("want CBOR major type %d, got %d", want, major)
+	}
+	if uint64(len(rest)) < n {
+		return nil, nil, errShortFrame
+	}
+	return rest[:n:n], rest[n:], nil
+}
+
+func readBytes(b []byte) ([]byte, []byte, error) { return readString(b, 2) }
+
+func readText(b []byte) (string, []byte, error) {
+	s, rest, err := readString(b, 3)
+	return string(s), rest, err
+}

@@ -1,0 +1,521 @@
+package files
+
+// The tree format carried by a byte stream from the sending end to the
+// receiving end (docs/protocol.md, "Byte streams"):
+//
+//	entry*  end
+//	entry = u32 length, CBOR header; for a file then Size bytes of
+//	        content and the 32-byte sha256 of that content
+//	end   = u32 length, CBOR header of Kind kindEnd
+//
+// The first entry is the root (Path ""); the entries of a directory
+// follow it in lexical order, parents before children. When the receiver
+// is done it writes one status record back (u32 length, CBOR status) and
+// half-closes.
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+const (
+	kindEnd     = 0
+	kindFile    = 1
+	kindDir     = 2
+	kindSymlink = 3
+)
+
+// maxHeader bounds a CBOR header or status record.
+const maxHeader = 64 << 10
+
+// ioBuffer is the size of the buffers between files and streams.
+const ioBuffer = 256 << 10
+
+type header struct {
+	Kind  int    `cbor:"1,keyasint"`
+	Path  string `cbor:"2,keyasint,omitempty"` // slash-separated, relative to the root
+	Mode  uint32 `cbor:"3,keyasint,omitempty"` // permission bits (0o7777)
+	MTime int64  `cbor:"4,keyasint,omitempty"` // unix nanoseconds
+	Size  int64  `cbor:"5,keyasint,omitempty"`
+	Link  string `cbor:"6,keyasint,omitempty"` // symlink target
+}
+
+type status struct {
+	Kind    string `cbor:"1,keyasint,omitempty"` // "" means success
+	Message string `cbor:"2,keyasint,omitempty"`
+	Files   int    `cbor:"3,keyasint,omitempty"`
+	Bytes   int64  `cbor:"4,keyasint,omitempty"`
+}
+
+func writeRecord(w io.Writer, v any) error {
+	data, err := core.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(data)))
+	if _, err := w.Write(n[:]); err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+func readRecord(r io.Reader, v any) error {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > maxHeader {
+		return fmt.Errorf("record of %d bytes (max %d)", size, maxHeader)
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return err
+	}
+	return core.Unmarshal(data, v)
+}
+
+// osError is the OSError of a failing system call: "fs.put /p: permission denied".
+func osError(op, p string, err error) error {
+	var re *core.RemoteError
+	if errors.As(err, &re) {
+		return err
+	}
+	return &core.RemoteError{Kind: "OSError", Message: op + " " + p + ": " + errnoText(err)}
+}
+
+func errnoText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err.Error()
+	}
+	return err.Error()
+}
+
+// sender writes a tree to a byte stream.
+type sender struct {
+	op   string // "fs.put", "fs.get": names errors
+	w    *bufio.Writer
+	buf  []byte
+	mode *os.FileMode // overrides the mode of files
+}
+
+// sendTree sends root (a file, or with recursive a directory tree).
+func sendTree(ctx context.Context, op string, w io.Writer, root string, recursive bool, mode *os.FileMode) error {
+	st, err := os.Stat(root)
+	if err != nil {
+		return osError(op, root, err)
+	}
+	if st.IsDir() && !recursive {
+		return &core.RemoteError{Kind: "OSError", Message: op + " " + root + ": is a directory (recursive=True copies a tree)"}
+	}
+	s := &sender{op: op, w: bufio.NewWriterSize(w, ioBuffer), buf: make([]byte, ioBuffer), mode: mode}
+	if !st.IsDir() {
+		if !st.Mode().IsRegular() {
+			return &core.RemoteError{Kind: "OSError", Message: op + " " + root + ": not a regular file"}
+		}
+		if _, err := s.file(ctx, root, "", st); err != nil {
+			return err
+		}
+	} else {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return osError(op, p, err)
+			}
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			rel = filepath.ToSlash(rel)
+			if rel == "." {
+				rel = ""
+			}
+			info, err := os.Lstat(p)
+			if err != nil {
+				return osError(op, p, err)
+			}
+			switch t := info.Mode().Type(); {
+			case t == fs.ModeDir:
+				return s.header(header{Kind: kindDir, Path: rel, Mode: perm(info.Mode()), MTime: info.ModTime().UnixNano()})
+			case t == fs.ModeSymlink:
+				link, err := os.Readlink(p)
+				if err != nil {
+					return osError(op, p, err)
+				}
+				return s.header(header{Kind: kindSymlink, Path: rel, Link: link, MTime: info.ModTime().UnixNano()})
+			case t.IsRegular():
+				_, err := s.file(ctx, p, rel, info)
+				return err
+			}
+			return nil // sockets, devices and fifos are skipped, as rsync -a does
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.header(header{Kind: kindEnd}); err != nil {
+		return err
+	}
+	return s.w.Flush()
+}
+
+// perm converts a Go FileMode to the permission bits sent on the wire.
+func perm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
+}
+
+// goMode converts wire permission bits back.
+func goMode(p uint32) fs.FileMode {
+	m := fs.FileMode(p & 0o777)
+	if p&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if p&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if p&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+func (s *sender) header(h header) error { return writeRecord(s.w, &h) }
+
+// file sends the file at p (whose entry path is rel) and returns the
+// sha256 of what it sent.
+func (s *sender) file(ctx context.Context, p, rel string, info fs.FileInfo) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, osError(s.op, p, err)
+	}
+	defer f.Close()
+	return s.openFile(ctx, f, p, rel)
+}
+
+func (s *sender) openFile(ctx context.Context, f *os.File, p, rel string) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, osError(s.op, p, err)
+	}
+	mode := perm(st.Mode())
+	if s.mode != nil {
+		mode = perm(*s.mode)
+	}
+	size := st.Size()
+	if err := s.header(header{Kind: kindFile, Path: rel, Mode: mode, MTime: st.ModTime().UnixNano(), Size: size}); err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	left := size
+	for left > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, context.Cause(ctx)
+		}
+		n, err := f.Read(s.buf[:min(int64(len(s.buf)), left)])
+		if n > 0 {
+			h.Write(s.buf[:n])
+			if _, werr := s.w.Write(s.buf[:n]); werr != nil {
+				return nil, werr
+			}
+			left -= int64(n)
+		}
+		if err == io.EOF && left > 0 {
+			return nil, &core.RemoteError{Kind: "OSError", Message: fmt.Sprintf("%s %s: file shrank while being sent (%d of %d bytes)", s.op, p, size-left, size)}
+		}
+		if err != nil && err != io.EOF {
+			return nil, osError(s.op, p, err)
+		}
+	}
+	sum := h.Sum(nil)
+	_, err = s.w.Write(sum)
+	return sum, err
+}
+
+// receiver builds a tree at dest from a byte stream.
+type receiver struct {
+	op    string
+	dest  string // the destination path the caller named
+	r     *bufio.Reader
+	buf   []byte
+	root  *os.Root // the directory being filled, for trees
+	top   string   // its path
+	temps []string // temp files to remove on failure
+	dirs  []header // directories whose mode and mtime are set at the end
+	stat  status
+}
+
+// receiveTree reads a tree from r and creates it at dest atomically: a
+// file through a temp file renamed over dest; a new directory tree built
+// in a temp directory renamed to dest; into an existing directory, file
+// by file. On failure nothing partial stays behind.
+func receiveTree(ctx context.Context, op string, r io.Reader, dest string) (st status, err error) {
+	rc := &receiver{op: op, dest: dest, r: bufio.NewReaderSize(r, ioBuffer), buf: make([]byte, ioBuffer)}
+	var first header
+	if err := readRecord(rc.r, &first); err != nil {
+		return st, fmt.Errorf("%s %s: reading the first entry: %w", op, dest, err)
+	}
+	switch first.Kind {
+	case kindFile:
+		if first.Path != "" {
+			return st, fmt.Errorf("%s %s: first entry has path %q", op, dest, first.Path)
+		}
+		if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
+			return st, &core.RemoteError{Kind: "OSError", Message: op + " " + dest + ": is a directory"}
+		}
+		dir, base := filepath.Split(dest)
+		if dir == "" {
+			dir = "."
+		}
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return st, osError(op, dest, err)
+		}
+		defer root.Close()
+		rc.root, rc.top = root, dir
+		defer rc.cleanup(&err)
+		if err := rc.file(ctx, first, base); err != nil {
+			return st, err
+		}
+	case kindDir:
+		if err := rc.tree(ctx, first); err != nil {
+			return st, err
+		}
+		return rc.stat, nil
+	default:
+		return st, fmt.Errorf("%s %s: unexpected first entry kind %d", op, dest, first.Kind)
+	}
+	var end header
+	if err := readRecord(rc.r, &end); err != nil || end.Kind != kindEnd {
+		return st, fmt.Errorf("%s %s: missing end of transfer (%v)", op, dest, err)
+	}
+	return rc.stat, nil
+}
+
+// cleanup removes temp files when *err is set.
+func (rc *receiver) cleanup(err *error) {
+	if *err == nil {
+		return
+	}
+	for _, t := range rc.temps {
+		rc.root.Remove(t)
+	}
+}
+
+// tree receives a directory tree whose root entry is first.
+func (rc *receiver) tree(ctx context.Context, first header) (err error) {
+	op, dest := rc.op, rc.dest
+	fi, statErr := os.Stat(dest)
+	fresh := errors.Is(statErr, fs.ErrNotExist)
+	switch {
+	case statErr != nil && !fresh:
+		return osError(op, dest, statErr)
+	case !fresh && !fi.IsDir():
+		return &core.RemoteError{Kind: "OSError", Message: op + " " + dest + ": not a directory"}
+	}
+	top := dest
+	if fresh {
+		parent := filepath.Dir(dest)
+		tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dest)+".mitostar-")
+		if err != nil {
+			return osError(op, dest, err)
+		}
+		top = tmp
+		defer func() {
+			if err != nil {
+				os.RemoveAll(tmp)
+			}
+		}()
+	}
+	root, err := os.OpenRoot(top)
+	if err != nil {
+		return osError(op, dest, err)
+	}
+	defer root.Close()
+	rc.root, rc.top = root, top
+	defer rc.cleanup(&err)
+	rc.dirs = append(rc.dirs, first)
+	for {
+		var h header
+		if err := readRecord(rc.r, &h); err != nil {
+			return fmt.Errorf("%s %s: reading an entry: %w", op, dest, err)
+		}
+		if h.Kind == kindEnd {
+			break
+		}
+		rel, err := cleanRel(h.Path)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, dest, err)
+		}
+		full := filepath.Join(dest, rel)
+		switch h.Kind {
+		case kindDir:
+			if err := root.Mkdir(rel, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return osError(op, full, err)
+			}
+			if fi, err := root.Lstat(rel); err != nil || !fi.IsDir() {
+				return &core.RemoteError{Kind: "OSError", Message: op + " " + full + ": not a directory"}
+			}
+			rc.dirs = append(rc.dirs, h)
+		case kindSymlink:
+			if fi, err := root.Lstat(rel); err == nil {
+				if fi.IsDir() {
+					return &core.RemoteError{Kind: "OSError", Message: op + " " + full + ": is a directory"}
+				}
+				if err := root.Remove(rel); err != nil {
+					return osError(op, full, err)
+				}
+			}
+			if err := root.Symlink(h.Link, rel); err != nil {
+				return osError(op, full, err)
+			}
+		case kindFile:
+			if err := rc.file(ctx, h, rel); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s %s: unknown entry kind %d", op, dest, h.Kind)
+		}
+	}
+	// Modes and mtimes of directories last, deepest first, since
+	// creating their entries changed their mtimes.
+	for i := len(rc.dirs) - 1; i >= 0; i-- {
+		d := rc.dirs[i]
+		rel := d.Path
+		if rel == "" {
+			rel = "."
+		}
+		if err := root.Chmod(rel, goMode(d.Mode)); err != nil {
+			return osError(op, filepath.Join(dest, rel), err)
+		}
+		t := time.Unix(0, d.MTime)
+		if err := root.Chtimes(rel, t, t); err != nil {
+			return osError(op, filepath.Join(dest, rel), err)
+		}
+	}
+	if fresh {
+		if err := os.Rename(top, dest); err != nil {
+			return osError(op, dest, err)
+		}
+	}
+	return nil
+}
+
+// cleanRel checks a relative slash path from the wire: no absolute
+// paths, no empty or dot components, no "..".
+func cleanRel(p string) (string, error) {
+	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "\\") {
+		return "", fmt.Errorf("refusing entry path %q", p)
+	}
+	return filepath.FromSlash(p), nil
+}
+
+// file receives one file's content into a temp file beside rel (in
+// rc.root), verifies size and sha256, sets mode and mtime, and renames it.
+func (rc *receiver) file(ctx context.Context, h header, rel string) error {
+	full := filepath.Join(rc.dest, rel)
+	if h.Path == "" {
+		full = rc.dest
+	}
+	if h.Size < 0 {
+		return fmt.Errorf("%s %s: negative size", rc.op, full)
+	}
+	dir, base := filepath.Split(rel)
+	var f *os.File
+	var tmp string
+	var err error
+	for i := 0; ; i++ {
+		tmp = filepath.Join(dir, fmt.Sprintf(".%s.mitostar-%d-%d", base, os.Getpid(), time.Now().UnixNano()+int64(i)))
+		f, err = rc.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) || i > 10 {
+			break
+		}
+	}
+	if err != nil {
+		return osError(rc.op, full, err)
+	}
+	rc.temps = append(rc.temps, tmp)
+	fail := func(err error) error {
+		f.Close()
+		return err
+	}
+	sum := sha256.New()
+	left := h.Size
+	for left > 0 {
+		if err := ctx.Err(); err != nil {
+			return fail(context.Cause(ctx))
+		}
+		n, err := rc.r.Read(rc.buf[:min(int64(len(rc.buf)), left)])
+		if n > 0 {
+			sum.Write(rc.buf[:n])
+			if _, werr := f.Write(rc.buf[:n]); werr != nil {
+				return fail(osError(rc.op, full, werr))
+			}
+			left -= int64(n)
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fail(fmt.Errorf("%s %s: transfer broke after %d of %d bytes: %w", rc.op, full, h.Size-left, h.Size, err))
+		}
+	}
+	var want [sha256.Size]byte
+	if _, err := io.ReadFull(rc.r, want[:]); err != nil {
+		return fail(fmt.Errorf("%s %s: reading the checksum: %w", rc.op, full, err))
+	}
+	if got := sum.Sum(nil); string(got) != string(want[:]) {
+		return fail(fmt.Errorf("%s %s: sha256 mismatch: received %x, sender had %x", rc.op, full, got, want))
+	}
+	if err := f.Chmod(goMode(h.Mode)); err != nil {
+		return fail(osError(rc.op, full, err))
+	}
+	if err := f.Close(); err != nil {
+		return osError(rc.op, full, err)
+	}
+	t := time.Unix(0, h.MTime)
+	if err := rc.root.Chtimes(tmp, t, t); err != nil {
+		return osError(rc.op, full, err)
+	}
+	if err := rc.root.Rename(tmp, rel); err != nil {
+		return osError(rc.op, full, err)
+	}
+	rc.temps = rc.temps[:len(rc.temps)-1]
+	rc.stat.Files++
+	rc.stat.Bytes += h.Size
+	return nil
+}
