@@ -14,6 +14,10 @@ import (
 	"time"
 )
 
+// ImageUser is the unprivileged user (uid and gid 1000, home
+// /home/mtuser, shell /bin/sh) of the busybox root filesystem.
+const ImageUser = "mtuser"
+
 // BusyboxPath is the static busybox the root filesystem is made from.
 const BusyboxPath = "/bin/busybox"
 
@@ -25,7 +29,7 @@ var (
 
 // Rootfs returns the directory of a 2 MB busybox root filesystem
 // (TESTBED §7: /bin/busybox with its applet links, /etc/passwd and
-// /etc/group with root only, /sbin/init that sleeps). Beside it,
+// /etc/group with root and ImageUser, /sbin/init that sleeps). Beside it,
 // RootfsTar's tarball. It is built once per busybox binary under /tmp
 // (atomically, so that test processes share it) and never modified:
 // copy it before changing anything in it.
@@ -64,7 +68,7 @@ func buildRootfs() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(os.TempDir(), "mt-rootfs-"+hex.EncodeToString(h.Sum(nil))[:16])
+	dir := filepath.Join(os.TempDir(), "mt-rootfs2-"+hex.EncodeToString(h.Sum(nil))[:16])
 	if _, err := os.Stat(dir + ".meta.tar"); err == nil {
 		return dir, nil
 	}
@@ -122,14 +126,21 @@ func makeRootfs(dir string) error {
 		}
 	}
 	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":  "root:x:0:\n",
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n" + ImageUser + ":x:1000:1000:test user:/home/" + ImageUser + ":/bin/sh\n",
+		"etc/group":  "root:x:0:\n" + ImageUser + ":x:1000:\n",
 		"sbin/init":  "#!/bin/sh\nexec sleep 2147483647\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(r, name), []byte(content), 0o755); err != nil {
 			return err
 		}
+	}
+	home := filepath.Join(r, "home", ImageUser)
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(home, 1000, 1000); err != nil {
+		return err
 	}
 	if _, err := runErr(time.Minute, nil, "tar", "-C", r, "-cf", filepath.Join(tmp, "rootfs.tar"), "."); err != nil {
 		return err
