@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/testbed"
 )
 
 func connect(ctx context.Context, r *core.Router, method string, via *core.Context, kw map[string]any) (*core.Context, error) {
@@ -258,10 +260,13 @@ func TestSSHChains(t *testing.T) {
 	r, _ := newMaster(t)
 	ctx := testCtx(t, 90*time.Second)
 	// alice's own copy of the client key, for hops that run as alice.
-	aliceKey := filepath.Join("/home", userAlice, "test_id")
+	aliceKey := filepath.Join("/home", userAlice, fmt.Sprintf("connect_test_id.%d", os.Getpid()))
 	data, _ := os.ReadFile(s.IdentityFile)
 	os.WriteFile(aliceKey, data, 0o600)
-	exec.Command("chown", userAlice, aliceKey).Run()
+	t.Cleanup(func() { os.Remove(aliceKey) })
+	if out, err := exec.Command("chown", userAlice, aliceKey).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
+	}
 
 	alice := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice))
 
@@ -401,6 +406,16 @@ func TestSSHServerKilledMidCall(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob))
 	exe := callString(t, ctx, c, "connecttest.exe")
+	remote := liveProcessesOf(exe)
+	var client []int
+	for _, p := range testbed.Descendants(os.Getpid()) {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); filepath.Base(target) == "ssh" {
+			client = append(client, p)
+		}
+	}
+	if len(remote) == 0 || len(client) == 0 {
+		t.Fatalf("found %d child processes running %s and %d ssh clients", len(remote), exe, len(client))
+	}
 	done := make(chan error, 1)
 	go func() {
 		var out string
@@ -421,15 +436,68 @@ func TestSSHServerKilledMidCall(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call did not fail within 10s of sshd's death")
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		left := liveProcessesOf(exe)
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes of %s still running: %v", exe, left)
-		}
-		time.Sleep(100 * time.Millisecond)
+	testbed.ProcessesGone(t, 3*time.Second, append(remote, client...)...)
+}
+
+func TestSSHLoginNoise(t *testing.T) {
+	s := startSSHD(t)
+	// carol's .bashrc (read by bash for ssh commands) prints lines that
+	// look like prompts and like the stub's own, but only for connections
+	// that send MTC_NOISE, so that other tests using carol see nothing.
+	bashrc := filepath.Join("/home", userCarol, ".bashrc")
+	old, err := os.ReadFile(bashrc)
+	if err != nil {
+		t.Fatal(err)
 	}
+	noise := "[ -n \"$MTC_NOISE\" ] && { echo 'Welcome! password: mitostar:0123456789abcdef:send 1'; echo 'MITOSTAR-READY-ish noise' >&2; }\n"
+	if err := os.WriteFile(bashrc, append([]byte(noise), old...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(bashrc, old, 0o644) })
+
+	var logs strings.Builder
+	var mu sync.Mutex
+	r := core.NewMaster(core.Options{
+		LogLevel: slog.LevelDebug,
+		Sink: sinkFunc(func(rec core.LogRecord) {
+			mu.Lock()
+			fmt.Fprintf(&logs, "[%s] %s\n", rec.Context, rec.Text)
+			mu.Unlock()
+		}),
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	t.Cleanup(r.Close)
+	ctx := testCtx(t, 60*time.Second)
+	clearCache(t, userCarol)
+	for range 2 { // shipping the binary, then from the cache
+		kw := s.kwargs(userCarol)
+		kw["ssh_args"] = []any{"-o", "UserKnownHostsFile=" + s.KnownHosts, "-o", "SetEnv=MTC_NOISE=1"}
+		c := mustConnect(t, ctx, r, "ssh", nil, kw)
+		if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userCarol) {
+			t.Errorf("uid %s", uid)
+		}
+		r.Disconnect(c)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"MITOSTAR-READY-ish noise", "Welcome! password:"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the noise %q was not logged:\n%s", want, logs.String())
+		}
+	}
+}
+
+type sinkFunc func(core.LogRecord)
+
+func (f sinkFunc) Log(rec core.LogRecord) { f(rec) }
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

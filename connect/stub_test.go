@@ -22,7 +22,6 @@ func TestMain(m *testing.M) {
 	core.RunRole()
 	cleanSharedCaches()
 	code := m.Run()
-	teardownUsers()
 	cleanSharedCaches()
 	os.Exit(code)
 }
@@ -275,25 +274,6 @@ func TestStubIgnoresNoise(t *testing.T) {
 	}
 	if got := callString(t, ctx, c, "connecttest.getenv", "XDG_CACHE_HOME"); got == "" {
 		t.Error("child lost its environment")
-	}
-}
-
-func requireRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	integration := os.Getenv("MITOSTAR_REQUIRE_INTEGRATION") != ""
-	if os.Getuid() != 0 {
-		if integration {
-			t.Fatal("this test needs root")
-		}
-		t.Skip("needs root")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if integration {
-				t.Fatalf("%s is not installed", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
 	}
 }
 
