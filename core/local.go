@@ -85,6 +85,8 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 		outW.Close()
 		return nil, err
 	}
+	growPipe(inW)
+	growPipe(outR)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.SysProcAttr = childSysProcAttr()
 	err = cmd.Start()

@@ -22,3 +22,16 @@ func setParentDeathSignal() {
 		os.Exit(1)
 	}
 }
+
+// streamPipeSize is the kernel buffer asked for the pipes of a local
+// child's stream: with the default 64 KiB, a 256 KiB message costs four
+// wake-ups of each side.
+const streamPipeSize = 1 << 20
+
+// growPipe enlarges the kernel buffer of a pipe (best effort: the limit
+// is /proc/sys/fs/pipe-max-size).
+func growPipe(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, streamPipeSize) })
+	}
+}
