@@ -81,7 +81,9 @@ func runStarFile(t *testing.T, file string, roots []string) {
 	captures[r] = capt
 	capMu.Unlock()
 	defer func() {
+		closeStart := time.Now()
 		r.CloseTimeout(5 * time.Second)
+		t.Logf("closed the tree in %v", time.Since(closeStart).Round(time.Millisecond))
 		capMu.Lock()
 		delete(captures, r)
 		capMu.Unlock()
