@@ -53,13 +53,13 @@ func newBuildah(r *core.Router, opts *core.ConnectOptions) (core.Transport, erro
 	t.what = "buildah container " + quote(name) + " of image " + quote(e.image)
 	t.argv = run(name)
 	t.throwaway = concat(base, []string{"rm", name})
-	t.prepare = func(ctx context.Context) ([]string, error) {
+	t.prepare = func(ctx context.Context) ([]string, []string, error) {
 		argv := concat(base, []string{"from", "--name", name}, e.runArgs, []string{e.image})
 		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 		if err != nil {
-			return nil, fmt.Errorf("buildah from %s: %v: %s", quote(e.image), err, strings.TrimSpace(string(out)))
+			return nil, nil, fmt.Errorf("buildah from %s: %v: %s", quote(e.image), err, strings.TrimSpace(string(out)))
 		}
-		return t.argv, nil
+		return t.argv, nil, nil
 	}
 	return t, nil
 }

@@ -24,9 +24,10 @@ type execTransport struct {
 	what     string    // the target for messages: `docker container "web"`
 	argv     []string  // the command line before `sh -c STUB`
 	failures []failure // what the engine says when the target is missing
-	// prepare, if set, runs at Start and returns the command line
-	// (setns looks the container's pid up then).
-	prepare func(ctx context.Context) ([]string, error)
+	// prepare, if set, runs at Start and returns the command line and
+	// extra environment variables (setns looks the container's pid up
+	// then).
+	prepare func(ctx context.Context) (argv, env []string, err error)
 	// throwaway, if set, removes a container started for this
 	// connection (image=) once the connection is closed.
 	throwaway []string
@@ -46,15 +47,15 @@ func (t *execTransport) Start(ctx context.Context, env *core.StartEnv) (*core.Co
 	if err != nil {
 		return nil, err
 	}
-	argv := t.argv
+	argv, extraEnv := t.argv, []string(nil)
 	if t.prepare != nil {
-		if argv, err = t.prepare(ctx); err != nil {
+		if argv, extraEnv, err = t.prepare(ctx); err != nil {
 			return nil, &core.StreamError{Op: "connect " + env.Name, Err: err}
 		}
 	}
 	argv = append(append([]string(nil), argv...), stub.Argv()...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), extraEnv...)
 	conn, err := start(ctx, env, cmd, stub, startSpec{
 		describe: t.what,
 		mode:     noTTY,

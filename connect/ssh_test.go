@@ -295,6 +295,10 @@ func TestSSHChains(t *testing.T) {
 		if uid, home := whoami(t, ctx, c); uid != uidOf(t, userAlice) || home != "/home/"+userAlice {
 			t.Errorf("uid %s home %s", uid, home)
 		}
+		login := mustConnect(t, ctx, r, "sudo", bob, map[string]any{"sudo_args": []any{"-i", "-u", "root"}})
+		if uid, home := whoami(t, ctx, login); uid != "0" || home != "/root" {
+			t.Errorf("sudo -i: uid %s home %s", uid, home)
+		}
 	})
 	t.Run("ssh-su", func(t *testing.T) {
 		c := mustConnect(t, ctx, r, "su", alice, map[string]any{"username": userBob, "password": passBob})
@@ -500,4 +504,31 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+func TestSudoArgs(t *testing.T) {
+	for _, tc := range []struct {
+		kw   map[string]any
+		want string // the sudo options, or the error
+	}{
+		{map[string]any{}, "-u root"},
+		{map[string]any{"username": "bob", "set_home": true, "preserve_env": true, "login": true}, "-u bob -E -H -i"},
+		{map[string]any{"sudo_args": []any{"-H", "--user=carol", "-S", "-n", "-r", "role_r", "--type", "t_t"}}, "-u carol -H -r role_r -t t_t"},
+		{map[string]any{"username": "dave", "sudo_args": []any{"-u", "carol"}}, "-u dave"},
+		{map[string]any{"sudo_args": []any{"-k"}}, `sudo: unsupported option "-k" in sudo_args`},
+		{map[string]any{"sudo_args": []any{"-u"}}, "sudo: sudo_args option -u needs a value"},
+		{map[string]any{"set_home": "yes"}, `sudo: set_home must be a bool, got string "yes"`},
+	} {
+		tr, err := newSudo(nil, &core.ConnectOptions{Kwargs: tc.kw})
+		if err != nil {
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v: error %v, want %q", tc.kw, err, tc.want)
+			}
+			continue
+		}
+		got := strings.Join(tr.(*sudoTransport).options(), " ")
+		if got != tc.want {
+			t.Errorf("%v: options %q, want %q", tc.kw, got, tc.want)
+		}
+	}
 }

@@ -173,6 +173,15 @@ func (s *Stub) Argv() []string { return []string{"sh", "-c", s.Script()} }
 // (ssh, su -c): sh -c 'SCRIPT'. The script holds no single quote.
 func (s *Stub) Command() string { return "sh -c '" + s.Script() + "'" }
 
+// dollarFreeArgv is Argv for `sudo -i`, which hands the command to the
+// target user's login shell with every character escaped but "$": the
+// script travels with $, quotes, backquotes and backslashes as printf
+// octal escapes and is eval'd.
+func (s *Stub) dollarFreeArgv() []string {
+	r := strings.NewReplacer(`\`, `\134`, `%`, `%%`, `$`, `\044`, "`", `\140`, `"`, `\042`, `'`, `\047`)
+	return []string{"sh", "-c", "eval \"`printf '" + r.Replace(s.Script()) + "'`\""}
+}
+
 // marker is the prefix of this stub's own lines.
 func (s *Stub) marker() string { return stubPrefix + s.nonce + ":" }
 

@@ -115,6 +115,27 @@ func (t *sudoTransport) parseArgs(args []string) error {
 	return nil
 }
 
+// options are sudo's options but the prompt.
+func (t *sudoTransport) options() []string {
+	o := []string{"-u", t.username}
+	if t.preserveEnv {
+		o = append(o, "-E")
+	}
+	if t.setHome {
+		o = append(o, "-H")
+	}
+	if t.login {
+		o = append(o, "-i")
+	}
+	if t.selinuxRole != "" {
+		o = append(o, "-r", t.selinuxRole)
+	}
+	if t.selinuxType != "" {
+		o = append(o, "-t", t.selinuxType)
+	}
+	return o
+}
+
 func (t *sudoTransport) DefaultName() string { return "sudo." + t.username }
 
 func (t *sudoTransport) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, error) {
@@ -123,24 +144,13 @@ func (t *sudoTransport) Start(ctx context.Context, env *core.StartEnv) (*core.Co
 		return nil, err
 	}
 	prompt := "mitostar-sudo-" + stub.nonce + ":"
-	argv := []string{t.sudoPath, "-p", prompt, "-u", t.username}
-	if t.preserveEnv {
-		argv = append(argv, "-E")
-	}
-	if t.setHome {
-		argv = append(argv, "-H")
-	}
-	if t.login {
-		argv = append(argv, "-i")
-	}
-	if t.selinuxRole != "" {
-		argv = append(argv, "-r", t.selinuxRole)
-	}
-	if t.selinuxType != "" {
-		argv = append(argv, "-t", t.selinuxType)
-	}
+	argv := append([]string{t.sudoPath, "-p", prompt}, t.options()...)
 	argv = append(argv, "--")
-	argv = append(argv, stub.Argv()...)
+	if t.login {
+		argv = append(argv, stub.dollarFreeArgv()...)
+	} else {
+		argv = append(argv, stub.Argv()...)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = os.Environ()
 	return start(ctx, env, cmd, stub, startSpec{
