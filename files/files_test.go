@@ -452,10 +452,10 @@ func TestFileService(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{
-		filepath.Join(pub, "escape"):          "leads out of the registered prefix",
-		pub + "/../secret":                    "is not an absolute, clean path",
-		secret:                                "is not registered with FileService",
-		filepath.Join(pub, "missing"):         "no such file or directory",
+		filepath.Join(pub, "escape"):           "leads out of the registered prefix",
+		pub + "/../secret":                     "is not an absolute, clean path",
+		secret:                                 "is not registered with FileService",
+		filepath.Join(pub, "missing"):          "no such file or directory",
 		filepath.Join(dir, "pubx", "whatever"): "is not registered with FileService",
 	} {
 		_, err := fetch(path)
