@@ -301,7 +301,13 @@ func TestSSHChains(t *testing.T) {
 		}
 	})
 	t.Run("ssh-su", func(t *testing.T) {
+		// su runs on a raw pty: the binary itself crosses it.
+		clearCache(t, userBob)
 		c := mustConnect(t, ctx, r, "su", alice, map[string]any{"username": userBob, "password": passBob})
+		want := filepath.Join("/home", userBob, ".cache", "mitostar", selfHash(t), "mitostar")
+		if exe := callString(t, ctx, c, "connecttest.exe"); exe != want {
+			t.Errorf("child runs %s, want %s", exe, want)
+		}
 		if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
 			t.Errorf("uid %s", uid)
 		}
