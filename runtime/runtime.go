@@ -38,6 +38,8 @@ import (
 	// needs them, since any context can be a via= hop.
 	_ "github.com/mitostar/mitostar/connect"
 	"github.com/mitostar/mitostar/core"
+	// fakessh registers the fakessh role, fakessh.exec and fakessh.run.
+	_ "github.com/mitostar/mitostar/fakessh"
 )
 
 const slogError = slog.LevelError

@@ -1,0 +1,96 @@
+package builtins
+
+// fs.put and fs.get: files and trees streamed between this context and
+// another (package files does the work; SPEC §3 "fs").
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+
+	"go.starlark.net/starlark"
+
+	"github.com/mitostar/mitostar/files"
+)
+
+func init() {
+	Register("fs.put", xferPut)
+	Register("fs.get", xferGet)
+}
+
+// xferPut is fs.put(context, local_path, remote_path, mode=None, recursive=False).
+func xferPut(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ctxV, modeV starlark.Value = nil, starlark.None
+	var local, remote string
+	var recursive bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "context", &ctxV, "local_path", &local, "remote_path", &remote, "mode?", &modeV, "recursive?", &recursive); err != nil {
+		return nil, err
+	}
+	target, err := ToContext(ctxV, b.Name())
+	if err != nil {
+		return nil, err
+	}
+	if local == "" || remote == "" {
+		return nil, fmt.Errorf("%s: paths must not be empty", b.Name())
+	}
+	var mode *os.FileMode
+	if modeV != starlark.None {
+		var bits int
+		if err := starlark.AsInt(modeV, &bits); err != nil {
+			return nil, fmt.Errorf("%s: mode must be an int or None, got %s", b.Name(), modeV.Type())
+		}
+		if err := fsCheckMode(b.Name(), bits); err != nil {
+			return nil, err
+		}
+		m := xferMode(uint32(bits))
+		mode = &m
+	}
+	r, err := RouterOf(thread)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if err := files.Put(ThreadContext(thread), r, target, local, remote, mode, recursive); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
+// xferGet is fs.get(context, remote_path, local_path, recursive=False).
+func xferGet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ctxV starlark.Value
+	var remote, local string
+	var recursive bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "context", &ctxV, "remote_path", &remote, "local_path", &local, "recursive?", &recursive); err != nil {
+		return nil, err
+	}
+	target, err := ToContext(ctxV, b.Name())
+	if err != nil {
+		return nil, err
+	}
+	if local == "" || remote == "" {
+		return nil, fmt.Errorf("%s: paths must not be empty", b.Name())
+	}
+	r, err := RouterOf(thread)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if err := files.Get(ThreadContext(thread), r, target, remote, local, recursive); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
+// xferMode turns permission bits (0 to 0o7777) into an os.FileMode.
+func xferMode(bits uint32) os.FileMode {
+	m := fs.FileMode(bits & 0o777)
+	if bits&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if bits&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if bits&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
