@@ -127,7 +127,11 @@ func (t *sshTransport) argv(command string) []string {
 		a = append(a, "-o", "ServerAliveInterval="+strconv.Itoa(t.keepaliveInterval),
 			"-o", "ServerAliveCountMax="+strconv.Itoa(t.keepaliveCount))
 	}
-	if !t.havePassword {
+	if t.havePassword {
+		// The password is typed into ssh's prompt: a BatchMode from
+		// ~/.ssh/config must not suppress it.
+		a = append(a, "-o", "BatchMode=no")
+	} else {
 		a = append(a, "-o", "BatchMode=yes")
 	}
 	switch t.checkHostKeys {
