@@ -114,6 +114,12 @@ func TestSSHPassword(t *testing.T) {
 	if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
 		t.Errorf("uid %s", uid)
 	}
+	// ssh -vvv talks about passwords on every other line: only the
+	// prompt is answered.
+	c = mustConnect(t, ctx, r, "ssh", nil, kw("password", passBob, "ssh_debug_level", int64(3), "compression", false, "keepalive_interval", int64(0)))
+	if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
+		t.Errorf("uid %s", uid)
+	}
 
 	began := time.Now()
 	_, err := connect(ctx, r, "ssh", nil, kw("password", "wrong"))
