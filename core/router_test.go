@@ -1,9 +1,13 @@
 package core
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +213,40 @@ func TestInProcessTreeRoutes(t *testing.T) {
 	<-c3.Done()
 	if err := r.ContextByID(4).Call(ctx, nil, "test.pid"); err != nil {
 		t.Fatalf("sibling after the close: %v", err)
+	}
+}
+
+// Streams over a transport that is not a file descriptor (net.Pipe:
+// synchronous, no kernel buffer) go through the writer goroutine only.
+func TestStreamOverNetPipe(t *testing.T) {
+	r := newMaster(t)
+	pc, cc := net.Pipe()
+	child := newRouter(7, []uint32{0}, Options{Name: "piped"})
+	child.parent = newStream(child, 0, "parent", true, bufio.NewReader(cc), cc, func() { cc.Close() })
+	s := newStream(r, 7, "piped", false, bufio.NewReader(pc), pc, func() { pc.Close() })
+	if s.raw != nil || child.parent.raw != nil {
+		t.Fatal("net.Pipe taken for a file descriptor")
+	}
+	r.addChild(s)
+	child.parent.start()
+	t.Cleanup(child.Close)
+	ctx := testCtx(t)
+	c := r.ContextByID(7)
+	errs := make(chan error, 50)
+	for i := range 50 {
+		go func() {
+			var out [][]byte
+			arg := bytes.Repeat([]byte{byte(i)}, i*1024)
+			err := c.Call(ctx, &out, "test.echo", arg)
+			if err == nil && !bytes.Equal(out[0], arg) {
+				err = fmt.Errorf("call %d: echo differs", i)
+			}
+			errs <- err
+		}()
+	}
+	for range 50 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
