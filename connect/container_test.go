@@ -81,6 +81,8 @@ func containerID(t *testing.T, e *testbed.Engine, name string) string {
 func TestDocker(t *testing.T) {
 	e := testbed.Docker(t)
 	e.StartContainer(t, "mt-c1")
+	e.StartContainer(t, "mt-c2")
+	e.StopContainer(t, "mt-c2")
 	r, rep := newMaster(t)
 	ctx := testCtx(t, 4*time.Minute)
 	id := containerID(t, e, "mt-c1")
@@ -154,8 +156,6 @@ func TestDocker(t *testing.T) {
 	t.Run("errors", func(t *testing.T) {
 		_, err := connect(ctx, r, "docker", nil, map[string]any{"container": "mt-nope", "docker_path": e.Path})
 		wantErr(t, err, `docker container "mt-nope" not found`, "No such container")
-		e.StartContainer(t, "mt-c2")
-		e.StopContainer(t, "mt-c2")
 		_, err = connect(ctx, r, "docker", nil, map[string]any{"container": "mt-c2", "docker_path": e.Path})
 		wantErr(t, err, `docker container "mt-c2" is not running`)
 		_, err = connect(ctx, r, "docker", nil, map[string]any{"image": "mt-no-such-image", "docker_path": e.Path})

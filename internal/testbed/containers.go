@@ -121,9 +121,15 @@ func ImageTar(t testing.TB, dir string) string {
 	img := filepath.Join(dir, "image.tar")
 	must(t, os.WriteFile(img, data, 0o644))
 	if len(libs) > 0 {
-		args := []string{"tar", "-rhf", img, "-C", "/"}
-		for _, l := range libs {
-			args = append(args, strings.TrimPrefix(l, "/"))
+		// Stage the libraries with world-readable parent directories:
+		// directories implied by a tar entry may come out 0700.
+		stage := filepath.Join(dir, "libs")
+		CopyLibs(t, stage)
+		args := []string{"tar", "-rf", img, "-C", stage}
+		entries, err := os.ReadDir(stage)
+		must(t, err)
+		for _, ent := range entries {
+			args = append(args, ent.Name())
 		}
 		run(t, time.Minute, nil, args...)
 	}
