@@ -107,7 +107,7 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 		})
 	}
 	env.Router.Logger().Debug("bootstrap finished", "name", env.Name, "shipped", s.shipped, "written", s.in.n.Load(), "elapsed", time.Since(began))
-	return &core.Conn{Stdout: out, Stdin: p.stdin, Close: p.close}, nil
+	return &core.Conn{Stdout: out, Stdin: p.stdin, Close: p.close, Exited: p.exited}, nil
 }
 
 // A session is the master's side of one bootstrap.

@@ -64,6 +64,11 @@ type Conn struct {
 	// process ends (terminating it after a grace period). It must not
 	// block and may be called more than once.
 	Close func()
+	// Exited, if set, is closed once the local process of the connection
+	// (the child itself, or ssh, sudo, ...) has exited and been reaped.
+	// The router announces the context gone only after that, so that
+	// "gone" means no process is left.
+	Exited <-chan struct{}
 }
 
 // ConnectOptions are the keywords common to every connection method.
@@ -264,6 +269,7 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 	}
 	r.log.Debug("child started", "name", name, "id", id, "pid", reply.PID, "version", reply.Version)
 	s := newStream(r, id, name, false, br, conn.Stdin, conn.Close)
+	s.exited = conn.Exited
 	select {
 	case <-r.closed:
 		conn.Close()

@@ -137,5 +137,5 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 			}()
 		})
 	}
-	return &Conn{Stdout: outR, Stdin: inW, Close: closeConn}, nil
+	return &Conn{Stdout: outR, Stdin: inW, Close: closeConn, Exited: exited}, nil
 }

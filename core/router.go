@@ -515,11 +515,28 @@ func (r *Router) onStreamClosed(s *Stream, cause error) {
 		}
 	}
 	r.mu.Unlock()
-	reason := msgRespondentDisconnect
 	slices.Sort(gone)
-	for _, id := range gone {
-		r.contextGone(id, reason, s)
+	announce := func() {
+		for _, id := range gone {
+			r.contextGone(id, msgRespondentDisconnect, s)
+		}
 	}
+	if s.exited == nil {
+		announce()
+		return
+	}
+	// Announce the contexts gone once the process has been reaped (it is
+	// killed after killGrace if it lingers), so that callers waiting on
+	// their death never see a process left behind.
+	r.Go(func() {
+		t := time.NewTimer(killGrace + 2*time.Second)
+		defer t.Stop()
+		select {
+		case <-s.exited:
+		case <-t.C:
+		}
+		announce()
+	})
 }
 
 // contextGone forgets id, fails everything waiting on it and propagates

@@ -30,6 +30,7 @@ type Stream struct {
 	bw     *bufio.Writer   // used only by the writer goroutine
 	raw    syscall.RawConn // set when the writer is a non-blocking fd
 	closer func()          // releases the transport (closes fds, reaps the process)
+	exited <-chan struct{} // optional: closed when the child's process is reaped
 
 	mu      sync.Mutex
 	queue   []*Message
