@@ -40,6 +40,7 @@ import (
 	"github.com/mitostar/mitostar/core"
 	// fakessh registers the fakessh role, fakessh.exec and fakessh.run.
 	_ "github.com/mitostar/mitostar/fakessh"
+	"github.com/mitostar/mitostar/files"
 )
 
 const slogError = slog.LevelError
@@ -88,6 +89,13 @@ func New(r *core.Router, opts Options) *Runtime {
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
+	if r.IsMaster() {
+		// Children install their FileService at start (files registers a
+		// child hook); a master gets it here.
+		if _, err := files.Install(r); err != nil {
+			r.Logger().Error("installing the file service", "err", err)
+		}
+	}
 	return rt
 }
 
