@@ -33,7 +33,7 @@ func newBuildah(r *core.Router, opts *core.ConnectOptions) (core.Transport, erro
 	if err := e.check("buildah"); err != nil {
 		return nil, err
 	}
-	t := &execTransport{method: "buildah", failures: buildahFailures}
+	t := &execTransport{method: "buildah", describe: "buildah run", failures: buildahFailures}
 	base := append([]string{e.path}, e.args...)
 	run := func(container string) []string {
 		argv := concat(base, []string{"run"})

@@ -22,6 +22,7 @@ type execTransport struct {
 	method   string    // "docker"
 	name     string    // the default context name: "docker.web"
 	what     string    // the target for messages: `docker container "web"`
+	describe string    // the command for messages: "docker exec"
 	argv     []string  // the command line before `sh -c STUB`
 	failures []failure // what the engine says when the target is missing
 	// prepare, if set, runs at Start and returns the command line and
@@ -57,7 +58,7 @@ func (t *execTransport) Start(ctx context.Context, env *core.StartEnv) (*core.Co
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	conn, err := start(ctx, env, cmd, stub, startSpec{
-		describe: t.what,
+		describe: t.describe,
 		mode:     noTTY,
 		prompt:   &engineWatcher{what: t.what, failures: t.failures},
 	})

@@ -155,7 +155,7 @@ func TestDocker(t *testing.T) {
 	})
 	t.Run("errors", func(t *testing.T) {
 		_, err := connect(ctx, r, "docker", nil, map[string]any{"container": "mt-nope", "docker_path": e.Path})
-		wantErr(t, err, `docker container "mt-nope" not found`, "No such container")
+		wantErr(t, err, `connect docker.mt-nope: docker exec: docker container "mt-nope" not found (Error response from daemon: No such container: mt-nope)`)
 		_, err = connect(ctx, r, "docker", nil, map[string]any{"container": "mt-c2", "docker_path": e.Path})
 		wantErr(t, err, `docker container "mt-c2" is not running`)
 		_, err = connect(ctx, r, "docker", nil, map[string]any{"image": "mt-no-such-image", "docker_path": e.Path})
@@ -305,7 +305,8 @@ func TestLXC(t *testing.T) {
 	}
 	// lxc-attach --clear-env leaves HOME unset: the stub falls back to /tmp.
 	w := info(t, ctx, c)
-	if w.uid != "0" || w.hostname != "mt-l1" {
+	// lxc-attach --clear-env leaves HOME unset: the cache is /.cache.
+	if w.uid != "0" || w.hostname != "mt-l1" || w.exe != cachedPath(t, "") {
 		t.Errorf("in the container: %+v", w)
 	}
 	c.ShutdownWait(ctx)

@@ -40,12 +40,14 @@ func newDocker(r *core.Router, opts *core.ConnectOptions) (core.Transport, error
 	if e.container != "" {
 		t.name = "docker." + e.container
 		t.what = "docker container " + quote(e.container)
+		t.describe = "docker exec"
 		t.argv = concat(base, []string{"exec", "--interactive"}, user, []string{e.container})
 		return t, nil
 	}
 	name := throwawayName()
 	t.name = "docker." + e.image
 	t.what = "docker container " + quote(name) + " of image " + quote(e.image)
+	t.describe = "docker run"
 	t.argv = concat(base, []string{"run", "--interactive", "--rm", "--name", name}, user, e.runArgs, []string{e.image})
 	t.throwaway = concat(base, []string{"rm", "-f", name})
 	return t, nil

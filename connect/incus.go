@@ -20,6 +20,7 @@ func newIncus(r *core.Router, opts *core.ConnectOptions) (core.Transport, error)
 	}
 	return &execTransport{
 		method:   "incus",
+		describe: "incus exec",
 		name:     "incus." + container,
 		what:     "incus container " + quote(container),
 		argv:     []string{path, "exec", "--mode=non-interactive", container, "--"},

@@ -34,6 +34,7 @@ func newJail(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) 
 	}
 	return &execTransport{
 		method:   "jail",
+		describe: "jexec",
 		name:     "jail." + container,
 		what:     "jail " + quote(container),
 		argv:     append(argv, container),

@@ -45,6 +45,7 @@ func newKubectl(r *core.Router, opts *core.ConnectOptions) (core.Transport, erro
 	}
 	return &execTransport{
 		method:   "kubectl",
+		describe: "kubectl exec",
 		name:     name,
 		what:     what,
 		argv:     append(argv, "--"),

@@ -29,6 +29,7 @@ func newLXC(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
 	}
 	return &execTransport{
 		method:   "lxc",
+		describe: "lxc-attach",
 		name:     "lxc." + container,
 		what:     "lxc container " + quote(container),
 		argv:     []string{path, "--clear-env", "--name", container, "--"},

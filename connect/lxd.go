@@ -29,6 +29,7 @@ func newLXD(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
 	}
 	return &execTransport{
 		method:   "lxd",
+		describe: "lxc exec",
 		name:     "lxd." + container,
 		what:     "lxd container " + quote(container),
 		argv:     []string{path, "exec", "--mode=non-interactive", container, "--"},

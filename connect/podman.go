@@ -40,12 +40,14 @@ func newPodman(r *core.Router, opts *core.ConnectOptions) (core.Transport, error
 	if e.container != "" {
 		t.name = "podman." + e.container
 		t.what = "podman container " + quote(e.container)
+		t.describe = "podman exec"
 		t.argv = concat(base, []string{"exec"}, user, []string{"--interactive", "--", e.container})
 		return t, nil
 	}
 	name := throwawayName()
 	t.name = "podman." + e.image
 	t.what = "podman container " + quote(name) + " of image " + quote(e.image)
+	t.describe = "podman run"
 	t.argv = concat(base, []string{"run", "--interactive", "--rm", "--name", name}, user, e.runArgs, []string{"--", e.image})
 	t.throwaway = concat(base, []string{"rm", "-f", "-t", "0", name})
 	return t, nil

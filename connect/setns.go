@@ -97,10 +97,11 @@ func (t *setnsTransport) what() string {
 
 func (t *setnsTransport) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, error) {
 	e := &execTransport{
-		method:  "setns",
-		name:    t.DefaultName(),
-		what:    "setns into " + t.what(),
-		prepare: t.prepare,
+		method:   "setns",
+		name:     t.DefaultName(),
+		what:     t.what(),
+		describe: "nsenter into " + t.what(),
+		prepare:  t.prepare,
 	}
 	return e.Start(ctx, env)
 }
