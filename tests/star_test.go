@@ -18,7 +18,11 @@ import (
 func TestMain(m *testing.M) {
 	core.RunRole()
 	quickRaceExit()
-	os.Exit(m.Run())
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
 }
 
 // quickRaceExit drops the race detector's 1 s sleep at exit
