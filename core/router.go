@@ -422,7 +422,10 @@ func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
 		reason := fmt.Sprintf(msgNoRoute, m.DstID, r.id)
 		var se *StreamError
 		if errors.As(err, &se) {
+			// The stream towards it has closed: for callers this is the
+			// context disconnecting, whatever broke the stream.
 			reason = msgRespondentDisconnect
+			err = &ChannelError{Reason: reason}
 		}
 		r.sendDead(m, reason)
 		if in == nil {
