@@ -250,28 +250,10 @@ func (d *Decoder) fromTree(t any, depth int) (starlark.Value, error) {
 	if depth > maxEncodeDepth {
 		return nil, fmt.Errorf("decoding value: nested more than %d levels deep", maxEncodeDepth)
 	}
+	if v, ok := fromScalar(t); ok {
+		return v, nil
+	}
 	switch x := t.(type) {
-	case nil:
-		return starlark.None, nil
-	case bool:
-		return starlark.Bool(x), nil
-	case uint64:
-		return starlark.MakeUint64(x), nil
-	case int64:
-		return starlark.MakeInt64(x), nil
-	case big.Int:
-		return starlark.MakeBigInt(&x), nil
-	case *big.Int:
-		return starlark.MakeBigInt(x), nil
-	case float64:
-		return starlark.Float(x), nil
-	case float32:
-		return starlark.Float(x), nil
-	case string:
-		return starlark.String(x), nil
-	case []byte:
-		// x was freshly allocated by the decoder and nothing else holds it.
-		return starlark.Bytes(unsafe.String(unsafe.SliceData(x), len(x))), nil
 	case []any:
 		elems, err := d.elems(x, depth)
 		if err != nil {
@@ -282,6 +264,36 @@ func (d *Decoder) fromTree(t any, depth int) (starlark.Value, error) {
 		return d.fromTag(x, depth)
 	}
 	return nil, fmt.Errorf("decoding value: unexpected CBOR item %T", t)
+}
+
+// fromScalar converts the scalar items of decoded CBOR. A []byte must
+// be fresh from the decoder: the bytes value aliases it.
+func fromScalar(t any) (starlark.Value, bool) {
+	switch x := t.(type) {
+	case nil:
+		return starlark.None, true
+	case bool:
+		return starlark.Bool(x), true
+	case uint64:
+		return starlark.MakeUint64(x), true
+	case int64:
+		return starlark.MakeInt64(x), true
+	case int:
+		return starlark.MakeInt(x), true
+	case big.Int:
+		return starlark.MakeBigInt(&x), true
+	case *big.Int:
+		return starlark.MakeBigInt(x), true
+	case float64:
+		return starlark.Float(x), true
+	case float32:
+		return starlark.Float(x), true
+	case string:
+		return starlark.String(x), true
+	case []byte:
+		return starlark.Bytes(unsafe.String(unsafe.SliceData(x), len(x))), true
+	}
+	return nil, false
 }
 
 func (d *Decoder) elems(a []any, depth int) ([]starlark.Value, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/big"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -607,29 +606,13 @@ func ToGo(v starlark.Value) (any, error) {
 	return nil, fmt.Errorf("cannot use a value of type %s here", v.Type())
 }
 
-// FromGo converts plain decoded Go data back to Starlark.
+// FromGo converts plain decoded Go data back to Starlark. A []byte must
+// not be used again by the caller: the bytes value aliases it.
 func FromGo(v any) (starlark.Value, error) {
+	if sv, ok := fromScalar(v); ok {
+		return sv, nil
+	}
 	switch x := v.(type) {
-	case nil:
-		return starlark.None, nil
-	case bool:
-		return starlark.Bool(x), nil
-	case int64:
-		return starlark.MakeInt64(x), nil
-	case uint64:
-		return starlark.MakeUint64(x), nil
-	case int:
-		return starlark.MakeInt(x), nil
-	case big.Int:
-		return starlark.MakeBigInt(&x), nil
-	case *big.Int:
-		return starlark.MakeBigInt(x), nil
-	case float64:
-		return starlark.Float(x), nil
-	case string:
-		return starlark.String(x), nil
-	case []byte:
-		return starlark.Bytes(x), nil
 	case []any:
 		out := make([]starlark.Value, len(x))
 		for i, e := range x {
