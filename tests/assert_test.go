@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,34 @@ func init() {
 	builtins.Register("testing.busy", testBusy)
 	builtins.Register("testing.unsendable", testUnsendable)
 	builtins.Register("testing.write_fd", testWriteFD)
+
+	// Every child serves the test service too.
+	core.RegisterChildHook(func(r *core.Router, _ []byte) error { return r.RegisterService(testService()) })
+}
+
+// testService is a Go service (SPEC §3 call_service) that every context
+// of the suite registers: echo and whoami accept any caller, strict only
+// a parent, fail always fails.
+func testService() *core.Service {
+	return &core.Service{
+		Name: "test.svc",
+		Methods: map[string]core.ServiceMethod{
+			"echo": {Policy: core.AllowAny, Fn: func(ctx context.Context, c *core.ServiceCall) (any, error) {
+				var kw map[string]any
+				if err := c.Kwargs(&kw); err != nil {
+					return nil, err
+				}
+				return kw, nil
+			}},
+			"whoami": {Policy: core.AllowAny, Fn: func(ctx context.Context, c *core.ServiceCall) (any, error) {
+				return []any{c.Router.ID(), c.Caller().ID}, nil
+			}},
+			"strict": {Fn: func(ctx context.Context, c *core.ServiceCall) (any, error) { return "parent only", nil }},
+			"fail": {Policy: core.AllowAny, Fn: func(ctx context.Context, c *core.ServiceCall) (any, error) {
+				return nil, errors.New("the service failed on purpose")
+			}},
+		},
+	}
 }
 
 func assertEq(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

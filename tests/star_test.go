@@ -103,6 +103,9 @@ func runStarFile(t *testing.T, file string, roots []string) {
 		delete(captures, r)
 		capMu.Unlock()
 	}()
+	if err := r.RegisterService(testService()); err != nil {
+		t.Fatal(err)
+	}
 	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: testArgv, Stdout: capt})
 	start := time.Now()
 	err := rt.RunScript(ctx, file)
