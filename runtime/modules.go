@@ -31,6 +31,25 @@ type moduleBlob struct {
 	Source []byte `cbor:"3,keyasint"`
 }
 
+// moduleChunkSize bounds the module bytes in one LOAD_MODULE message, so
+// that it fits any max_message_size of at least core.MinMaxMessageSize
+// (4 KiB) with room for its header.
+const moduleChunkSize = 3 << 10
+
+// moduleChunk is the payload of LOAD_MODULE: part of one module's source.
+// A parent sends a module's chunks in order; the receiver checks the
+// sha256 once it has Total bytes.
+type moduleChunk struct {
+	Path   string `cbor:"1,keyasint"`
+	SHA256 string `cbor:"2,keyasint"`
+	Offset int    `cbor:"3,keyasint"`
+	Total  int    `cbor:"4,keyasint"`
+	Data   []byte `cbor:"5,keyasint"`
+}
+
+// maxModuleSize bounds what a LOAD_MODULE sequence may announce.
+const maxModuleSize = 64 << 20
+
 // module is one Starlark module known to this context.
 type module struct {
 	path  string // root-relative, slash-separated: its identity with sha
@@ -203,6 +222,9 @@ func (rt *Runtime) moduleSource(p string) (*module, error) {
 	return m, nil
 }
 
+// fetchFromParent asks the parent for module p: the parent pushes it and
+// its transitive loads as LOAD_MODULE chunks, then replies; the chunks are
+// stored by onLoadModule before the reply arrives (one stream, in order).
 func (rt *Runtime) fetchFromParent(p string) ([]moduleBlob, error) {
 	pid, _ := rt.r.ParentID()
 	data, err := core.Marshal(core.GetModuleRequest{Path: p})
@@ -214,11 +236,11 @@ func (rt *Runtime) fetchFromParent(p string) ([]moduleBlob, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module %q: %w", p, err)
 	}
-	var blobs []moduleBlob
-	if err := reply.Decode(&blobs); err != nil {
+	var paths []string
+	if err := reply.Decode(&paths); err != nil {
 		return nil, fmt.Errorf("module %q: %w", p, err)
 	}
-	return blobs, nil
+	return nil, nil
 }
 
 // closure returns m and its transitive loads, loads first.
@@ -266,13 +288,40 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 			return
 		}
 		blobs := make([]moduleBlob, len(mods))
+		paths := make([]string, len(mods))
 		for i, m := range mods {
 			blobs[i] = moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
+			paths[i] = m.path
 		}
-		if err := msg.Reply(blobs); err != nil {
+		if err := rt.pushModules(rt.r.ContextByID(msg.SrcID), blobs); err != nil {
+			rt.replyDead(msg, err.Error())
+			return
+		}
+		if err := msg.Reply(paths); err != nil {
 			rt.replyDead(msg, err.Error())
 		}
 	})
+}
+
+// pushModules sends modules to target as LOAD_MODULE chunks.
+func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
+	ctx := rt.r.Lifetime()
+	for _, b := range blobs {
+		for off := 0; ; off += moduleChunkSize {
+			end := min(off+moduleChunkSize, len(b.Source))
+			data, err := core.Marshal(&moduleChunk{Path: b.Path, SHA256: b.SHA256, Offset: off, Total: len(b.Source), Data: b.Source[off:end]})
+			if err != nil {
+				return err
+			}
+			if err := target.SendContext(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
+				return err // the same error the call itself would meet
+			}
+			if end == len(b.Source) {
+				break
+			}
+		}
+	}
+	return nil
 }
 
 func (rt *Runtime) replyDead(msg *core.Message, reason string) {
@@ -280,17 +329,40 @@ func (rt *Runtime) replyDead(msg *core.Message, reason string) {
 	rt.r.Route(&core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
 }
 
-// onLoadModule stores modules a parent pushed ahead of calls.
+// onLoadModule assembles the module chunks a parent pushes, ahead of
+// calls or in answer to GET_MODULE, and stores each complete module.
 func (rt *Runtime) onLoadModule(msg *core.Message) {
-	var blobs []moduleBlob
-	if err := msg.Decode(&blobs); err != nil {
+	var c moduleChunk
+	if err := msg.Decode(&c); err != nil {
 		rt.r.Logger().Error("bad LOAD_MODULE", "err", err)
 		return
 	}
-	for _, b := range blobs {
-		if _, err := rt.addBlob(b); err != nil {
-			rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
-		}
+	key := c.Path + "@" + c.SHA256
+	rt.mu.Lock()
+	buf := rt.partial[key]
+	switch {
+	case c.Total < 0 || c.Total > maxModuleSize:
+		err := fmt.Errorf("module %q: announced size %d is over the %d-byte limit", c.Path, c.Total, maxModuleSize)
+		delete(rt.partial, key)
+		rt.mu.Unlock()
+		rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
+		return
+	case c.Offset != len(buf) || c.Offset+len(c.Data) > c.Total:
+		delete(rt.partial, key)
+		rt.mu.Unlock()
+		rt.r.Emit(slogError, fmt.Sprintf("LOAD_MODULE: module %q: chunk at offset %d out of order", c.Path, c.Offset))
+		return
+	}
+	buf = append(buf, c.Data...)
+	if len(buf) < c.Total {
+		rt.partial[key] = buf
+		rt.mu.Unlock()
+		return
+	}
+	delete(rt.partial, key)
+	rt.mu.Unlock()
+	if _, err := rt.addBlob(moduleBlob{Path: c.Path, SHA256: c.SHA256, Source: buf}); err != nil {
+		rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
 	}
 }
 

@@ -65,6 +65,7 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	modules map[string]*module
+	partial map[string][]byte          // "path@sha" → LOAD_MODULE bytes so far
 	sent    map[uint32]map[string]bool // target id → "path@sha" already pushed
 	stdout  sync.Mutex
 }
@@ -81,7 +82,7 @@ func New(r *core.Router, opts Options) *Runtime {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
-	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, sent: map[uint32]map[string]bool{}}
+	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[string]bool{}}
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.predeclared = rt.makePredeclared()
 	r.SetExt(runtimeKey{}, rt)
@@ -283,16 +284,31 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		return nil, fmt.Errorf("call: %w", err)
 	}
 	if mod != nil && target.ID != rt.r.ID() {
-		if req.Ext, err = rt.modulesFor(target.ID, mod); err != nil {
+		blobs, err := rt.modulesFor(target.ID, mod)
+		if err != nil {
 			return nil, err
+		}
+		// Small modules ride with the call; larger ones go ahead of it as
+		// LOAD_MODULE chunks that fit any message size limit. Either way
+		// the first call costs one round trip.
+		if len(blobs) > 0 {
+			ext, err := core.Marshal(blobs)
+			if err != nil {
+				return nil, err
+			}
+			if len(ext) <= moduleChunkSize {
+				req.Ext = ext
+			} else if err := rt.pushModules(target, blobs); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return req, nil
 }
 
-// modulesFor returns the encoded modules target still lacks, and marks
-// them as sent.
-func (rt *Runtime) modulesFor(target uint32, m *module) ([]byte, error) {
+// modulesFor returns the modules target still lacks, and marks them as
+// sent.
+func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	mods, err := rt.closure(m)
 	if err != nil {
 		return nil, err
@@ -312,10 +328,7 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]byte, error) {
 		}
 	}
 	rt.mu.Unlock()
-	if len(blobs) == 0 {
-		return nil, nil
-	}
-	return core.Marshal(blobs)
+	return blobs, nil
 }
 
 // resolveRef turns a reference received in a value into the function.
