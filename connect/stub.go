@@ -78,7 +78,7 @@ if [ -O "$R" ]&&[ -w "$R/$H" ];then
 t=$R/$H/ok.$$;echo 'exit 0' >"$t" 2>/dev/null&&chmod 700 "$t"&&"$t" 2>/dev/null&&mv -f "$t" "$R/$H/ok"&&{ D=$R/$H;break;};rm -f "$t"
 fi;done
 if [ -n "$D" ];then
-if mkdir "$D/lock" 2>/dev/null;then echo $$ >"$D/lock/pid"
+if mkdir "$D/lock" 2>/dev/null;then [ -x "$D/mitostar" ]&&{ rm -rf "$D/lock";MITOSTAR_ROLE=child;export MITOSTAR_ROLE;exec "$D/mitostar";};echo $$ >"$D/lock/pid"
 else i=0
 while [ $i -lt 150 ]&&[ -d "$D/lock" ];do
 [ -x "$D/mitostar" ]&&{ MITOSTAR_ROLE=child;export MITOSTAR_ROLE;exec "$D/mitostar";}
