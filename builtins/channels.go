@@ -12,20 +12,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-const ctxKey = "mitostar.ctx"
-
-// SetThreadContext attaches ctx to thread: blocking builtins give up when
-// it ends (the runtime cancels it together with the thread).
-func SetThreadContext(thread *starlark.Thread, ctx context.Context) { thread.SetLocal(ctxKey, ctx) }
-
-// ThreadContext returns the context attached to thread, or Background.
-func ThreadContext(thread *starlark.Thread) context.Context {
-	if c, ok := thread.Local(ctxKey).(context.Context); ok {
-		return c
-	}
-	return context.Background()
-}
-
 // withTimeout derives the context for a blocking get: timeout is None or
 // a number of seconds.
 func withTimeout(thread *starlark.Thread, fn string, timeout starlark.Value) (context.Context, context.CancelFunc, error) {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync/atomic"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -112,11 +111,6 @@ func logFunc(name string, level slog.Level) *starlark.Builtin {
 	})
 }
 
-// CancelledKey holds a *atomic.Bool the runtime attaches to each thread
-// before it runs and sets when it cancels the thread (a call's
-// _timeout): catch must not swallow that.
-const CancelledKey = "mitostar.cancelled"
-
 // catch(fn, *args, **kwargs) returns (value, None) or (None, err).
 func catch(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if len(args) == 0 {
@@ -130,7 +124,7 @@ func catch(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err == nil {
 		return starlark.Tuple{v, starlark.None}, nil
 	}
-	if flag, _ := thread.Local(CancelledKey).(*atomic.Bool); flag != nil && flag.Load() {
+	if Cancelled(thread) {
 		return nil, err
 	}
 	name := ""

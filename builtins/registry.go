@@ -83,24 +83,6 @@ func Modules() starlark.StringDict {
 	return out
 }
 
-// Thread-local keys the runtime sets on every thread it starts.
-const (
-	routerKey = "mitostar.router"
-)
-
-// SetRouter attaches the context's router to thread.
-func SetRouter(thread *starlark.Thread, r *core.Router) { thread.SetLocal(routerKey, r) }
-
-// RouterOf returns the router attached to thread, or an error saying the
-// builtin needs one (a thread not started by the runtime).
-func RouterOf(thread *starlark.Thread) (*core.Router, error) {
-	r, _ := thread.Local(routerKey).(*core.Router)
-	if r == nil {
-		return nil, fmt.Errorf("no mitostar router on this Starlark thread")
-	}
-	return r, nil
-}
-
 // OSError builds the error of kind "OSError" for a failing system call:
 // "fs.read /etc/shadow: permission denied". err's errno text is used
 // where there is one.

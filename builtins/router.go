@@ -26,19 +26,6 @@ type Runtime interface {
 	NewThread(name string) (*starlark.Thread, func())
 }
 
-const runtimeKey = "mitostar.runtime"
-
-// SetRuntime attaches rt to thread.
-func SetRuntime(thread *starlark.Thread, rt Runtime) { thread.SetLocal(runtimeKey, rt) }
-
-func runtimeOf(thread *starlark.Thread) Runtime {
-	if thread == nil {
-		return nil
-	}
-	rt, _ := thread.Local(runtimeKey).(Runtime)
-	return rt
-}
-
 func mustRuntime(thread *starlark.Thread, fn string) (Runtime, error) {
 	rt := runtimeOf(thread)
 	if rt == nil {

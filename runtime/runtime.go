@@ -182,13 +182,10 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
 	thread := &starlark.Thread{Name: name, Load: rt.load, Print: rt.print}
-	builtins.SetRouter(thread, rt.r)
-	builtins.SetRuntime(thread, rt)
-	builtins.SetThreadContext(thread, ctx)
-	flag := new(atomic.Bool)
-	thread.SetLocal(builtins.CancelledKey, flag)
+	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
+	builtins.SetThreadState(thread, st)
 	stop := context.AfterFunc(ctx, func() {
-		flag.Store(true)
+		st.Cancelled.Store(true)
 		thread.Cancel(context.Cause(ctx).Error())
 	})
 	return thread, func() { stop() }

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -180,7 +179,7 @@ func assertFails(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err == nil {
 		return nil, fmt.Errorf("%s: %s succeeded (returned %s), want an error matching %q", b.Name(), fn.Name(), v, pattern)
 	}
-	if flag, _ := thread.Local(builtins.CancelledKey).(*atomic.Bool); flag != nil && flag.Load() {
+	if builtins.Cancelled(thread) {
 		return nil, err // a cancelled thread stays cancelled
 	}
 	name := ""
@@ -208,7 +207,7 @@ func assertRun(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 			return nil, fmt.Errorf("%s: %s is not callable", b.Name(), a.Type())
 		}
 		if _, err := starlark.Call(thread, fn, nil, nil); err != nil {
-			if thread.Local(builtins.CancelledKey).(*atomic.Bool).Load() {
+			if builtins.Cancelled(thread) {
 				return nil, err
 			}
 			failures = append(failures, fmt.Sprintf("--- %s failed:\n%s", fn.Name(), indent(builtins.Backtrace(err))))

@@ -1,0 +1,89 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"go.starlark.net/starlark"
+
+	"github.com/mitostar/mitostar/core"
+)
+
+// ThreadState is what a Starlark thread of mitostar carries: its
+// context's router and runtime, the Go context that bounds its blocking
+// builtins, and whether the runtime cancelled it. It is one thread-local
+// value, so starting a thread (once per call) stays cheap.
+type ThreadState struct {
+	Router  *core.Router
+	Runtime Runtime
+	Ctx     context.Context
+	// Cancelled is set when the runtime cancels the thread (a call's
+	// _timeout): catch must not swallow that.
+	Cancelled atomic.Bool
+}
+
+const stateKey = "mitostar"
+
+// SetThreadState attaches st to thread.
+func SetThreadState(thread *starlark.Thread, st *ThreadState) { thread.SetLocal(stateKey, st) }
+
+// stateOf returns the thread's state, nil for a thread not set up by mitostar.
+func stateOf(thread *starlark.Thread) *ThreadState {
+	if thread == nil {
+		return nil
+	}
+	st, _ := thread.Local(stateKey).(*ThreadState)
+	return st
+}
+
+// mutableState returns the thread's state, attaching an empty one first
+// if it has none.
+func mutableState(thread *starlark.Thread) *ThreadState {
+	st := stateOf(thread)
+	if st == nil {
+		st = &ThreadState{}
+		SetThreadState(thread, st)
+	}
+	return st
+}
+
+// SetRouter attaches the context's router to thread.
+func SetRouter(thread *starlark.Thread, r *core.Router) { mutableState(thread).Router = r }
+
+// RouterOf returns the router attached to thread, or an error saying the
+// builtin needs one (a thread not started by the runtime).
+func RouterOf(thread *starlark.Thread) (*core.Router, error) {
+	if st := stateOf(thread); st != nil && st.Router != nil {
+		return st.Router, nil
+	}
+	return nil, fmt.Errorf("no mitostar router on this Starlark thread")
+}
+
+// SetRuntime attaches rt to thread.
+func SetRuntime(thread *starlark.Thread, rt Runtime) { mutableState(thread).Runtime = rt }
+
+func runtimeOf(thread *starlark.Thread) Runtime {
+	if st := stateOf(thread); st != nil {
+		return st.Runtime
+	}
+	return nil
+}
+
+// SetThreadContext attaches ctx to thread: blocking builtins give up when
+// it ends (the runtime cancels it together with the thread).
+func SetThreadContext(thread *starlark.Thread, ctx context.Context) { mutableState(thread).Ctx = ctx }
+
+// ThreadContext returns the context attached to thread, or Background.
+func ThreadContext(thread *starlark.Thread) context.Context {
+	if st := stateOf(thread); st != nil && st.Ctx != nil {
+		return st.Ctx
+	}
+	return context.Background()
+}
+
+// Cancelled reports whether the runtime cancelled thread.
+func Cancelled(thread *starlark.Thread) bool {
+	st := stateOf(thread)
+	return st != nil && st.Cancelled.Load()
+}
