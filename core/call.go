@@ -268,7 +268,7 @@ func (c *Context) CallAsync(ctx context.Context, req *CallRequest) (*Receiver, e
 	if err != nil {
 		return nil, err
 	}
-	return c.SendAsync(ctx, &Message{Handle: HandleCallFunction, Data: data}, false)
+	return c.SendAsync(ctx, &Message{Handle: HandleCallFunction, Data: data, batch: true}, false)
 }
 
 // CallRaw calls fn and returns the CBOR of its result.
