@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	goruntime "runtime"
 	"slices"
 	"strconv"
@@ -366,6 +368,7 @@ func init() { RegisterRole("child", runChild) }
 // runChild is the child role: the stream is on fds 0 and 1.
 func runChild() int {
 	tuneChildRuntime()
+	defer startProfiles()()
 	in, out, err := takeStdio()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitostar child: %v\n", err)
@@ -433,5 +436,45 @@ func runChild() int {
 func tuneChildRuntime() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		goruntime.GOMAXPROCS(1)
+	}
+}
+
+// ProfileDirEnv names a directory where every context of the tree writes
+// CPU and heap profiles (child-PID.cpu.prof, child-PID.heap.prof) when it
+// exits; `mitostar --profile DIR` sets it.
+const ProfileDirEnv = "MITOSTAR_PROFILE_DIR"
+
+// startProfiles starts the CPU profile of this child if $MITOSTAR_PROFILE_DIR
+// is set, and returns the function that writes both profiles.
+func startProfiles() func() {
+	dir := os.Getenv(ProfileDirEnv)
+	if dir == "" {
+		return func() {}
+	}
+	return StartProfiles(dir, fmt.Sprintf("child-%d", os.Getpid()))
+}
+
+// StartProfiles starts a CPU profile written to DIR/NAME.cpu.prof and
+// returns a function that stops it and writes DIR/NAME.heap.prof.
+// Failures are reported on stderr: profiling never stops the program.
+func StartProfiles(dir, name string) func() {
+	cpu, err := os.Create(filepath.Join(dir, name+".cpu.prof"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitostar: profile: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		fmt.Fprintf(os.Stderr, "mitostar: profile: %v\n", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		cpu.Close()
+		heap, err := os.Create(filepath.Join(dir, name+".heap.prof"))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mitostar: profile: %v\n", err)
+			return
+		}
+		pprof.Lookup("allocs").WriteTo(heap, 0)
+		heap.Close()
 	}
 }

@@ -45,6 +45,8 @@ flags:
   --log-file FILE         write logs there instead of stderr
   --max-message-size N    largest message payload in bytes (default 134217728)
   --shutdown-timeout SEC  how long to wait for contexts to exit (default 5)
+  --profile DIR           write CPU and heap profiles of the master and of
+                          every local child to DIR (for benchmarks)
   -h, --help              this help
 
 exit status: 0 success, 1 the script failed, 2 bad usage,
@@ -91,6 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		shutdownTO = 5.0
 		help       bool
 		cpuProfile string
+		profileDir string
 	)
 	fs.Var(&roots, "I", "module root")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
@@ -101,6 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&help, "h", false, "help")
 	fs.BoolVar(&help, "help", false, "help")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
+	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "mitostar: %v\n\n%s", err, usage)
 		return 2
@@ -161,6 +165,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "mitostar: --profile: %v\n", err)
+			return 2
+		}
+		os.Setenv(core.ProfileDirEnv, profileDir)
+		defer core.StartProfiles(profileDir, "master")()
+	}
 	sink := core.NewWriterSink(logOut)
 	opts := core.Options{Sink: sink, MaxMessageSize: maxSize, LogLevel: level}
 	r := core.NewMaster(opts)
