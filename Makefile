@@ -13,12 +13,13 @@ build:
 vet:
 	$(GO) vet ./...
 
-# make test: everything CI runs. Integration tests need root and the tools
+# make test: everything CI runs, the benchmark harness's smoke run included. Integration tests need root and the tools
 # .ci/run installs; set MITOSTAR_REQUIRE_INTEGRATION=1 to turn a missing
 # tool into a failure instead of a skip.
 test:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -timeout 30m ./...
+	$(MAKE) bench-smoke
 
 bench:
 	./bench/run.sh
