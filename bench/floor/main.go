@@ -65,6 +65,7 @@ type config struct {
 	spawnBinary string
 	spawnArgs   []string
 	rttReps     int
+	twoHopReps  int
 	pipelined   []int
 	pipeReps    int
 	children    int
@@ -80,20 +81,21 @@ type config struct {
 func parseConfig(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
-	fs.IntVar(&c.spawnReps, "spawn", 50, "process starts (fork+exec+exit) to time")
+	fs.IntVar(&c.spawnReps, "first-call-reps", 20, "process starts (fork+exec+exit) to time")
 	fs.StringVar(&c.spawnBinary, "spawn-binary", "", "static binary to start (default: this one, in role floor-exit)")
 	spawnArgs := fs.String("spawn-args", "", "space-separated arguments for -spawn-binary")
-	fs.IntVar(&c.rttReps, "rtt", 10000, "pipe round trips to time")
+	fs.IntVar(&c.rttReps, "rtt", 5000, "pipe round trips to time")
+	fs.IntVar(&c.twoHopReps, "two-hop", 2000, "round trips through a relay to time")
 	pipelined := fs.String("pipelined", "1000,10000", "comma-separated batch sizes of pipelined messages")
-	fs.IntVar(&c.pipeReps, "pipelined-reps", 10, "repetitions of each pipelined batch")
+	fs.IntVar(&c.pipeReps, "pipelined-reps", 5, "repetitions of each pipelined batch")
 	fs.IntVar(&c.children, "children", 100, "idle children started at once")
-	fs.IntVar(&c.childReps, "children-reps", 3, "repetitions of the children workload")
+	fs.IntVar(&c.childReps, "children-reps", 2, "repetitions of the children workload")
 	fs.IntVar(&c.bulkMiB, "bulk-mib", 64, "MiB per bulk transfer")
-	fs.IntVar(&c.bulkReps, "bulk-reps", 5, "bulk transfers in each direction")
+	fs.IntVar(&c.bulkReps, "bulk-reps", 3, "bulk transfers in each direction")
 	ssh := fs.String("ssh", "", "ssh target user@host:port (no ssh rows when empty)")
 	fs.StringVar(&c.ssh.key, "ssh-key", "", "identity file for -ssh")
 	fs.StringVar(&c.ssh.knownHosts, "ssh-known-hosts", "", "known_hosts file for -ssh")
-	fs.IntVar(&c.sshReps, "ssh-reps", 10, "ssh connections to time")
+	fs.IntVar(&c.sshReps, "ssh-reps", 5, "ssh connections to time")
 	fs.DurationVar(&c.deadline, "timeout", 10*time.Minute, "give up after this long")
 	only := fs.String("only", "", "comma-separated metric prefixes to run (default: all)")
 	if err := fs.Parse(args); err != nil {
@@ -105,7 +107,7 @@ func parseConfig(args []string) (*config, error) {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"spawn", c.spawnReps}, {"rtt", c.rttReps}, {"pipelined-reps", c.pipeReps}, {"children", c.children},
+	}{{"first-call-reps", c.spawnReps}, {"rtt", c.rttReps}, {"two-hop", c.twoHopReps}, {"pipelined-reps", c.pipeReps}, {"children", c.children},
 		{"children-reps", c.childReps}, {"bulk-mib", c.bulkMiB}, {"bulk-reps", c.bulkReps}, {"ssh-reps", c.sshReps}} {
 		if f.v < 1 {
 			return nil, fmt.Errorf("-%s must be at least 1, got %d", f.name, f.v)
@@ -408,8 +410,8 @@ func benchTwoHop(ctx context.Context, c *config, self string, e *emitter) error 
 	if err != nil {
 		return err
 	}
-	pingPong(ch, min(100, c.rttReps))
-	samples, err := pingPong(ch, c.rttReps)
+	pingPong(ch, min(100, c.twoHopReps))
+	samples, err := pingPong(ch, c.twoHopReps)
 	if cerr := ch.close(); err == nil {
 		err = cerr
 	}
