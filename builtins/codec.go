@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"bytes"
 	"fmt"
 	"math/big"
 	"unicode/utf8"
@@ -38,7 +39,40 @@ func Encode(v starlark.Value) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return core.Marshal(tree)
+	return marshalTree(tree)
+}
+
+// marshalTree encodes straight into a buffer of about the right size:
+// a large value is then written once, into memory touched once.
+func marshalTree(tree any) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(treeSize(tree))
+	if err := core.MarshalToBuffer(tree, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// treeSize estimates the encoded size of a tree made by toTree.
+func treeSize(t any) int {
+	const head = 9 // the longest CBOR item head
+	switch x := t.(type) {
+	case []byte:
+		return head + len(x)
+	case string:
+		return head + len(x)
+	case []any:
+		n := head
+		for _, e := range x {
+			n += treeSize(e)
+		}
+		return n
+	case cbor.Tag:
+		return head + treeSize(x.Content)
+	case *big.Int:
+		return head + len(x.Bits())*8
+	}
+	return head
 }
 
 // EncodeArgs encodes a call's positional and keyword arguments as one
@@ -60,7 +94,7 @@ func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) ([]byte, error) {
 		}
 		kw = append(kw, string(pair[0].(starlark.String)), t)
 	}
-	return core.Marshal([]any{a, kw})
+	return marshalTree([]any{a, kw})
 }
 
 // A FuncRefValue is a Starlark value that can travel as a function
@@ -200,13 +234,47 @@ type Decoder struct {
 	Resolve func(path, sha, name string) (starlark.Value, error)
 }
 
-// Decode decodes one value.
+// Decode decodes one value. A value that is one byte string aliases data
+// instead of copying it: data must not change afterwards (message
+// payloads never do).
 func (d *Decoder) Decode(data []byte) (starlark.Value, error) {
+	if b, ok := wholeByteString(data); ok {
+		return starlark.Bytes(unsafe.String(unsafe.SliceData(b), len(b))), nil
+	}
 	var tree any
 	if err := core.Unmarshal(data, &tree); err != nil {
 		return nil, fmt.Errorf("decoding value: %w", err)
 	}
 	return d.fromTree(tree, 0)
+}
+
+// wholeByteString returns the content of data when data is exactly one
+// definite-length CBOR byte string.
+func wholeByteString(data []byte) ([]byte, bool) {
+	if len(data) == 0 || data[0]>>5 != 2 {
+		return nil, false
+	}
+	var n uint64
+	off := 1
+	switch ai := data[0] & 0x1f; {
+	case ai < 24:
+		n = uint64(ai)
+	case ai <= 27:
+		size := 1 << (ai - 24)
+		if len(data) < 1+size {
+			return nil, false
+		}
+		for _, c := range data[1 : 1+size] {
+			n = n<<8 | uint64(c)
+		}
+		off += size
+	default:
+		return nil, false // indefinite length or reserved
+	}
+	if uint64(len(data)-off) != n {
+		return nil, false
+	}
+	return data[off:], true
 }
 
 // DecodeArgs decodes what EncodeArgs produced.

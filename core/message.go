@@ -2,6 +2,7 @@ package core
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -177,13 +178,13 @@ var DecodeOptions = cbor.DecOptions{
 }
 
 var (
-	encMode cbor.EncMode
+	encMode cbor.UserBufferEncMode
 	decMode cbor.DecMode
 )
 
 func init() {
 	var err error
-	if encMode, err = (cbor.EncOptions{Sort: cbor.SortNone}).EncMode(); err != nil {
+	if encMode, err = (cbor.EncOptions{Sort: cbor.SortNone}).UserBufferEncMode(); err != nil {
 		panic(err)
 	}
 	if decMode, err = DecodeOptions.DecMode(); err != nil {
@@ -193,6 +194,10 @@ func init() {
 
 // Marshal encodes v as CBOR with mitostar's options.
 func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// MarshalToBuffer appends the CBOR encoding of v to buf, with no copy in
+// between: for large values, grow buf to the expected size first.
+func MarshalToBuffer(v any, buf *bytes.Buffer) error { return encMode.MarshalToBuffer(v, buf) }
 
 // Unmarshal decodes CBOR into v with mitostar's decode limits.
 func Unmarshal(data []byte, v any) error { return unmarshal(data, v) }
