@@ -319,13 +319,23 @@ func TestPutCancelledLeavesNothing(t *testing.T) {
 		f.Write(block)
 	}
 	f.Close()
-	ctx, cancel := context.WithCancel(testCtx(t))
-	time.AfterFunc(30*time.Millisecond, cancel)
 	dst := filepath.Join(dir, "out", "big")
 	os.Mkdir(filepath.Dir(dst), 0o755)
-	err := Put(ctx, r, c, src, dst, nil, false)
+	// Cancel ever sooner until a put is caught mid-transfer (64 MiB takes
+	// hundreds of milliseconds here, so the first try nearly always is).
+	var err error
+	for _, after := range []time.Duration{30 * time.Millisecond, 10 * time.Millisecond, 3 * time.Millisecond, time.Millisecond} {
+		ctx, cancel := context.WithCancel(testCtx(t))
+		time.AfterFunc(after, cancel)
+		err = Put(ctx, r, c, src, dst, nil, false)
+		cancel()
+		if err != nil {
+			break
+		}
+		os.Remove(dst)
+	}
 	if err == nil {
-		t.Skip("the transfer finished before the cancellation")
+		t.Fatal("every put of 64 MiB finished before its cancellation, down to 1 ms: cannot test a cancelled put")
 	}
 	if !errors.Is(err, context.Canceled) && !strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("cancelled put: %v", err)
