@@ -2,10 +2,8 @@ package connect
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 
 	"github.com/mitostar/mitostar/core"
 )
@@ -24,57 +22,23 @@ var suIncorrect = []string{
 // its stdin when that is a terminal (Linux PAM) or from /dev/tty (BSD),
 // so stdin, stdout and stderr are all one raw pty, as in Mitogen.
 type suTransport struct {
-	username       string
-	suPath         string
-	password       string
-	havePassword   bool
-	passwordPrompt string
-	incorrect      []string
+	*userSwitch
 }
 
 func newSu(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
-	k := newKwargs("su", opts.Kwargs)
-	t := &suTransport{
-		username:       k.str("username", "root"),
-		suPath:         k.str("su_path", "su"),
-		passwordPrompt: k.str("password_prompt", "password:"),
-		incorrect:      k.strings("incorrect_prompts"),
-	}
-	if _, given := opts.Kwargs["incorrect_prompts"]; !given || opts.Kwargs["incorrect_prompts"] == nil {
-		t.incorrect = suIncorrect
-	}
-	t.password, t.havePassword = k.optStr("password")
-	if err := k.finish(); err != nil {
+	u, err := parseUserSwitch("su", opts, "password:", suIncorrect)
+	if err != nil {
 		return nil, err
 	}
-	switch {
-	case t.username == "" || strings.HasPrefix(t.username, "-"):
-		return nil, fmt.Errorf("su: bad username %q", t.username)
-	case t.suPath == "":
-		return nil, fmt.Errorf("su: su_path must not be empty")
-	case t.passwordPrompt == "":
-		return nil, fmt.Errorf("su: password_prompt must not be empty")
-	}
-	return t, nil
+	return &suTransport{u}, nil
 }
-
-func (t *suTransport) DefaultName() string { return "su." + t.username }
 
 func (t *suTransport) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, error) {
 	stub, err := NewStub()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(t.suPath, t.username, "-c", stub.Command())
+	cmd := exec.Command(t.path, t.username, "-c", stub.Command())
 	cmd.Env = os.Environ()
-	return start(ctx, env, cmd, stub, startSpec{
-		describe: "su to " + t.username,
-		mode:     fullTTY,
-		prompt: &passwordPrompter{
-			method: "su", password: t.password, havePass: t.havePassword,
-			isPrompt:        func(text string) bool { return containsFold(text, t.passwordPrompt) },
-			incorrect:       lowerAll(t.incorrect),
-			incorrectAlways: true,
-		},
-	})
+	return start(ctx, env, cmd, stub, t.spec(fullTTY, true))
 }
