@@ -206,37 +206,35 @@ func TestRsync(t *testing.T) {
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
 	makeTree(t, src, 1000, 100<<20)
-	st, out, errs := run(t, r, c, "rsync", "-a", src+"/", "anyhost:"+dst+"/")
-	if st != 0 {
-		t.Fatalf("rsync status %d: %s%s", st, out, errs)
-	}
-	if treeDigest(t, src) != treeDigest(t, dst) {
-		t.Fatal("the copy differs from the source")
-	}
+	rsyncCompare(t, r, c, src, "anyhost:"+dst, src, dst)
 	// An update moves only what changed.
 	changed := filepath.Join(src, "d03", "f0003")
 	os.WriteFile(changed, []byte("changed content"), 0o644)
-	st, out, errs = run(t, r, c, "rsync", "-a", "-i", "--stats", src+"/", "anyhost:"+dst+"/")
-	if st != 0 {
-		t.Fatalf("rsync update status %d: %s%s", st, out, errs)
-	}
+	out := rsyncCompare(t, r, c, src, "anyhost:"+dst, src, dst, "-i", "--stats")
 	if !strings.Contains(out, "Number of regular files transferred: 1\n") || !strings.Contains(out, "d03/f0003") {
 		t.Fatalf("update did not transfer exactly the changed file:\n%s", out)
 	}
 	if strings.Count(out, "<f") != 1 {
 		t.Fatalf("update itemized more than one file:\n%s", out)
 	}
-	if treeDigest(t, src) != treeDigest(t, dst) {
-		t.Fatal("the updated copy differs from the source")
-	}
 	// And back: rsync from the context.
-	back := filepath.Join(dir, "back")
-	if st, out, errs := run(t, r, c, "rsync", "-a", "h:"+dst+"/", back+"/"); st != 0 {
-		t.Fatalf("rsync from the context: %d %s%s", st, out, errs)
+	rsyncCompare(t, r, c, "h:"+dst, filepath.Join(dir, "back"), src, filepath.Join(dir, "back"))
+}
+
+// rsyncCompare runs `rsync -a OPTS FROM/ TO/` through fakessh into c,
+// fails unless it succeeds and the tree at local path got matches the
+// one at want, and returns rsync's stdout.
+func rsyncCompare(t testing.TB, r *core.Router, c *core.Context, from, to, want, got string, opts ...string) string {
+	t.Helper()
+	argv := append(append([]string{"rsync", "-a"}, opts...), from+"/", to+"/")
+	st, out, errs := run(t, r, c, argv...)
+	if st != 0 {
+		t.Fatalf("%q: status %d: %s%s", argv, st, out, errs)
 	}
-	if treeDigest(t, src) != treeDigest(t, back) {
-		t.Fatal("the copy back differs")
+	if treeDigest(t, want) != treeDigest(t, got) {
+		t.Fatalf("%q: the copy at %s differs from %s", argv, got, want)
 	}
+	return out
 }
 
 func TestScpSftp(t *testing.T) {

@@ -41,20 +41,9 @@ func TestRsyncOverSSH(t *testing.T) {
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
 	makeTree(t, src, 1000, 100<<20)
-	st, out, errs := run(t, r, c, "rsync", "-a", src+"/", "target:"+dst+"/")
-	if st != 0 {
-		t.Fatalf("rsync status %d: %s%s", st, out, errs)
-	}
-	if treeDigest(t, src) != treeDigest(t, dst) {
-		t.Fatal("the copy over ssh differs from the source")
-	}
+	rsyncCompare(t, r, c, src, "target:"+dst, src, dst)
 	back := filepath.Join(dir, "back")
-	if st, out, errs := run(t, r, c, "rsync", "-a", "target:"+dst+"/", back+"/"); st != 0 {
-		t.Fatalf("rsync back over ssh: %d %s%s", st, out, errs)
-	}
-	if treeDigest(t, src) != treeDigest(t, back) {
-		t.Fatal("the copy back over ssh differs")
-	}
+	rsyncCompare(t, r, c, "target:"+dst, back, src, back)
 }
 
 // TestPutGetOverSSH streams a file and a tree to and from a context
