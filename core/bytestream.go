@@ -30,6 +30,14 @@ package core
 // returns that much credit with WINDOW. A writer out of credit blocks, so
 // a slow reader slows the writer and no hop buffers more than one window
 // per stream.
+//
+// Buffers: a DATA payload is built in a pooled chunk buffer, which goes
+// back to the pool once the peer's credit shows that it consumed every
+// byte of it (the frame has then left this process, and a receiver in
+// this process has copied it out or released it). ReadFrom reads
+// straight into such a buffer, and ReadChunk hands the receiver the
+// received frame itself, so bulk data is copied only by the system
+// calls that move it.
 
 import (
 	"context"
@@ -103,6 +111,7 @@ type ByteStream struct {
 	rbuf       [][]byte
 	rlen       int
 	consumed   int // bytes read since the last WINDOW
+	held       int // bytes handed out by ReadChunk and not yet released
 	eofIn      bool
 	peerClosed bool
 	eofOut     bool
@@ -111,11 +120,39 @@ type ByteStream struct {
 	err        error // why the stream broke; first cause wins
 	rdeadline  time.Time
 	wdeadline  time.Time
+
+	// Chunk buffers of DATA frames sent and not yet consumed by the
+	// peer, oldest first; sent and acked count bytes of DATA sent and of
+	// credit the peer returned since OPEN.
+	inflight []sentChunk
+	sent     int64
+	acked    int64
 }
+
+// A sentChunk is the pooled buffer of a DATA frame in flight; end is the
+// stream offset just past its bytes.
+type sentChunk struct {
+	buf *[]byte
+	end int64
+}
+
+// chunkBufSize is the size of a pooled chunk buffer: the largest DATA
+// frame's bytes and payload head.
+const chunkBufSize = maxStreamChunk + streamFrameOverhead
+
+var chunkPool = sync.Pool{New: func() any {
+	b := make([]byte, chunkBufSize)
+	return &b
+}}
+
+// dataHead is the room a DATA payload head takes at most in front of its
+// bytes: array head, opcode, byte string head of up to 4 length bytes.
+const dataHead = 1 + 1 + 5
 
 var (
 	_ io.ReadWriteCloser = (*ByteStream)(nil)
 	_ io.WriterTo        = (*ByteStream)(nil)
+	_ io.ReaderFrom      = (*ByteStream)(nil)
 )
 
 func (r *Router) newByteStream(peer *Context, opts *ByteStreamOptions) (*ByteStream, error) {
@@ -239,8 +276,8 @@ func (s *ByteStream) onFrame(m *Message) {
 			perr = err
 		case s.eofIn:
 			perr = errors.New("DATA after EOF")
-		case s.rlen+len(data) > s.window:
-			perr = fmt.Errorf("peer overran the window (%d buffered + %d > %d)", s.rlen, len(data), s.window)
+		case s.rlen+s.held+len(data) > s.window:
+			perr = fmt.Errorf("peer overran the window (%d buffered + %d > %d)", s.rlen+s.held, len(data), s.window)
 		case len(data) > 0 && !s.closed:
 			s.rbuf = append(s.rbuf, data)
 			s.rlen += len(data)
@@ -251,6 +288,8 @@ func (s *ByteStream) onFrame(m *Message) {
 			perr = fmt.Errorf("bad WINDOW (credit %d + %d over the window %d, %v)", s.credit, n, s.peerWindow, err)
 		} else {
 			s.credit += int(n)
+			s.acked += int64(n)
+			s.recycleLocked()
 		}
 	case op == bsEOF:
 		s.eofIn = true
@@ -479,6 +518,66 @@ func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
+// ReadChunk returns the next received bytes, at most max of them,
+// without copying: the slice is the received frame's own memory. Credit
+// for them goes back to the peer only when the caller calls Release, so
+// bytes held count against the window; the caller must not use the
+// slice after releasing it. At the end of the stream it returns io.EOF,
+// as Read does.
+func (s *ByteStream) ReadChunk(ctx context.Context, max int) ([]byte, error) {
+	if max < 1 {
+		return nil, fmt.Errorf("byte stream: ReadChunk of %d bytes", max)
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.rlen > 0 {
+			c := s.rbuf[0]
+			if len(c) > max {
+				s.rbuf[0] = c[max:]
+				c = c[:max:max]
+			} else {
+				s.rbuf[0] = nil
+				s.rbuf = s.rbuf[1:]
+			}
+			s.rlen -= len(c)
+			s.held += len(c)
+			return c, nil
+		}
+		switch {
+		case s.eofIn:
+			return nil, io.EOF
+		case s.err != nil:
+			return nil, s.err
+		case s.closed:
+			return nil, ErrStreamClosed
+		}
+		if err := s.wait(ctx, s.rdeadline, "read"); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Release gives the peer credit for n bytes returned by ReadChunk that
+// the caller has finished with.
+func (s *ByteStream) Release(n int) {
+	s.mu.Lock()
+	if n < 0 || n > s.held {
+		held := s.held
+		s.mu.Unlock()
+		panic(fmt.Sprintf("byte stream: Release(%d) with %d bytes held", n, held))
+	}
+	s.held -= n
+	s.consumed += n
+	grant := s.grantLocked()
+	s.mu.Unlock()
+	if grant > 0 {
+		s.sendWindow(grant)
+	}
+}
+
 // Write sends p to the peer, blocking while the peer's window is full.
 func (s *ByteStream) Write(p []byte) (int, error) {
 	return s.WriteContext(context.Background(), p)
@@ -488,6 +587,11 @@ func (s *ByteStream) Write(p []byte) (int, error) {
 func (s *ByteStream) WriteContext(ctx context.Context, p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.writeLocked(ctx, p)
+}
+
+// writeLocked is WriteContext with s.wmu held.
+func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		s.mu.Lock()
@@ -507,18 +611,130 @@ func (s *ByteStream) WriteContext(ctx context.Context, p []byte) (int, error) {
 		n := min(len(p), s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.credit -= n
 		s.mu.Unlock()
-		payload := appendHead(make([]byte, 0, n+streamFrameOverhead), 4, 2)
-		payload = appendHead(payload, 0, bsData)
-		payload = appendHead(payload, 2, uint64(n))
-		payload = append(payload, p[:n]...)
-		if err := s.send(ctx, payload); err != nil {
-			s.fail(err)
+		buf := chunkPool.Get().(*[]byte)
+		copy((*buf)[dataHead:], p[:n])
+		if err := s.sendData(ctx, buf, n); err != nil {
 			return written, err
 		}
 		written += n
 		p = p[n:]
 	}
 	return written, nil
+}
+
+// sendData sends the n bytes at (*buf)[dataHead:] as one DATA frame,
+// whose credit the caller has taken; buf goes back to the pool once the
+// peer has consumed them.
+func (s *ByteStream) sendData(ctx context.Context, buf *[]byte, n int) error {
+	var head [dataHead]byte
+	h := appendHead(head[:0], 4, 2)
+	h = appendHead(h, 0, bsData)
+	h = appendHead(h, 2, uint64(n))
+	start := dataHead - len(h)
+	copy((*buf)[start:], h)
+	s.mu.Lock()
+	s.sent += int64(n)
+	if recycleChunks {
+		s.inflight = append(s.inflight, sentChunk{buf: buf, end: s.sent})
+	}
+	s.mu.Unlock()
+	if err := s.send(ctx, (*buf)[start:dataHead+n:dataHead+n]); err != nil {
+		s.fail(err)
+		return err
+	}
+	return nil
+}
+
+// recycleLocked returns to the pool the buffers of the frames the peer
+// has consumed entirely. s.mu is held.
+func (s *ByteStream) recycleLocked() {
+	i := 0
+	for ; i < len(s.inflight) && s.inflight[i].end <= s.acked; i++ {
+		chunkPool.Put(s.inflight[i].buf)
+		s.inflight[i] = sentChunk{}
+	}
+	if i > 0 {
+		s.inflight = append(s.inflight[:0], s.inflight[i:]...)
+	}
+}
+
+// ReadFrom sends everything read from r until io.EOF, reading straight
+// into the frames it sends: each Read gets at most the credit and chunk
+// size available, and whatever it returns is sent at once, so a reader
+// that returns partial reads (a pipe, a terminal) is forwarded as it
+// comes. Concurrent writes are serialized per chunk, as by io.Copy.
+func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
+	ctx := context.Background()
+	var total int64
+	for {
+		// The size of the next read: what could be sent now.
+		s.mu.Lock()
+		for {
+			if err := s.writableLocked(); err != nil {
+				s.mu.Unlock()
+				return total, err
+			}
+			if s.peerHandle != 0 && s.credit > 0 {
+				break
+			}
+			if err := s.wait(ctx, s.wdeadline, "write"); err != nil {
+				s.mu.Unlock()
+				return total, err
+			}
+		}
+		want := min(s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
+		s.mu.Unlock()
+		buf := chunkPool.Get().(*[]byte)
+		n, rerr := r.Read((*buf)[dataHead : dataHead+want])
+		if n > 0 {
+			if err := s.writeChunk(ctx, buf, n); err != nil {
+				return total, err
+			}
+			total += int64(n)
+		} else {
+			chunkPool.Put(buf)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// writeChunk sends the n bytes at (*buf)[dataHead:] as Write would,
+// without copying them when the credit covers them.
+func (s *ByteStream) writeChunk(ctx context.Context, buf *[]byte, n int) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	for {
+		if err := s.writableLocked(); err != nil {
+			s.mu.Unlock()
+			chunkPool.Put(buf)
+			return err
+		}
+		if s.peerHandle != 0 && s.credit > 0 {
+			break
+		}
+		if err := s.wait(ctx, s.wdeadline, "write"); err != nil {
+			s.mu.Unlock()
+			chunkPool.Put(buf)
+			return err
+		}
+	}
+	if s.credit >= n && n <= min(s.peerChunk, chunkFor(s.r.MaxMessageSize())) {
+		s.credit -= n
+		s.mu.Unlock()
+		return s.sendData(ctx, buf, n)
+	}
+	s.mu.Unlock()
+	// Another writer took part of the credit, or the size limit shrank:
+	// these bytes go in smaller frames.
+	_, err := s.writeLocked(ctx, (*buf)[dataHead:dataHead+n])
+	chunkPool.Put(buf)
+	return err
 }
 
 // writableLocked is the error a write gets now, if any.

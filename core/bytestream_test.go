@@ -373,3 +373,139 @@ func BenchmarkByteStreamChild(b *testing.B) {
 	s.CloseWrite()
 	io.ReadAll(s)
 }
+
+// partialReader returns its data in reads of varying sizes, like a pipe.
+type partialReader struct {
+	data []byte
+	i    int
+}
+
+func (r *partialReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	r.i++
+	n := min(len(p), len(r.data), 1+(r.i*7919)%(100<<10))
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func TestByteStreamReadFrom(t *testing.T) {
+	r := newMaster(t)
+	l, d := pair(t, r, &ByteStreamOptions{Window: 64 << 10})
+	data := randomBytes(t, 3<<20+5)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(l)
+		got <- b
+	}()
+	n, err := d.ReadFrom(&partialReader{data: data})
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("ReadFrom: %d, %v; want %d, nil", n, err, len(data))
+	}
+	// io.Copy uses ReadFrom too, and the stream goes on after it.
+	if _, err := io.Copy(d, strings.NewReader("tail")); err != nil {
+		t.Fatal(err)
+	}
+	d.CloseWrite()
+	want := append(data, "tail"...)
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("received %d bytes, want %d (equal: false)", len(b), len(want))
+	}
+
+	// A reader's error stops ReadFrom; what it read before is sent.
+	l2, d2 := pair(t, r, nil)
+	boom := errors.New("boom")
+	n, err = d2.ReadFrom(io.MultiReader(strings.NewReader("before"), iotestErrReader{boom}))
+	if err != boom || n != 6 {
+		t.Fatalf("ReadFrom of a failing reader: %d, %v; want 6, boom", n, err)
+	}
+	d2.CloseWrite()
+	if b, err := io.ReadAll(l2); err != nil || string(b) != "before" {
+		t.Fatalf("received %q, %v", b, err)
+	}
+	// After CloseWrite, ReadFrom fails at once.
+	if _, err := d2.ReadFrom(strings.NewReader("x")); !errors.Is(err, ErrStreamClosed) {
+		t.Fatalf("ReadFrom after CloseWrite: %v, want ErrStreamClosed", err)
+	}
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
+
+func TestByteStreamReadChunk(t *testing.T) {
+	r := newMaster(t)
+	const window = 16 << 10
+	l, d := pair(t, r, &ByteStreamOptions{Window: window})
+	if _, err := l.ReadChunk(testCtx(t), 0); err == nil {
+		t.Fatal("ReadChunk of 0 bytes succeeded")
+	}
+	data := randomBytes(t, 8<<20)
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Write(data)
+		if err == nil {
+			err = d.CloseWrite()
+		}
+		done <- err
+	}()
+	// Chunks held without Release keep their credit: the writer stops
+	// after one window.
+	var held [][]byte
+	total := 0
+	for total < window {
+		c, err := l.ReadChunk(testCtx(t), 3000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c) > 3000 {
+			t.Fatalf("ReadChunk(3000) returned %d bytes", len(c))
+		}
+		held = append(held, c)
+		total += len(c)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if b := l.Buffered(); b != 0 {
+		t.Fatalf("%d bytes arrived beyond the window while %d were held", b, total)
+	}
+	// The held chunks are still intact (the sender did not reuse their
+	// memory), then every later chunk is checked before its release.
+	off := 0
+	for _, c := range held {
+		if !bytes.Equal(c, data[off:off+len(c)]) {
+			t.Fatalf("held chunk at %d changed", off)
+		}
+		off += len(c)
+		l.Release(len(c))
+	}
+	for {
+		c, err := l.ReadChunk(testCtx(t), 1<<20)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(c, data[off:off+len(c)]) {
+			t.Fatalf("chunk at %d differs", off)
+		}
+		off += len(c)
+		l.Release(len(c))
+	}
+	if off != len(data) {
+		t.Fatalf("read %d bytes, want %d", off, len(data))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("Release of more than held did not panic")
+			}
+		}()
+		l.Release(1)
+	}()
+}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -511,6 +512,30 @@ func init() {
 	})
 }
 
+// benchSource writes a 64 MiB file of random bytes in a fresh directory
+// and returns the directory and the file's path.
+func benchSource(b *testing.B) (dir, src string) {
+	dir = b.TempDir()
+	src = filepath.Join(dir, "src")
+	f, err := os.Create(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	block := make([]byte, 1<<20)
+	rand.Read(block)
+	for i := 0; i < benchMiB; i++ {
+		if _, err := f.Write(block); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return dir, src
+}
+
+const benchMiB = 64
+
 func BenchmarkPutLocalChild(b *testing.B) {
 	r := core.NewMaster(core.Options{})
 	defer r.Close()
@@ -519,21 +544,42 @@ func BenchmarkPutLocalChild(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	src := filepath.Join(dir, "src")
-	f, _ := os.Create(src)
-	block := make([]byte, 1<<20)
-	rand.Read(block)
-	const size = 64
-	for i := 0; i < size; i++ {
-		f.Write(block)
-	}
-	f.Close()
-	b.SetBytes(size << 20)
+	dir, src := benchSource(b)
+	b.SetBytes(benchMiB << 20)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if err := Put(ctx, r, c, src, filepath.Join(dir, "dst"), nil, false); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPutFloor is what fs.put to a local child could at best be:
+// this process reads the file into a pipe, another process (cat) writes
+// it to a file in the same directory. No hashing, no framing.
+func BenchmarkPutFloor(b *testing.B) {
+	dir, src := benchSource(b)
+	dst := filepath.Join(dir, "dst")
+	b.SetBytes(benchMiB << 20)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		in, err := os.Open(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command("sh", "-c", `exec cat > "$0"`, dst)
+		w, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		_, err = io.Copy(w, in)
+		in.Close()
+		w.Close()
+		if werr := cmd.Wait(); err != nil || werr != nil {
+			b.Fatal(err, werr)
 		}
 	}
 }

@@ -200,7 +200,7 @@ func (s *FileService) callFetch(ctx context.Context, c *core.ServiceCall) (any, 
 		return nil, err
 	}
 	defer bs.Close()
-	snd := &sender{op: "files.fetch", w: bufio.NewWriterSize(bs, ioBuffer), buf: make([]byte, ioBuffer)}
+	snd := &sender{op: "files.fetch", w: bufio.NewWriterSize(bs, ioBuffer)}
 	sum, err := snd.openFile(ctx, f, a.Path, "")
 	if err == nil {
 		err = snd.header(header{Kind: kindEnd})

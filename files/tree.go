@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -43,6 +44,20 @@ const maxHeader = 64 << 10
 
 // ioBuffer is the size of the buffers between files and streams.
 const ioBuffer = 256 << 10
+
+// recordBuffer is the receiver's read buffer, for headers and small
+// files; larger contents come in the stream's own chunks.
+const recordBuffer = 32 << 10
+
+// A chunkReader is the receiving end of a transfer (core.ByteStream):
+// a Reader that also hands out received bytes without copying them
+// (ReadChunk returns the next ones, Release says the caller is done
+// with them).
+type chunkReader interface {
+	io.Reader
+	ReadChunk(ctx context.Context, max int) ([]byte, error)
+	Release(n int)
+}
 
 type header struct {
 	Kind  int    `cbor:"1,keyasint"`
@@ -118,7 +133,6 @@ func errnoText(err error) string {
 type sender struct {
 	op   string // "fs.put", "fs.get": names errors
 	w    *bufio.Writer
-	buf  []byte
 	mode *os.FileMode // overrides the mode of files
 }
 
@@ -131,7 +145,7 @@ func sendTree(ctx context.Context, op string, w io.Writer, root string, recursiv
 	if st.IsDir() && !recursive {
 		return &core.RemoteError{Kind: "OSError", Message: op + " " + root + ": is a directory (recursive=True copies a tree)"}
 	}
-	s := &sender{op: op, w: bufio.NewWriterSize(w, ioBuffer), buf: make([]byte, ioBuffer), mode: mode}
+	s := &sender{op: op, w: bufio.NewWriterSize(w, ioBuffer), mode: mode}
 	if !st.IsDir() {
 		if !st.Mode().IsRegular() {
 			return &core.RemoteError{Kind: "OSError", Message: op + " " + root + ": not a regular file"}
@@ -241,41 +255,60 @@ func (s *sender) openFile(ctx context.Context, f *os.File, p, rel string) ([]byt
 		return nil, err
 	}
 	h := sha256.New()
-	left := size
-	for left > 0 {
-		if err := ctx.Err(); err != nil {
-			return nil, context.Cause(ctx)
-		}
-		n, err := f.Read(s.buf[:min(int64(len(s.buf)), left)])
-		if n > 0 {
-			h.Write(s.buf[:n])
-			if _, werr := s.w.Write(s.buf[:n]); werr != nil {
-				return nil, werr
-			}
-			left -= int64(n)
-		}
-		if err == io.EOF && left > 0 {
-			return nil, &core.RemoteError{Kind: "OSError", Message: fmt.Sprintf("%s %s: file shrank while being sent (%d of %d bytes)", s.op, p, size-left, size)}
-		}
-		if err != nil && err != io.EOF {
-			return nil, osError(s.op, p, err)
-		}
+	src := &hashReader{ctx: ctx, op: s.op, path: p, f: f, h: h, size: size, left: size}
+	// The bytes are read straight into the stream's frames (bufio.Writer
+	// hands the reader to the stream's ReadFrom once its buffer is
+	// flushed), and hashed as they are read.
+	if _, err := s.w.ReadFrom(src); err != nil {
+		return nil, err
 	}
 	sum := h.Sum(nil)
 	_, err = s.w.Write(sum)
 	return sum, err
 }
 
+// A hashReader reads the size bytes of a file being sent, hashing them,
+// and then reports io.EOF; a file that ends early is an OSError.
+type hashReader struct {
+	ctx        context.Context
+	op, path   string
+	f          *os.File
+	h          hash.Hash
+	size, left int64
+}
+
+func (r *hashReader) Read(b []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	if err := r.ctx.Err(); err != nil {
+		return 0, context.Cause(r.ctx)
+	}
+	if int64(len(b)) > r.left {
+		b = b[:r.left]
+	}
+	n, err := r.f.Read(b)
+	r.h.Write(b[:n])
+	r.left -= int64(n)
+	switch {
+	case err == io.EOF && r.left > 0:
+		return n, &core.RemoteError{Kind: "OSError", Message: fmt.Sprintf("%s %s: file shrank while being sent (%d of %d bytes)", r.op, r.path, r.size-r.left, r.size)}
+	case err != nil && err != io.EOF:
+		return n, osError(r.op, r.path, err)
+	}
+	return n, nil
+}
+
 // receiver builds a tree at dest from a byte stream.
 type receiver struct {
 	op    string
-	dest  string // the destination path the caller named
-	r     *bufio.Reader
-	buf   []byte
-	root  *os.Root // the directory being filled, for trees
-	top   string   // its path
-	temps []string // temp files to remove on failure
-	dirs  []header // directories whose mode and mtime are set at the end
+	dest  string        // the destination path the caller named
+	r     *bufio.Reader // headers and small files
+	cs    chunkReader   // r's source, for the chunks of larger files
+	root  *os.Root      // the directory being filled, for trees
+	top   string        // its path
+	temps []string      // temp files to remove on failure
+	dirs  []header      // directories whose mode and mtime are set at the end
 	stat  status
 }
 
@@ -283,8 +316,8 @@ type receiver struct {
 // file through a temp file renamed over dest; a new directory tree built
 // in a temp directory renamed to dest; into an existing directory, file
 // by file. On failure nothing partial stays behind.
-func receiveTree(ctx context.Context, op string, r io.Reader, dest string) (st status, err error) {
-	rc := &receiver{op: op, dest: dest, r: bufio.NewReaderSize(r, ioBuffer), buf: make([]byte, ioBuffer)}
+func receiveTree(ctx context.Context, op string, r chunkReader, dest string) (st status, err error) {
+	rc := &receiver{op: op, dest: dest, r: bufio.NewReaderSize(r, recordBuffer), cs: r}
 	var first header
 	if err := readRecord(rc.r, &first); err != nil {
 		return st, fmt.Errorf("%s %s: reading the first entry: %w", op, dest, err)
@@ -479,13 +512,24 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 		if err := ctx.Err(); err != nil {
 			return fail(context.Cause(ctx))
 		}
-		n, err := rc.r.Read(rc.buf[:min(int64(len(rc.buf)), left)])
-		if n > 0 {
-			sum.Write(rc.buf[:n])
-			if _, werr := f.Write(rc.buf[:n]); werr != nil {
+		// Bytes already in rc.r first, then whole chunks of the stream.
+		var c []byte
+		var err error
+		release := func() { rc.cs.Release(len(c)) }
+		if rc.r.Buffered() > 0 {
+			c, _ = rc.r.Peek(int(min(int64(rc.r.Buffered()), left)))
+			release = func() { rc.r.Discard(len(c)) }
+		} else {
+			c, err = rc.cs.ReadChunk(ctx, int(min(left, 1<<30)))
+		}
+		if len(c) > 0 {
+			sum.Write(c)
+			_, werr := f.Write(c)
+			release()
+			if werr != nil {
 				return fail(osError(rc.op, full, werr))
 			}
-			left -= int64(n)
+			left -= int64(len(c))
 		}
 		if err != nil {
 			if err == io.EOF {
