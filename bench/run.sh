@@ -4,12 +4,18 @@
 # (bench/mitogen_bench.py, Debian's python3-mitogen) and the raw floor
 # (bench/floor). See bench/README.md.
 #
-#   bench/run.sh                  full run (a few minutes)
-#   BENCH_SMOKE=1 bench/run.sh    tiny counts, under 30 s (CI runs this)
+#   bench/run.sh                  full run (several minutes)
+#   BENCH_SMOKE=1 bench/run.sh    tiny counts, under 30 s, no daemons (CI runs this)
 #   BENCH_SSH=user@host:port BENCH_SSH_KEY=FILE BENCH_SSH_KNOWN_HOSTS=FILE bench/run.sh
-#                                 adds the ssh rows
+#                                 ssh rows against that server
 #   PROFILE=1 bench/run.sh        also writes CPU/heap profiles of every
 #                                 mitostar context to bench/out/prof
+#
+# Without BENCH_SSH, as root with /usr/sbin/sshd installed, the ssh rows
+# run against a throwaway sshd on 127.0.0.1 that this script starts (its
+# own host key, authorized key and known_hosts in a temporary directory)
+# and stops by its pid on exit. BENCH_SSH_SMOKE=1 does that in smoke mode
+# too; BENCH_NO_SSHD=1 never does.
 #
 # The three sides take the same arguments, so each does the same work.
 set -euo pipefail
@@ -20,14 +26,105 @@ mkdir -p "$OUT"
 
 if [ -n "${BENCH_SMOKE:-}" ]; then
 	ARGS=(--first-call-reps 3 --rtt 200 --pipelined 100,1000 --pipelined-reps 2 --two-hop 200
-		--children 5 --children-reps 1 --bulk-mib 4 --bulk-reps 2)
+		--children 5 --children-reps 1 --bulk-mib 4 --bulk-reps 2
+		--put-mib 8 --put-reps 1 --tree-files 20 --tree-big-mib 1 --rsync-reps 1 --ssh-reps 2)
+	STEP_TIMEOUT=60
 else
 	ARGS=()
+	STEP_TIMEOUT=900
+fi
+ARGS+=(--data-dir "$OUT/data")
+
+# ---- the ssh target ----
+
+SSHD_DIR= SSHD_PID=
+stop_sshd() {
+	if [ -n "$SSHD_PID" ]; then
+		kill "$SSHD_PID" 2>/dev/null || true
+		wait "$SSHD_PID" 2>/dev/null || true
+		SSHD_PID=
+	fi
+	if [ -n "$SSHD_DIR" ]; then
+		rm -rf "$SSHD_DIR"
+		SSHD_DIR=
+	fi
+}
+trap stop_sshd EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start_sshd: a throwaway OpenSSH server on 127.0.0.1 (TESTBED §2), key
+# login as root; sets BENCH_SSH, BENCH_SSH_KEY and BENCH_SSH_KNOWN_HOSTS.
+# A port taken by someone else between our probe and sshd's bind makes
+# sshd exit at once: then another port is tried.
+start_sshd() {
+	SSHD_DIR=$(mktemp -d /tmp/mitostar-bench-sshd.XXXXXX)
+	chmod 755 "$SSHD_DIR"
+	local d=$SSHD_DIR
+	ssh-keygen -q -t ed25519 -N '' -C mitostar-bench -f "$d/hostkey"
+	ssh-keygen -q -t ed25519 -N '' -C mitostar-bench -f "$d/id"
+	mkdir -m 755 "$d/auth"
+	cp "$d/id.pub" "$d/auth/root"
+	mkdir -p -m 755 /run/sshd
+	local try port
+	for try in 1 2 3 4 5; do
+		port=$((20000 + RANDOM % 40000))
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			continue # someone listens there
+		fi
+		cat >"$d/sshd_config" <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/hostkey
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/auth/%u
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin yes
+UsePAM yes
+UseDNS no
+MaxStartups 100
+EOF
+		/usr/sbin/sshd -t -f "$d/sshd_config"
+		rm -f "$d/sshd.pid"
+		/usr/sbin/sshd -D -e -f "$d/sshd_config" </dev/null >/dev/null 2>"$d/sshd.log" &
+		SSHD_PID=$!
+		local waited=0
+		while [ ! -s "$d/sshd.pid" ] && kill -0 "$SSHD_PID" 2>/dev/null && [ $waited -lt 300 ]; do
+			sleep 0.05
+			waited=$((waited + 1))
+		done
+		if [ -s "$d/sshd.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/hostkey.pub")" >"$d/known_hosts"
+			BENCH_SSH=root@127.0.0.1:$port BENCH_SSH_KEY=$d/id BENCH_SSH_KNOWN_HOSTS=$d/known_hosts
+			ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$d/known_hosts" \
+				-o IdentitiesOnly=yes -i "$d/id" -p "$port" root@127.0.0.1 true
+			echo "bench: sshd on 127.0.0.1:$port (pid $SSHD_PID, $d)" >&2
+			return 0
+		fi
+		kill "$SSHD_PID" 2>/dev/null || true
+		wait "$SSHD_PID" 2>/dev/null || true
+		SSHD_PID=
+	done
+	echo "bench: could not start sshd on 127.0.0.1 (last log: $(cat "$d/sshd.log"))" >&2
+	return 1
+}
+
+if [ -z "${BENCH_SSH:-}" ] && [ -z "${BENCH_NO_SSHD:-}" ] &&
+	{ [ -z "${BENCH_SMOKE:-}" ] || [ -n "${BENCH_SSH_SMOKE:-}" ]; }; then
+	if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null && command -v ssh >/dev/null; then
+		start_sshd
+	else
+		echo "bench: no ssh rows (set BENCH_SSH, or run as root with openssh-server installed)" >&2
+	fi
 fi
 if [ -n "${BENCH_SSH:-}" ]; then
 	ARGS+=(--ssh "$BENCH_SSH" --ssh-key "${BENCH_SSH_KEY:?BENCH_SSH_KEY is needed with BENCH_SSH}"
 		--ssh-known-hosts "${BENCH_SSH_KNOWN_HOSTS:?BENCH_SSH_KNOWN_HOSTS is needed with BENCH_SSH}")
 fi
+
+# ---- the three sides ----
 
 make -s build
 go build -o "$OUT/floor" ./bench/floor
@@ -37,17 +134,24 @@ if [ -n "${PROFILE:-}" ]; then
 fi
 
 echo "== mitostar" >&2
-"${MS[@]}" bench/bench.star "${ARGS[@]}" >"$OUT/mitostar.jsonl"
+timeout -k 10 3600 "${MS[@]}" bench/bench.star "${ARGS[@]}" >"$OUT/mitostar.jsonl"
 echo "== floor" >&2
-"$OUT/floor" --spawn-binary bin/mitostar --spawn-args version "${ARGS[@]}" >"$OUT/floor.jsonl"
+timeout -k 10 3600 "$OUT/floor" --spawn-binary bin/mitostar --spawn-args version "${ARGS[@]}" >"$OUT/floor.jsonl"
 
 PY=/usr/bin/python3
+MITOGEN_STATUS=0
 if "$PY" -c 'import mitogen' 2>/dev/null; then
 	echo "== Python Mitogen" >&2
-	timeout 1200 "$PY" bench/mitogen_bench.py "${ARGS[@]}" >"$OUT/mitogen.jsonl"
+	# Each workload has its own --step-timeout inside; this one is the backstop.
+	timeout -k 10 7200 "$PY" bench/mitogen_bench.py --step-timeout "$STEP_TIMEOUT" "${ARGS[@]}" \
+		>"$OUT/mitogen.jsonl" || MITOGEN_STATUS=$?
 else
 	echo "bench: Python Mitogen is not installed (apt-get install python3-mitogen): its column stays empty" >&2
 	: >"$OUT/mitogen.jsonl"
 fi
 
 python3 bench/table.py "$OUT/mitostar.jsonl" "$OUT/mitogen.jsonl" "$OUT/floor.jsonl"
+if [ "$MITOGEN_STATUS" != 0 ]; then
+	echo "bench: the Python Mitogen side failed (status $MITOGEN_STATUS): its missing rows show \"-\"" >&2
+	exit 1
+fi

@@ -1,7 +1,8 @@
 // Command floor measures the raw mechanisms mitostar is built on, with no
 // framework in between: starting a process, a pipe round trip between two
 // processes, pipelined pipe messages, a relay hop, many idle children,
-// bulk pipe throughput and, given a target, plain ssh. Each figure is the
+// bulk pipe throughput, file copies through a pipe, rsync with a trivial
+// remote shell and, given a target, plain ssh. Each figure is the
 // physical floor of one row of the side-by-side benchmark (bench/run.sh);
 // bench/README.md maps rows to floors.
 //
@@ -11,7 +12,7 @@
 //
 // The same executable is its own child: started with a role word as its
 // first argument (floor-exit, floor-echo, floor-relay, floor-idle,
-// floor-bulk) it plays that part instead.
+// floor-bulk, floor-sink, floor-rsh) it plays that part instead.
 package main
 
 import (
@@ -40,6 +41,14 @@ const msgSize = 64
 const bulkChunk = 1 << 20
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor-rsh" {
+		// rsync's remote shell: it becomes sh at once, with stdio as
+		// rsync made it (no pollStdio).
+		if err := roleRsh(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "floor floor-rsh: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	if len(os.Args) > 1 {
 		if role, ok := roles[os.Args[1]]; ok {
 			if os.Getenv("GOMAXPROCS") == "" {
@@ -72,6 +81,12 @@ type config struct {
 	childReps   int
 	bulkMiB     int
 	bulkReps    int
+	putMiB      int
+	putReps     int
+	treeFiles   int
+	treeBigMiB  int
+	rsyncReps   int
+	dataDir     string
 	ssh         sshTarget
 	sshReps     int
 	deadline    time.Duration
@@ -92,6 +107,12 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.childReps, "children-reps", 2, "repetitions of the children workload")
 	fs.IntVar(&c.bulkMiB, "bulk-mib", 64, "MiB per bulk transfer")
 	fs.IntVar(&c.bulkReps, "bulk-reps", 3, "bulk transfers in each direction")
+	fs.IntVar(&c.putMiB, "put-mib", 256, "MiB of the file the fs_put rows copy")
+	fs.IntVar(&c.putReps, "put-reps", 3, "timed file copies (after one untimed)")
+	fs.IntVar(&c.treeFiles, "tree-files", 500, "small files in the tree the fakessh_rsync rows copy")
+	fs.IntVar(&c.treeBigMiB, "tree-big-mib", 64, "MiB of the one big file in that tree")
+	fs.IntVar(&c.rsyncReps, "rsync-reps", 3, "timed rsync runs (after one untimed)")
+	fs.StringVar(&c.dataDir, "data-dir", "bench/out/data", "where bench/mkdata.sh keeps the source data")
 	ssh := fs.String("ssh", "", "ssh target user@host:port (no ssh rows when empty)")
 	fs.StringVar(&c.ssh.key, "ssh-key", "", "identity file for -ssh")
 	fs.StringVar(&c.ssh.knownHosts, "ssh-known-hosts", "", "known_hosts file for -ssh")
@@ -108,7 +129,9 @@ func parseConfig(args []string) (*config, error) {
 		name string
 		v    int
 	}{{"first-call-reps", c.spawnReps}, {"rtt", c.rttReps}, {"two-hop", c.twoHopReps}, {"pipelined-reps", c.pipeReps}, {"children", c.children},
-		{"children-reps", c.childReps}, {"bulk-mib", c.bulkMiB}, {"bulk-reps", c.bulkReps}, {"ssh-reps", c.sshReps}} {
+		{"children-reps", c.childReps}, {"bulk-mib", c.bulkMiB}, {"bulk-reps", c.bulkReps}, {"ssh-reps", c.sshReps},
+		{"put-mib", c.putMiB}, {"put-reps", c.putReps}, {"tree-files", c.treeFiles}, {"tree-big-mib", c.treeBigMiB},
+		{"rsync-reps", c.rsyncReps}} {
 		if f.v < 1 {
 			return nil, fmt.Errorf("-%s must be at least 1, got %d", f.name, f.v)
 		}
@@ -175,7 +198,11 @@ func run(args []string, out io.Writer) error {
 		{"children", benchChildren},
 		{"rss", benchRSS},
 		{"bulk", benchBulk},
+		{"fs_put_local", benchPutLocal},
+		{"fakessh_rsync_local", benchRsyncLocal},
 		{"ssh", benchSSH},
+		{"fs_put_ssh", benchPutSSH},
+		{"fakessh_rsync_ssh", benchRsyncSSH},
 	}
 	for _, s := range steps {
 		if !c.wants(s.name) {
@@ -599,6 +626,7 @@ var roles = map[string]func(args []string) error{
 	"floor-relay": roleRelay,
 	"floor-idle":  roleIdle,
 	"floor-bulk":  roleBulk,
+	"floor-sink":  roleSink,
 }
 
 // roleEcho writes back whatever it reads until EOF, in chunks of what
