@@ -316,16 +316,18 @@ def put_rows(router, cfg, c, metric):
     root = scratch_dir(c)
     dst = root + "/put"
     samples = []
-    for rep in range(cfg["put_reps"] + 1):
-        c.call(remove_file, dst)
-        t0 = time.perf_counter()
-        c.call(fetch_file, router.myself(), src, dst)
-        if rep > 0:  # rep 0 warms the page cache and the connection up
-            samples.append(cfg["put_mib"] / elapsed(t0, "s"))
-        got = c.call(file_size, dst)
-        if got != nbytes:
-            raise RuntimeError("%s: %s has %d bytes, want %d" % (metric, dst, got, nbytes))
-    c.call(remove_tree, root)
+    try:
+        for rep in range(cfg["put_reps"] + 1):
+            c.call(remove_file, dst)
+            t0 = time.perf_counter()
+            c.call(fetch_file, router.myself(), src, dst)
+            if rep > 0:  # rep 0 warms the page cache and the connection up
+                samples.append(cfg["put_mib"] / elapsed(t0, "s"))
+            got = c.call(file_size, dst)
+            if got != nbytes:
+                raise RuntimeError("%s: %s has %d bytes, want %d" % (metric, dst, got, nbytes))
+    finally:
+        c.call(remove_tree, root)
     emit(metric, "MiB/s", samples, higher_is_better=True)
 
 
@@ -336,20 +338,22 @@ def rsync_rows(router, cfg, c, metric):
     big = cfg["tree_big_mib"] * 1024 * 1024
     root = scratch_dir(c)
     samples = []
-    for rep in range(cfg["rsync_reps"] + 1):
-        dst = root + "/rsync%d" % rep
-        t0 = time.perf_counter()
-        status = mitogen.fakessh.run(c, router, ["rsync", "-a", tree + "/", "h:" + dst + "/"],
-                                     deadline=time.time() + RSYNC_DEADLINE)
-        if rep > 0:
-            samples.append(elapsed(t0, "ms"))
-        if status != 0:
-            raise RuntimeError("%s: rsync through fakessh exited with status %r" % (metric, status))
-        got = c.call(file_size, dst + "/big.bin")
-        if got != big:
-            raise RuntimeError("%s: %s/big.bin has %d bytes, want %d" % (metric, dst, got, big))
-        c.call(remove_tree, dst)
-    c.call(remove_tree, root)
+    try:
+        for rep in range(cfg["rsync_reps"] + 1):
+            dst = root + "/rsync%d" % rep
+            t0 = time.perf_counter()
+            status = mitogen.fakessh.run(c, router, ["rsync", "-a", tree + "/", "h:" + dst + "/"],
+                                         deadline=time.time() + RSYNC_DEADLINE)
+            if rep > 0:
+                samples.append(elapsed(t0, "ms"))
+            if status != 0:
+                raise RuntimeError("%s: rsync through fakessh exited with status %r" % (metric, status))
+            got = c.call(file_size, dst + "/big.bin")
+            if got != big:
+                raise RuntimeError("%s: %s/big.bin has %d bytes, want %d" % (metric, dst, got, big))
+            c.call(remove_tree, dst)
+    finally:
+        c.call(remove_tree, root)
     emit(metric, "ms", samples)
 
 
