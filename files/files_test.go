@@ -585,3 +585,24 @@ func BenchmarkPutFloor(b *testing.B) {
 }
 
 var _ = io.EOF
+
+func TestChunkWriterFailure(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close() // every write fails
+	released := 0
+	w := startWriter(f, func(n int) { released += n })
+	for i := 0; i < 100 && !w.failed.Load(); i++ {
+		w.write(make([]byte, 1000))
+		time.Sleep(time.Millisecond)
+	}
+	err = w.finish()
+	if !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("finish after failing writes: %v, want os.ErrClosed", err)
+	}
+	if released == 0 || released%1000 != 0 {
+		t.Fatalf("released %d bytes, want every queued chunk", released)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mitostar/mitostar/core"
@@ -508,35 +509,41 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	}
 	sum := sha256.New()
 	left := h.Size
-	for left > 0 {
+	// Bytes already in rc.r come first: hash and write them here.
+	if n := int(min(int64(rc.r.Buffered()), left)); n > 0 {
+		c, _ := rc.r.Peek(n)
+		sum.Write(c)
+		_, err := f.Write(c)
+		rc.r.Discard(n)
+		if err != nil {
+			return fail(osError(rc.op, full, err))
+		}
+		left -= int64(n)
+	}
+	// Then the stream's own chunks: hashed here while the previous ones
+	// are written by w.
+	w := startWriter(f, rc.cs.Release)
+	for left > 0 && !w.failed.Load() {
 		if err := ctx.Err(); err != nil {
+			w.finish()
 			return fail(context.Cause(ctx))
 		}
-		// Bytes already in rc.r first, then whole chunks of the stream.
-		var c []byte
-		var err error
-		release := func() { rc.cs.Release(len(c)) }
-		if rc.r.Buffered() > 0 {
-			c, _ = rc.r.Peek(int(min(int64(rc.r.Buffered()), left)))
-			release = func() { rc.r.Discard(len(c)) }
-		} else {
-			c, err = rc.cs.ReadChunk(ctx, int(min(left, 1<<30)))
-		}
+		c, err := rc.cs.ReadChunk(ctx, int(min(left, 1<<30)))
 		if len(c) > 0 {
 			sum.Write(c)
-			_, werr := f.Write(c)
-			release()
-			if werr != nil {
-				return fail(osError(rc.op, full, werr))
-			}
+			w.write(c)
 			left -= int64(len(c))
 		}
 		if err != nil {
+			w.finish()
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return fail(fmt.Errorf("%s %s: transfer broke after %d of %d bytes: %w", rc.op, full, h.Size-left, h.Size, err))
 		}
+	}
+	if err := w.finish(); err != nil {
+		return fail(osError(rc.op, full, err))
 	}
 	var want [sha256.Size]byte
 	if _, err := io.ReadFull(rc.r, want[:]); err != nil {
@@ -562,4 +569,47 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	rc.stat.Files++
 	rc.stat.Bytes += h.Size
 	return nil
+}
+
+// A chunkWriter writes received chunks to a file on its own goroutine,
+// so that writing one overlaps hashing the next, and releases each chunk
+// once written. Its owner calls finish on every path.
+type chunkWriter struct {
+	f       *os.File
+	release func(n int)
+	ch      chan []byte
+	done    chan struct{}
+	failed  atomic.Bool // a write failed: stop feeding chunks
+	err     error       // the first write error, read after done
+}
+
+func startWriter(f *os.File, release func(n int)) *chunkWriter {
+	w := &chunkWriter{f: f, release: release, ch: make(chan []byte, 64), done: make(chan struct{})}
+	go w.loop()
+	return w
+}
+
+func (w *chunkWriter) loop() {
+	defer close(w.done)
+	for c := range w.ch {
+		if w.err == nil {
+			if _, err := w.f.Write(c); err != nil {
+				w.err = err
+				w.failed.Store(true)
+			}
+		}
+		w.release(len(c))
+	}
+}
+
+// write queues c; it waits only while 64 chunks are queued, which the
+// writer goroutine always drains.
+func (w *chunkWriter) write(c []byte) { w.ch <- c }
+
+// finish waits until every queued chunk is written and released, and
+// returns the first write error.
+func (w *chunkWriter) finish() error {
+	close(w.ch)
+	<-w.done
+	return w.err
 }
