@@ -520,30 +520,11 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 		}
 		left -= int64(n)
 	}
-	// Then the stream's own chunks: hashed here while the previous ones
-	// are written by w.
-	w := startWriter(f, rc.cs.Release)
-	for left > 0 && !w.failed.Load() {
-		if err := ctx.Err(); err != nil {
-			w.finish()
-			return fail(context.Cause(ctx))
+	// Then the stream's own chunks, without copying them.
+	if left > 0 {
+		if err := rc.chunks(ctx, f, sum, full, h.Size, left); err != nil {
+			return fail(err)
 		}
-		c, err := rc.cs.ReadChunk(ctx, int(min(left, 1<<30)))
-		if len(c) > 0 {
-			sum.Write(c)
-			w.write(c)
-			left -= int64(len(c))
-		}
-		if err != nil {
-			w.finish()
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return fail(fmt.Errorf("%s %s: transfer broke after %d of %d bytes: %w", rc.op, full, h.Size-left, h.Size, err))
-		}
-	}
-	if err := w.finish(); err != nil {
-		return fail(osError(rc.op, full, err))
 	}
 	var want [sha256.Size]byte
 	if _, err := io.ReadFull(rc.r, want[:]); err != nil {
@@ -568,6 +549,35 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	rc.temps = rc.temps[:len(rc.temps)-1]
 	rc.stat.Files++
 	rc.stat.Bytes += h.Size
+	return nil
+}
+
+// chunks receives the last left of a file's size bytes as the stream's
+// own chunks into f, hashing each while the previous ones are written.
+func (rc *receiver) chunks(ctx context.Context, f *os.File, sum hash.Hash, full string, size, left int64) (err error) {
+	w := startWriter(f, rc.cs.Release)
+	defer func() {
+		if werr := w.finish(); werr != nil && err == nil {
+			err = osError(rc.op, full, werr)
+		}
+	}()
+	for left > 0 && !w.failed.Load() {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		c, err := rc.cs.ReadChunk(ctx, int(min(left, 1<<30)))
+		if len(c) > 0 {
+			sum.Write(c)
+			w.write(c)
+			left -= int64(len(c))
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("%s %s: transfer broke after %d of %d bytes: %w", rc.op, full, size-left, size, err)
+		}
+	}
 	return nil
 }
 
