@@ -1,8 +1,10 @@
 package builtins
 
 import (
-	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"unicode/utf8"
 	"unsafe"
@@ -13,6 +15,10 @@ import (
 
 	"github.com/mitostar/mitostar/core"
 )
+
+// Values travel as CBOR (RFC 8949), encoded and decoded here straight
+// from and to Starlark values: no reflection, no intermediate tree.
+// docs/runtime.md ("Values") and docs/protocol.md describe the layout.
 
 // CBOR tags for the Starlark values that CBOR has no type for. They are
 // part of the wire protocol (docs/protocol.md, "Values").
@@ -29,72 +35,307 @@ const (
 	TagBuiltin   uint64 = 40109 // text: the registered builtin's name
 )
 
-// maxEncodeDepth bounds the nesting of encoded values (cycles included).
+// CBOR major types and the standard tags used here.
+const (
+	majorUint   = 0
+	majorNeg    = 1
+	majorBytes  = 2
+	majorText   = 3
+	majorArray  = 4
+	majorMap    = 5
+	majorTag    = 6
+	majorSimple = 7
+
+	tagPosBignum = 2
+	tagNegBignum = 3
+)
+
+// maxEncodeDepth bounds the nesting of encoded and decoded values
+// (cycles included).
 const maxEncodeDepth = 200
 
-// Encode returns the CBOR encoding of a Starlark value. Values of a type
-// that cannot cross contexts are an error naming the type.
+// maxElements bounds the element count of one decoded array or map, as
+// core.DecodeOptions does for Go values.
+const maxElements = 1 << 26
+
+// bigPiece is the size from which a string or bytes value is not copied:
+// the encoder hands its memory to the stream as a piece of its own, and
+// the decoder makes the value alias the received message. Smaller ones
+// are copied, so a small value never keeps a large message alive.
+const bigPiece = 32 << 10
+
+// Encode returns the CBOR encoding of a Starlark value in one buffer.
+// Values of a type that cannot cross contexts are an error naming the
+// type.
 func Encode(v starlark.Value) ([]byte, error) {
-	tree, err := toTree(v, 0)
+	p, err := EncodePieces(nil, v)
 	if err != nil {
 		return nil, err
 	}
-	return marshalTree(tree)
+	return p.Join(), nil
 }
 
-// marshalTree encodes straight into a buffer of about the right size:
-// a large value is then written once, into memory touched once.
-func marshalTree(tree any) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(treeSize(tree))
-	if err := core.MarshalToBuffer(tree, &buf); err != nil {
+// EncodePieces encodes v after prefix. Large strings and bytes stay in
+// the value's own memory as pieces of their own (Starlark strings never
+// change), so sending them copies nothing.
+func EncodePieces(prefix []byte, v starlark.Value) (core.Pieces, error) {
+	e := encoder{buf: append(make([]byte, 0, 64), prefix...)}
+	if err := e.value(v, 0); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
-}
-
-// treeSize estimates the encoded size of a tree made by toTree.
-func treeSize(t any) int {
-	const head = 9 // the longest CBOR item head
-	switch x := t.(type) {
-	case []byte:
-		return head + len(x)
-	case string:
-		return head + len(x)
-	case []any:
-		n := head
-		for _, e := range x {
-			n += treeSize(e)
-		}
-		return n
-	case cbor.Tag:
-		return head + treeSize(x.Content)
-	case *big.Int:
-		return head + len(x.Bits())*8
-	}
-	return head
+	return e.finish(), nil
 }
 
 // EncodeArgs encodes a call's positional and keyword arguments as one
-// value: [args..., ] and the keyword pairs.
-func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) ([]byte, error) {
-	a := make([]any, len(args))
+// value: [[args...], [name1, value1, ...]].
+func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (core.Pieces, error) {
+	e := encoder{buf: make([]byte, 0, 64)}
+	e.head(majorArray, 2)
+	e.head(majorArray, uint64(len(args)))
 	for i, x := range args {
-		t, err := toTree(x, 1)
-		if err != nil {
+		if err := e.value(x, 1); err != nil {
 			return nil, fmt.Errorf("argument %d: %w", i+1, err)
 		}
-		a[i] = t
 	}
-	kw := make([]any, 0, 2*len(kwargs))
+	e.head(majorArray, uint64(2*len(kwargs)))
 	for _, pair := range kwargs {
-		t, err := toTree(pair[1], 1)
-		if err != nil {
+		e.text(string(pair[0].(starlark.String)))
+		if err := e.value(pair[1], 1); err != nil {
 			return nil, fmt.Errorf("argument %s: %w", pair[0], err)
 		}
-		kw = append(kw, string(pair[0].(starlark.String)), t)
 	}
-	return marshalTree([]any{a, kw})
+	return e.finish(), nil
+}
+
+type encoder struct {
+	buf    []byte
+	pieces core.Pieces
+}
+
+func (e *encoder) finish() core.Pieces {
+	if len(e.buf) > 0 || len(e.pieces) == 0 {
+		e.pieces = append(e.pieces, e.buf)
+	}
+	return e.pieces
+}
+
+// head appends an item head: the major type and its argument.
+func (e *encoder) head(major byte, n uint64) {
+	m := major << 5
+	switch {
+	case n < 24:
+		e.buf = append(e.buf, m|byte(n))
+	case n <= math.MaxUint8:
+		e.buf = append(e.buf, m|24, byte(n))
+	case n <= math.MaxUint16:
+		e.buf = binary.BigEndian.AppendUint16(append(e.buf, m|25), uint16(n))
+	case n <= math.MaxUint32:
+		e.buf = binary.BigEndian.AppendUint32(append(e.buf, m|26), uint32(n))
+	default:
+		e.buf = binary.BigEndian.AppendUint64(append(e.buf, m|27), n)
+	}
+}
+
+// str appends a byte or text string; a large one becomes a piece.
+func (e *encoder) str(major byte, s string) {
+	e.head(major, uint64(len(s)))
+	if len(s) < bigPiece {
+		e.buf = append(e.buf, s...)
+		return
+	}
+	e.pieces = append(e.pieces, e.buf, unsafe.Slice(unsafe.StringData(s), len(s)))
+	e.buf = make([]byte, 0, 64)
+}
+
+func (e *encoder) text(s string) { e.str(majorText, s) }
+
+func (e *encoder) uint(n uint64) { e.head(majorUint, n) }
+
+func (e *encoder) int(i int64) {
+	if i >= 0 {
+		e.head(majorUint, uint64(i))
+	} else {
+		e.head(majorNeg, uint64(-1-i))
+	}
+}
+
+func (e *encoder) bigInt(b *big.Int) {
+	if b.Sign() >= 0 {
+		e.head(majorTag, tagPosBignum)
+		e.str(majorBytes, string(b.Bytes()))
+		return
+	}
+	n := new(big.Int).Neg(b)
+	n.Sub(n, big.NewInt(1))
+	e.head(majorTag, tagNegBignum)
+	e.str(majorBytes, string(n.Bytes()))
+}
+
+func (e *encoder) texts(tag uint64, s ...string) {
+	e.head(majorTag, tag)
+	e.head(majorArray, uint64(len(s)))
+	for _, x := range s {
+		e.text(x)
+	}
+}
+
+func (e *encoder) seq(it starlark.Iterable, n int, depth int) error {
+	e.head(majorArray, uint64(n))
+	iter := it.Iterate()
+	defer iter.Done()
+	var x starlark.Value
+	for iter.Next(&x) {
+		if err := e.value(x, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *encoder) value(v starlark.Value, depth int) error {
+	if depth > maxEncodeDepth {
+		return fmt.Errorf("value nested more than %d levels deep (a cycle?)", maxEncodeDepth)
+	}
+	switch x := v.(type) {
+	case starlark.NoneType:
+		e.buf = append(e.buf, 0xf6)
+	case starlark.Bool:
+		if x {
+			e.buf = append(e.buf, 0xf5)
+		} else {
+			e.buf = append(e.buf, 0xf4)
+		}
+	case starlark.Int:
+		if i, ok := x.Int64(); ok {
+			e.int(i)
+		} else if u, ok := x.Uint64(); ok {
+			e.uint(u)
+		} else {
+			e.bigInt(x.BigInt())
+		}
+	case starlark.Float:
+		e.buf = binary.BigEndian.AppendUint64(append(e.buf, 0xfb), math.Float64bits(float64(x)))
+	case starlark.String:
+		if utf8.ValidString(string(x)) {
+			e.text(string(x))
+		} else {
+			e.head(majorTag, TagRawString)
+			e.str(majorBytes, string(x))
+		}
+	case starlark.Bytes:
+		e.str(majorBytes, string(x))
+	case *starlark.List:
+		e.head(majorArray, uint64(x.Len()))
+		for i := 0; i < x.Len(); i++ {
+			if err := e.value(x.Index(i), depth+1); err != nil {
+				return err
+			}
+		}
+	case starlark.Tuple:
+		e.head(majorTag, TagTuple)
+		e.head(majorArray, uint64(len(x)))
+		for _, el := range x {
+			if err := e.value(el, depth+1); err != nil {
+				return err
+			}
+		}
+	case *starlark.Set:
+		e.head(majorTag, TagSet)
+		return e.seq(x, x.Len(), depth)
+	case *starlark.Dict:
+		e.head(majorTag, TagDict)
+		e.head(majorArray, uint64(2*x.Len()))
+		for _, item := range x.Items() {
+			if err := e.value(item[0], depth+1); err != nil {
+				return err
+			}
+			if err := e.value(item[1], depth+1); err != nil {
+				return err
+			}
+		}
+	case *starlarkstruct.Struct:
+		if x.Constructor() != starlarkstruct.Default {
+			return fmt.Errorf("cannot send a struct made by %s: only struct() values travel", x.Constructor())
+		}
+		names := x.AttrNames()
+		e.head(majorTag, TagStruct)
+		e.head(majorArray, uint64(2*len(names)))
+		for _, n := range names {
+			fv, _ := x.Attr(n)
+			e.text(n)
+			if err := e.value(fv, depth+1); err != nil {
+				return err
+			}
+		}
+	case *Context:
+		e.head(majorTag, TagContext)
+		e.head(majorArray, 2)
+		e.uint(uint64(x.C.ID))
+		e.text(x.C.Name())
+	case *Sender:
+		c := x.S.Context()
+		e.head(majorTag, TagSender)
+		e.head(majorArray, 3)
+		e.uint(uint64(c.ID))
+		e.text(c.Name())
+		e.uint(uint64(x.S.Handle()))
+	case *Error:
+		e.texts(TagError, x.Kind, x.Message, x.Traceback, x.Context)
+	case *starlark.Builtin, *starlark.Function, FuncRefValue:
+		ref, err := refOf(x)
+		if err != nil {
+			return err
+		}
+		if ref.builtin != "" {
+			e.head(majorTag, TagBuiltin)
+			e.text(ref.builtin)
+		} else {
+			e.texts(TagFunc, ref.path, ref.sha, ref.name)
+		}
+	default:
+		return fmt.Errorf("cannot send a value of type %s to another context", v.Type())
+	}
+	return nil
+}
+
+// A funcRef is how a function travels: a registered builtin by name, a
+// Starlark function by module path, sha256 and name.
+type funcRef struct{ builtin, path, sha, name string }
+
+func refOf(v starlark.Value) (funcRef, error) {
+	switch x := v.(type) {
+	case *starlark.Builtin:
+		if !IsRegistered(x) {
+			return funcRef{}, fmt.Errorf("cannot send builtin %s: only registered builtins (os.getpid, ...) travel by name", x.Name())
+		}
+		return funcRef{builtin: x.Name()}, nil
+	case *starlark.Function:
+		if FuncRefOf == nil {
+			return funcRef{}, fmt.Errorf("cannot send function %s: no runtime", x.Name())
+		}
+		path, sha, name, err := FuncRefOf(x)
+		if err != nil {
+			return funcRef{}, err
+		}
+		return funcRef{path: path, sha: sha, name: name}, nil
+	case FuncRefValue:
+		path, sha, name := x.FuncRef()
+		return funcRef{path: path, sha: sha, name: name}, nil
+	}
+	return funcRef{}, fmt.Errorf("cannot send a value of type %s to another context", v.Type())
+}
+
+// refTree is a function reference as plain Go data, in the layout the
+// encoder writes (for ToGo).
+func refTree(v starlark.Value) (any, error) {
+	ref, err := refOf(v)
+	if err != nil {
+		return nil, err
+	}
+	if ref.builtin != "" {
+		return cbor.Tag{Number: TagBuiltin, Content: ref.builtin}, nil
+	}
+	return cbor.Tag{Number: TagFunc, Content: []any{ref.path, ref.sha, ref.name}}, nil
 }
 
 // A FuncRefValue is a Starlark value that can travel as a function
@@ -110,122 +351,6 @@ type FuncRefValue interface {
 // cannot travel (a lambda, a nested function).
 var FuncRefOf func(fn *starlark.Function) (path, sha, name string, err error)
 
-func toTree(v starlark.Value, depth int) (any, error) {
-	if depth > maxEncodeDepth {
-		return nil, fmt.Errorf("value nested more than %d levels deep (a cycle?)", maxEncodeDepth)
-	}
-	switch x := v.(type) {
-	case starlark.NoneType:
-		return nil, nil
-	case starlark.Bool:
-		return bool(x), nil
-	case starlark.Int:
-		if i, ok := x.Int64(); ok {
-			return i, nil
-		}
-		if u, ok := x.Uint64(); ok {
-			return u, nil
-		}
-		return x.BigInt(), nil
-	case starlark.Float:
-		return float64(x), nil
-	case starlark.String:
-		if utf8.ValidString(string(x)) {
-			return string(x), nil
-		}
-		return cbor.Tag{Number: TagRawString, Content: []byte(x)}, nil
-	case starlark.Bytes:
-		if len(x) == 0 {
-			return []byte{}, nil // a nil slice would encode as null
-		}
-		// The encoder only reads the bytes: alias the string, don't copy it.
-		return unsafe.Slice(unsafe.StringData(string(x)), len(x)), nil
-	case *starlark.List:
-		return listTree(x, x.Len(), depth)
-	case starlark.Tuple:
-		a, err := listTree(x, x.Len(), depth)
-		if err != nil {
-			return nil, err
-		}
-		return cbor.Tag{Number: TagTuple, Content: a}, nil
-	case *starlark.Set:
-		a, err := listTree(x, x.Len(), depth)
-		if err != nil {
-			return nil, err
-		}
-		return cbor.Tag{Number: TagSet, Content: a}, nil
-	case *starlark.Dict:
-		a := make([]any, 0, 2*x.Len())
-		for _, item := range x.Items() {
-			k, err := toTree(item[0], depth+1)
-			if err != nil {
-				return nil, err
-			}
-			val, err := toTree(item[1], depth+1)
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, k, val)
-		}
-		return cbor.Tag{Number: TagDict, Content: a}, nil
-	case *starlarkstruct.Struct:
-		if x.Constructor() != starlarkstruct.Default {
-			return nil, fmt.Errorf("cannot send a struct made by %s: only struct() values travel", x.Constructor())
-		}
-		names := x.AttrNames()
-		a := make([]any, 0, 2*len(names))
-		for _, n := range names {
-			fv, _ := x.Attr(n)
-			t, err := toTree(fv, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, n, t)
-		}
-		return cbor.Tag{Number: TagStruct, Content: a}, nil
-	case *Context:
-		return cbor.Tag{Number: TagContext, Content: []any{x.C.ID, x.C.Name()}}, nil
-	case *Sender:
-		c := x.S.Context()
-		return cbor.Tag{Number: TagSender, Content: []any{c.ID, c.Name(), x.S.Handle()}}, nil
-	case *Error:
-		return cbor.Tag{Number: TagError, Content: []any{x.Kind, x.Message, x.Traceback, x.Context}}, nil
-	case *starlark.Builtin:
-		if !IsRegistered(x) {
-			return nil, fmt.Errorf("cannot send builtin %s: only registered builtins (os.getpid, ...) travel by name", x.Name())
-		}
-		return cbor.Tag{Number: TagBuiltin, Content: x.Name()}, nil
-	case *starlark.Function:
-		if FuncRefOf == nil {
-			return nil, fmt.Errorf("cannot send function %s: no runtime", x.Name())
-		}
-		path, sha, name, err := FuncRefOf(x)
-		if err != nil {
-			return nil, err
-		}
-		return cbor.Tag{Number: TagFunc, Content: []any{path, sha, name}}, nil
-	case FuncRefValue:
-		path, sha, name := x.FuncRef()
-		return cbor.Tag{Number: TagFunc, Content: []any{path, sha, name}}, nil
-	}
-	return nil, fmt.Errorf("cannot send a value of type %s to another context", v.Type())
-}
-
-func listTree(it starlark.Iterable, n, depth int) ([]any, error) {
-	a := make([]any, 0, n)
-	iter := it.Iterate()
-	defer iter.Done()
-	var x starlark.Value
-	for iter.Next(&x) {
-		t, err := toTree(x, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		a = append(a, t)
-	}
-	return a, nil
-}
-
 // A Decoder turns CBOR back into fresh, mutable Starlark values. Router
 // makes Context and Sender values; Resolve (set by the runtime) turns a
 // function reference into a callable value.
@@ -234,108 +359,453 @@ type Decoder struct {
 	Resolve func(path, sha, name string) (starlark.Value, error)
 }
 
-// Decode decodes one value. A value that is one byte string aliases data
-// instead of copying it: data must not change afterwards (message
-// payloads never do).
+// Decode decodes one value that fills data. Large strings and bytes
+// alias data instead of copying it: data must not change afterwards
+// (message payloads never do).
 func (d *Decoder) Decode(data []byte) (starlark.Value, error) {
-	if b, ok := wholeByteString(data); ok {
-		return starlark.Bytes(unsafe.String(unsafe.SliceData(b), len(b))), nil
+	s := decodeState{d: d, data: data}
+	v, err := s.value(0)
+	if err == nil && s.off != len(data) {
+		err = fmt.Errorf("%d bytes of extraneous data after the value", len(data)-s.off)
 	}
-	var tree any
-	if err := core.Unmarshal(data, &tree); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("decoding value: %w", err)
 	}
-	return d.fromTree(tree, 0)
-}
-
-// wholeByteString returns the content of data when data is exactly one
-// definite-length CBOR byte string.
-func wholeByteString(data []byte) ([]byte, bool) {
-	if len(data) == 0 || data[0]>>5 != 2 {
-		return nil, false
-	}
-	var n uint64
-	off := 1
-	switch ai := data[0] & 0x1f; {
-	case ai < 24:
-		n = uint64(ai)
-	case ai <= 27:
-		size := 1 << (ai - 24)
-		if len(data) < 1+size {
-			return nil, false
-		}
-		for _, c := range data[1 : 1+size] {
-			n = n<<8 | uint64(c)
-		}
-		off += size
-	default:
-		return nil, false // indefinite length or reserved
-	}
-	if uint64(len(data)-off) != n {
-		return nil, false
-	}
-	return data[off:], true
+	return v, nil
 }
 
 // DecodeArgs decodes what EncodeArgs produced.
 func (d *Decoder) DecodeArgs(data []byte) (starlark.Tuple, []starlark.Tuple, error) {
-	var pair []any
-	if err := core.Unmarshal(data, &pair); err != nil {
+	s := decodeState{d: d, data: data}
+	args, kwargs, err := s.args()
+	if err == nil && s.off != len(data) {
+		err = fmt.Errorf("%d bytes of extraneous data", len(data)-s.off)
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("decoding arguments: %w", err)
-	}
-	if len(pair) != 2 {
-		return nil, nil, fmt.Errorf("decoding arguments: want [args, kwargs], got %d elements", len(pair))
-	}
-	pos, ok1 := pair[0].([]any)
-	kw, ok2 := pair[1].([]any)
-	if !ok1 || !ok2 || len(kw)%2 != 0 {
-		return nil, nil, fmt.Errorf("decoding arguments: malformed")
-	}
-	args := make(starlark.Tuple, len(pos))
-	for i, t := range pos {
-		v, err := d.fromTree(t, 1)
-		if err != nil {
-			return nil, nil, err
-		}
-		args[i] = v
-	}
-	kwargs := make([]starlark.Tuple, 0, len(kw)/2)
-	for i := 0; i < len(kw); i += 2 {
-		k, ok := kw[i].(string)
-		if !ok {
-			return nil, nil, fmt.Errorf("decoding arguments: keyword name is %T", kw[i])
-		}
-		v, err := d.fromTree(kw[i+1], 1)
-		if err != nil {
-			return nil, nil, err
-		}
-		kwargs = append(kwargs, starlark.Tuple{starlark.String(k), v})
 	}
 	return args, kwargs, nil
 }
 
-func (d *Decoder) fromTree(t any, depth int) (starlark.Value, error) {
+var errTruncated = errors.New("unexpected end of data")
+
+type decodeState struct {
+	d    *Decoder
+	data []byte
+	off  int
+}
+
+// head reads an item head. Indefinite lengths and reserved values are
+// refused; for major type 7 n is the raw additional information unless
+// it is a float's bits.
+func (s *decodeState) head() (major byte, info byte, n uint64, err error) {
+	if s.off >= len(s.data) {
+		return 0, 0, 0, errTruncated
+	}
+	b := s.data[s.off]
+	s.off++
+	major, info = b>>5, b&0x1f
+	switch {
+	case info < 24:
+		return major, info, uint64(info), nil
+	case info <= 27:
+		size := 1 << (info - 24)
+		if len(s.data)-s.off < size {
+			return 0, 0, 0, errTruncated
+		}
+		for _, c := range s.data[s.off : s.off+size] {
+			n = n<<8 | uint64(c)
+		}
+		s.off += size
+		return major, info, n, nil
+	case info == 31:
+		return 0, 0, 0, fmt.Errorf("indefinite-length CBOR item (major type %d) at offset %d", major, s.off-1)
+	}
+	return 0, 0, 0, fmt.Errorf("malformed CBOR head %#02x at offset %d", b, s.off-1)
+}
+
+// count checks an array or map length against what is left: every
+// element takes at least one byte, so a forged count allocates nothing.
+func (s *decodeState) count(n uint64, per int) (int, error) {
+	if n > maxElements || n*uint64(per) > uint64(len(s.data)-s.off) {
+		return 0, fmt.Errorf("%d elements cannot fit in the %d bytes left", n, len(s.data)-s.off)
+	}
+	return int(n), nil
+}
+
+// raw returns the next n bytes of string content.
+func (s *decodeState) raw(n uint64) ([]byte, error) {
+	if n > uint64(len(s.data)-s.off) {
+		return nil, errTruncated
+	}
+	b := s.data[s.off : s.off+int(n)]
+	s.off += int(n)
+	return b, nil
+}
+
+// str turns string content into a Go string: aliased when large, copied
+// otherwise.
+func str(b []byte) string {
+	if len(b) >= bigPiece {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return string(b)
+}
+
+// text reads an item that must be a text string.
+func (s *decodeState) text() (string, error) {
+	major, _, n, err := s.head()
+	if err != nil {
+		return "", err
+	}
+	if major != majorText {
+		return "", fmt.Errorf("want a text string, got major type %d", major)
+	}
+	b, err := s.raw(n)
+	return str(b), err
+}
+
+// uint32Item reads an item that must be an unsigned integer below 2^32.
+func (s *decodeState) uint32Item() (uint32, error) {
+	major, _, n, err := s.head()
+	if err != nil {
+		return 0, err
+	}
+	if major != majorUint || n > math.MaxUint32 {
+		return 0, fmt.Errorf("want an id or handle, got major type %d value %d", major, n)
+	}
+	return uint32(n), nil
+}
+
+// array reads the head of an array and returns its element count.
+func (s *decodeState) array(per int) (int, error) {
+	major, _, n, err := s.head()
+	if err != nil {
+		return 0, err
+	}
+	if major != majorArray {
+		return 0, fmt.Errorf("want an array, got major type %d", major)
+	}
+	return s.count(n, per)
+}
+
+func (s *decodeState) args() (starlark.Tuple, []starlark.Tuple, error) {
+	if n, err := s.array(1); err != nil {
+		return nil, nil, err
+	} else if n != 2 {
+		return nil, nil, fmt.Errorf("want [args, kwargs], got %d elements", n)
+	}
+	n, err := s.array(1)
+	if err != nil {
+		return nil, nil, err
+	}
+	args := make(starlark.Tuple, n)
+	for i := range args {
+		if args[i], err = s.value(1); err != nil {
+			return nil, nil, err
+		}
+	}
+	if n, err = s.array(1); err != nil {
+		return nil, nil, err
+	}
+	if n%2 != 0 {
+		return nil, nil, fmt.Errorf("keyword list of odd length %d", n)
+	}
+	kwargs := make([]starlark.Tuple, n/2)
+	for i := range kwargs {
+		k, err := s.text()
+		if err != nil {
+			return nil, nil, fmt.Errorf("keyword name: %w", err)
+		}
+		v, err := s.value(1)
+		if err != nil {
+			return nil, nil, err
+		}
+		kwargs[i] = starlark.Tuple{starlark.String(k), v}
+	}
+	return args, kwargs, nil
+}
+
+func (s *decodeState) values(n, depth int) ([]starlark.Value, error) {
+	out := make([]starlark.Value, n)
+	for i := range out {
+		v, err := s.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func (s *decodeState) value(depth int) (starlark.Value, error) {
 	if depth > maxEncodeDepth {
-		return nil, fmt.Errorf("decoding value: nested more than %d levels deep", maxEncodeDepth)
+		return nil, fmt.Errorf("nested more than %d levels deep", maxEncodeDepth)
 	}
-	if v, ok := fromScalar(t); ok {
-		return v, nil
+	major, info, n, err := s.head()
+	if err != nil {
+		return nil, err
 	}
-	switch x := t.(type) {
-	case []any:
-		elems, err := d.elems(x, depth)
+	switch major {
+	case majorUint:
+		return starlark.MakeUint64(n), nil
+	case majorNeg:
+		if n <= math.MaxInt64 {
+			return starlark.MakeInt64(-1 - int64(n)), nil
+		}
+		b := new(big.Int).SetUint64(n)
+		return starlark.MakeBigInt(b.Neg(b.Add(b, big.NewInt(1)))), nil
+	case majorBytes:
+		b, err := s.raw(n)
+		if err != nil {
+			return nil, err
+		}
+		return starlark.Bytes(str(b)), nil
+	case majorText:
+		b, err := s.raw(n)
+		if err != nil {
+			return nil, err
+		}
+		return starlark.String(str(b)), nil
+	case majorArray:
+		c, err := s.count(n, 1)
+		if err != nil {
+			return nil, err
+		}
+		elems, err := s.values(c, depth)
 		if err != nil {
 			return nil, err
 		}
 		return starlark.NewList(elems), nil
-	case cbor.Tag:
-		return d.fromTag(x, depth)
+	case majorMap:
+		c, err := s.count(n, 2)
+		if err != nil {
+			return nil, err
+		}
+		return s.dict(c, depth)
+	case majorTag:
+		return s.tagged(n, depth)
 	}
-	return nil, fmt.Errorf("decoding value: unexpected CBOR item %T", t)
+	switch info {
+	case 20:
+		return starlark.False, nil
+	case 21:
+		return starlark.True, nil
+	case 22, 23: // null, undefined
+		return starlark.None, nil
+	case 25:
+		return starlark.Float(halfFloat(uint16(n))), nil
+	case 26:
+		return starlark.Float(math.Float32frombits(uint32(n))), nil
+	case 27:
+		return starlark.Float(math.Float64frombits(n)), nil
+	}
+	return nil, fmt.Errorf("unsupported CBOR simple value %d", n)
 }
 
-// fromScalar converts the scalar items of decoded CBOR. A []byte must
-// be fresh from the decoder: the bytes value aliases it.
+// dict reads n key/value pairs; a repeated key is an error.
+func (s *decodeState) dict(n, depth int) (starlark.Value, error) {
+	dict := starlark.NewDict(n)
+	for i := 0; i < n; i++ {
+		k, err := s.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		v, err := s.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		if err := dict.SetKey(k, v); err != nil {
+			return nil, fmt.Errorf("dict: %w", err)
+		}
+		if dict.Len() != i+1 {
+			return nil, fmt.Errorf("dict: duplicate key %s", k)
+		}
+	}
+	return dict, nil
+}
+
+func (s *decodeState) tagged(tag uint64, depth int) (starlark.Value, error) {
+	bad := func(err error) (starlark.Value, error) {
+		return nil, fmt.Errorf("malformed CBOR tag %d: %w", tag, err)
+	}
+	switch tag {
+	case tagPosBignum, tagNegBignum, TagRawString:
+		major, _, n, err := s.head()
+		if err != nil {
+			return bad(err)
+		}
+		if major != majorBytes {
+			return bad(fmt.Errorf("want a byte string, got major type %d", major))
+		}
+		b, err := s.raw(n)
+		if err != nil {
+			return bad(err)
+		}
+		if tag == TagRawString {
+			return starlark.String(str(b)), nil
+		}
+		z := new(big.Int).SetBytes(b)
+		if tag == tagNegBignum {
+			z.Neg(z.Add(z, big.NewInt(1)))
+		}
+		return starlark.MakeBigInt(z), nil
+	case TagBuiltin:
+		name, err := s.text()
+		if err != nil {
+			return bad(err)
+		}
+		b, found := Lookup(name)
+		if !found {
+			return nil, fmt.Errorf("no builtin named %q in this binary", name)
+		}
+		return b, nil
+	}
+	if tag < TagTuple || tag > TagFunc {
+		return nil, fmt.Errorf("unknown CBOR tag %d", tag)
+	}
+	n, err := s.array(1)
+	if err != nil {
+		return bad(err)
+	}
+	want := func(k int) error {
+		if n != k {
+			return fmt.Errorf("want %d elements, got %d", k, n)
+		}
+		return nil
+	}
+	switch tag {
+	case TagTuple:
+		elems, err := s.values(n, depth)
+		if err != nil {
+			return nil, err
+		}
+		return starlark.Tuple(elems), nil
+	case TagSet:
+		elems, err := s.values(n, depth)
+		if err != nil {
+			return nil, err
+		}
+		set := starlark.NewSet(n)
+		for _, e := range elems {
+			if err := set.Insert(e); err != nil {
+				return nil, fmt.Errorf("set: %w", err)
+			}
+		}
+		return set, nil
+	case TagDict:
+		if n%2 != 0 {
+			return bad(fmt.Errorf("odd element count %d", n))
+		}
+		dict := starlark.NewDict(n / 2)
+		for i := 0; i < n; i += 2 {
+			k, err := s.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			v, err := s.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			if err := dict.SetKey(k, v); err != nil {
+				return nil, fmt.Errorf("dict: %w", err)
+			}
+		}
+		return dict, nil
+	case TagStruct:
+		if n%2 != 0 {
+			return bad(fmt.Errorf("odd element count %d", n))
+		}
+		sd := make(starlark.StringDict, n/2)
+		for i := 0; i < n; i += 2 {
+			k, err := s.text()
+			if err != nil {
+				return bad(err)
+			}
+			v, err := s.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			sd[k] = v
+		}
+		return starlarkstruct.FromStringDict(starlarkstruct.Default, sd), nil
+	case TagContext, TagSender:
+		k := 2
+		if tag == TagSender {
+			k = 3
+		}
+		if err := want(k); err != nil {
+			return bad(err)
+		}
+		id, err := s.uint32Item()
+		if err != nil {
+			return bad(err)
+		}
+		name, err := s.text()
+		if err != nil {
+			return bad(err)
+		}
+		var handle uint32
+		if tag == TagSender {
+			if handle, err = s.uint32Item(); err != nil {
+				return bad(err)
+			}
+		}
+		if s.d.Router == nil {
+			return nil, errors.New("a context needs a router")
+		}
+		c := s.d.Router.ContextByName(id, name)
+		if tag == TagContext {
+			return NewContext(c), nil
+		}
+		return &Sender{S: core.NewSender(c, handle)}, nil
+	case TagError, TagFunc:
+		k := 4
+		if tag == TagFunc {
+			k = 3
+		}
+		if err := want(k); err != nil {
+			return bad(err)
+		}
+		var t [4]string
+		for i := 0; i < k; i++ {
+			if t[i], err = s.text(); err != nil {
+				return bad(err)
+			}
+		}
+		if tag == TagError {
+			return &Error{Kind: t[0], Message: t[1], Traceback: t[2], Context: t[3]}, nil
+		}
+		if s.d.Resolve == nil {
+			return nil, fmt.Errorf("cannot resolve function %s in %s", t[2], t[0])
+		}
+		return s.d.Resolve(t[0], t[1], t[2])
+	}
+	return nil, fmt.Errorf("unknown CBOR tag %d", tag)
+}
+
+// halfFloat converts an IEEE 754 half-precision float.
+func halfFloat(h uint16) float64 {
+	sign := 1.0
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	exp := int(h>>10) & 0x1f
+	frac := float64(h & 0x3ff)
+	switch exp {
+	case 0:
+		return sign * math.Ldexp(frac, -24)
+	case 0x1f:
+		if frac == 0 {
+			return math.Inf(int(sign))
+		}
+		return math.NaN()
+	}
+	return sign * math.Ldexp(1+frac/1024, exp-15)
+}
+
+// fromScalar converts the scalar items of CBOR decoded into Go data. A
+// []byte must be fresh from the decoder: the bytes value aliases it.
 func fromScalar(t any) (starlark.Value, bool) {
 	switch x := t.(type) {
 	case nil:
@@ -362,151 +832,4 @@ func fromScalar(t any) (starlark.Value, bool) {
 		return starlark.Bytes(unsafe.String(unsafe.SliceData(x), len(x))), true
 	}
 	return nil, false
-}
-
-func (d *Decoder) elems(a []any, depth int) ([]starlark.Value, error) {
-	out := make([]starlark.Value, len(a))
-	for i, t := range a {
-		v, err := d.fromTree(t, depth+1)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = v
-	}
-	return out, nil
-}
-
-func (d *Decoder) fromTag(tag cbor.Tag, depth int) (starlark.Value, error) {
-	bad := func() (starlark.Value, error) {
-		return nil, fmt.Errorf("decoding value: malformed CBOR tag %d", tag.Number)
-	}
-	if tag.Number == TagRawString {
-		b, ok := tag.Content.([]byte)
-		if !ok {
-			return bad()
-		}
-		return starlark.String(b), nil
-	}
-	if tag.Number == TagBuiltin {
-		name, ok := tag.Content.(string)
-		if !ok {
-			return bad()
-		}
-		b, found := Lookup(name)
-		if !found {
-			return nil, fmt.Errorf("decoding value: no builtin named %q in this binary", name)
-		}
-		return b, nil
-	}
-	a, ok := tag.Content.([]any)
-	if !ok {
-		return bad()
-	}
-	switch tag.Number {
-	case TagTuple:
-		elems, err := d.elems(a, depth)
-		if err != nil {
-			return nil, err
-		}
-		return starlark.Tuple(elems), nil
-	case TagSet:
-		elems, err := d.elems(a, depth)
-		if err != nil {
-			return nil, err
-		}
-		s := starlark.NewSet(len(elems))
-		for _, e := range elems {
-			if err := s.Insert(e); err != nil {
-				return nil, fmt.Errorf("decoding set: %w", err)
-			}
-		}
-		return s, nil
-	case TagDict:
-		if len(a)%2 != 0 {
-			return bad()
-		}
-		dict := starlark.NewDict(len(a) / 2)
-		for i := 0; i < len(a); i += 2 {
-			k, err := d.fromTree(a[i], depth+1)
-			if err != nil {
-				return nil, err
-			}
-			v, err := d.fromTree(a[i+1], depth+1)
-			if err != nil {
-				return nil, err
-			}
-			if err := dict.SetKey(k, v); err != nil {
-				return nil, fmt.Errorf("decoding dict: %w", err)
-			}
-		}
-		return dict, nil
-	case TagStruct:
-		if len(a)%2 != 0 {
-			return bad()
-		}
-		sd := make(starlark.StringDict, len(a)/2)
-		for i := 0; i < len(a); i += 2 {
-			k, ok := a[i].(string)
-			if !ok {
-				return bad()
-			}
-			v, err := d.fromTree(a[i+1], depth+1)
-			if err != nil {
-				return nil, err
-			}
-			sd[k] = v
-		}
-		return starlarkstruct.FromStringDict(starlarkstruct.Default, sd), nil
-	case TagContext, TagSender:
-		if (tag.Number == TagContext && len(a) != 2) || (tag.Number == TagSender && len(a) != 3) {
-			return bad()
-		}
-		id, ok1 := a[0].(uint64)
-		name, ok2 := a[1].(string)
-		if !ok1 || !ok2 || id > 1<<32-1 {
-			return bad()
-		}
-		if d.Router == nil {
-			return nil, fmt.Errorf("decoding value: a context needs a router")
-		}
-		c := d.Router.ContextByName(uint32(id), name)
-		if tag.Number == TagContext {
-			return NewContext(c), nil
-		}
-		h, ok := a[2].(uint64)
-		if !ok || h > 1<<32-1 {
-			return bad()
-		}
-		return &Sender{S: core.NewSender(c, uint32(h))}, nil
-	case TagError:
-		if len(a) != 4 {
-			return bad()
-		}
-		var s [4]string
-		for i := range s {
-			str, ok := a[i].(string)
-			if !ok {
-				return bad()
-			}
-			s[i] = str
-		}
-		return &Error{Kind: s[0], Message: s[1], Traceback: s[2], Context: s[3]}, nil
-	case TagFunc:
-		if len(a) != 3 {
-			return bad()
-		}
-		var s [3]string
-		for i := range s {
-			str, ok := a[i].(string)
-			if !ok {
-				return bad()
-			}
-			s[i] = str
-		}
-		if d.Resolve == nil {
-			return nil, fmt.Errorf("decoding value: cannot resolve function %s in %s", s[2], s[0])
-		}
-		return d.Resolve(s[0], s[1], s[2])
-	}
-	return nil, fmt.Errorf("decoding value: unknown CBOR tag %d", tag.Number)
 }

@@ -387,11 +387,11 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		data, err := core.EncodeCallRequest(req)
+		m, err := core.NewCallMessage(req)
 		if err != nil {
 			return nil, err
 		}
-		return starlark.None, c.SendContext(ThreadContext(t), &core.Message{Handle: core.HandleCallFunction, Data: data})
+		return starlark.None, c.SendContext(ThreadContext(t), m)
 	}
 	contextMethods["send"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -584,11 +584,7 @@ func ToGo(v starlark.Value) (any, error) {
 		}
 		return out, nil
 	case *starlark.Function, *starlark.Builtin, FuncRefValue:
-		tree, err := toTree(x, 0)
-		if err != nil {
-			return nil, err
-		}
-		return tree, nil
+		return refTree(x)
 	}
 	return nil, fmt.Errorf("cannot use a value of type %s here", v.Type())
 }

@@ -28,8 +28,9 @@ func (c *Call) Args(v any) error {
 type Func func(ctx context.Context, call *Call) (any, error)
 
 // A CallHandler serves calls whose Func is not a registered Func; the
-// runtime installs one to run Starlark. It returns the CBOR of the result.
-type CallHandler func(ctx context.Context, call *Call) ([]byte, error)
+// runtime installs one to run Starlark. It returns the CBOR of the result,
+// in pieces.
+type CallHandler func(ctx context.Context, call *Call) (Pieces, error)
 
 var (
 	funcsMu sync.RWMutex
@@ -135,13 +136,22 @@ func (e *executor) close() {
 }
 
 // EncodeCallRequest lays out a CALL_FUNCTION payload: the header, then
-// the arguments as they are.
-func EncodeCallRequest(req *CallRequest) ([]byte, error) {
+// the arguments as they are, in pieces.
+func EncodeCallRequest(req *CallRequest) (Pieces, error) {
 	hdr, err := Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	return append(hdr, req.Args...), nil
+	return append(Pieces{append(hdr, req.Args...)}, req.ArgsTail...), nil
+}
+
+// NewCallMessage returns the CALL_FUNCTION message of req.
+func NewCallMessage(req *CallRequest) (*Message, error) {
+	p, err := EncodeCallRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	return &Message{Handle: HandleCallFunction, Data: p[0], Tail: p[1:]}, nil
 }
 
 // DecodeCallRequest reads a CALL_FUNCTION payload; req.Args aliases data.
@@ -158,19 +168,26 @@ func DecodeCallRequest(data []byte, req *CallRequest) error {
 const cborNull = 0xf6
 
 // EncodeCallReply lays out a reply: null then value on success, the
-// RemoteError alone on failure.
-func EncodeCallReply(value []byte, rerr *RemoteError) []byte {
+// RemoteError alone on failure. Only value's first piece is copied.
+func EncodeCallReply(value Pieces, rerr *RemoteError) Pieces {
 	if rerr != nil {
 		data, err := Marshal(rerr)
 		if err != nil {
 			data, _ = Marshal(&RemoteError{Kind: "Error", Message: "encoding an error: " + err.Error()})
 		}
-		return data
+		return Pieces{data}
 	}
-	out := make([]byte, 1+len(value))
+	var first []byte
+	if len(value) > 0 {
+		first = value[0]
+	}
+	out := make([]byte, 1+len(first))
 	out[0] = cborNull
-	copy(out[1:], value)
-	return out
+	copy(out[1:], first)
+	if len(value) < 2 {
+		return Pieces{out}
+	}
+	return append(Pieces{out}, value[1:]...)
 }
 
 // run serves one call and sends its reply.
@@ -203,7 +220,7 @@ func (e *executor) run(m *Message) {
 	e.reply(m, value, nil)
 }
 
-func (e *executor) call(ctx context.Context, c *Call) (val []byte, err error) {
+func (e *executor) call(ctx context.Context, c *Call) (val Pieces, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &RemoteError{Kind: CallError, Message: fmt.Sprintf("panic in %s: %v", c.Request.Func, p), Context: e.r.name}
@@ -214,7 +231,8 @@ func (e *executor) call(ctx context.Context, c *Call) (val []byte, err error) {
 		if err != nil {
 			return nil, err
 		}
-		return Marshal(v)
+		data, err := Marshal(v)
+		return Pieces{data}, err
 	}
 	e.mu.Lock()
 	h := e.handler
@@ -227,9 +245,9 @@ func (e *executor) call(ctx context.Context, c *Call) (val []byte, err error) {
 
 // reply sends the reply; a reply over the size limit becomes a dead
 // message "message too large" so the caller sees ChannelError.
-func (e *executor) reply(m *Message, value []byte, rerr *RemoteError) {
+func (e *executor) reply(m *Message, value Pieces, rerr *RemoteError) {
 	data := EncodeCallReply(value, rerr)
-	if max := e.r.MaxMessageSize(); len(data) > max {
+	if max := e.r.MaxMessageSize(); data.Len() > max {
 		e.r.sendDead(m, fmt.Sprintf(msgTooLarge, max))
 		return
 	}
@@ -238,7 +256,7 @@ func (e *executor) reply(m *Message, value []byte, rerr *RemoteError) {
 	e.mu.Lock()
 	more := len(e.queue) > 0
 	e.mu.Unlock()
-	if err := m.replyRaw(data, more); err != nil {
+	if err := m.replyRaw(data[0], data[1:], more); err != nil {
 		e.r.log.Debug("call reply not sent", "err", err)
 	}
 }
@@ -264,11 +282,12 @@ func DecodeCallReply(m *Message) ([]byte, error) {
 // CallAsync starts a call of fn and returns the Receiver of its reply;
 // see DecodeCallReply.
 func (c *Context) CallAsync(ctx context.Context, req *CallRequest) (*Receiver, error) {
-	data, err := EncodeCallRequest(req)
+	m, err := NewCallMessage(req)
 	if err != nil {
 		return nil, err
 	}
-	return c.SendAsync(ctx, &Message{Handle: HandleCallFunction, Data: data, batch: true}, false)
+	m.batch = true
+	return c.SendAsync(ctx, m, false)
 }
 
 // CallRaw calls fn and returns the CBOR of its result.
@@ -311,9 +330,9 @@ func (c *Context) CallNoReply(fn string, args ...any) error {
 	if err != nil {
 		return err
 	}
-	data, err := EncodeCallRequest(&CallRequest{Func: fn, Args: a})
+	m, err := NewCallMessage(&CallRequest{Func: fn, Args: a})
 	if err != nil {
 		return err
 	}
-	return c.Send(&Message{Handle: HandleCallFunction, Data: data})
+	return c.Send(m)
 }

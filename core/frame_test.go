@@ -231,7 +231,7 @@ func TestCallRequestLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var req CallRequest
-	if err := DecodeCallRequest(data, &req); err != nil {
+	if err := DecodeCallRequest(data.Join(), &req); err != nil {
 		t.Fatal(err)
 	}
 	if req.Func != "test.echo" || req.Timeout != 2.5 || !bytes.Equal(req.Args, args) {
@@ -241,13 +241,13 @@ func TestCallRequestLayout(t *testing.T) {
 		t.Fatal("a truncated call header decoded")
 	}
 
-	ok := EncodeCallReply([]byte{0x63, 'a', 'b', 'c'}, nil)
-	val, err := DecodeCallReply(&Message{Data: ok})
+	ok := EncodeCallReply(Pieces{{0x63, 'a'}, {'b', 'c'}}, nil)
+	val, err := DecodeCallReply(&Message{Data: ok.Join()})
 	if err != nil || !bytes.Equal(val, []byte{0x63, 'a', 'b', 'c'}) {
 		t.Fatalf("reply: %x, %v", val, err)
 	}
 	bad := EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Context: "local.1"})
-	_, err = DecodeCallReply(&Message{Data: bad})
+	_, err = DecodeCallReply(&Message{Data: bad.Join()})
 	var re *RemoteError
 	if !errors.As(err, &re) || re.Kind != CallError || re.Message != "boom" || re.Context != "local.1" {
 		t.Fatalf("error reply: %v", err)
@@ -300,5 +300,40 @@ func TestReadUntilReady(t *testing.T) {
 	noise, _ = readUntilReady(bufio.NewReader(strings.NewReader(b.String())))
 	if n := strings.Count(noise, "\n") + 1; n != 20 {
 		t.Fatalf("kept %d lines of noise, want 20", n)
+	}
+}
+
+// A payload in pieces is written as one frame, through a bufio.Writer
+// (large pieces bypass its buffer) or any other writer, and read back
+// whole.
+func TestWriteMessageTail(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 200<<10)
+	m := &Message{DstID: 1, Handle: 1000, Data: []byte{0x5a, 0, 3, 0x20, 0}, Tail: Pieces{big, {0xf6}}}
+	want := append(append([]byte{0x5a, 0, 3, 0x20, 0}, big...), 0xf6)
+	if m.Len() != len(want) {
+		t.Fatalf("Len = %d, want %d", m.Len(), len(want))
+	}
+	var plain, buffered bytes.Buffer
+	if err := WriteMessage(&plain, m); err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriterSize(&buffered, 4096)
+	if err := WriteMessage(bw, m); err != nil {
+		t.Fatal(err)
+	}
+	bw.Flush()
+	for name, buf := range map[string]*bytes.Buffer{"plain": &plain, "bufio": &buffered} {
+		got, err := ReadMessage(buf, DefaultMaxMessageSize)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got.Data, want) || got.DstID != 1 || got.Handle != 1000 {
+			t.Fatalf("%s: read back %s with %d payload bytes", name, got, len(got.Data))
+		}
+	}
+	local := &Message{Data: []byte{1}, Tail: Pieces{{2, 3}, {4}}}
+	local.join()
+	if !bytes.Equal(local.Data, []byte{1, 2, 3, 4}) || local.Tail != nil {
+		t.Fatalf("join: Data %v Tail %v", local.Data, local.Tail)
 	}
 }

@@ -19,6 +19,12 @@ type Message struct {
 	Handle  uint32
 	ReplyTo uint32
 	Data    []byte
+	// Tail continues the payload after Data: pieces written to the
+	// stream as they are, so that a large value is sent from its own
+	// memory instead of being copied into one buffer. Only messages sent
+	// from this process have a tail; a message read from a stream, or
+	// delivered within its own context, has its whole payload in Data.
+	Tail Pieces
 
 	// Receiver is set by Select.Get to the receiver the message came from.
 	Receiver *Receiver
@@ -31,6 +37,46 @@ type Message struct {
 	batch bool
 	// router is the router that delivered the message, for Reply.
 	router *Router
+}
+
+// Pieces is an encoded payload in pieces that, written one after
+// another, make up the whole.
+type Pieces [][]byte
+
+// Len returns the total length of the pieces.
+func (p Pieces) Len() int {
+	n := 0
+	for _, b := range p {
+		n += len(b)
+	}
+	return n
+}
+
+// Join returns the pieces as one slice, copying only when there is more
+// than one.
+func (p Pieces) Join() []byte {
+	switch len(p) {
+	case 0:
+		return nil
+	case 1:
+		return p[0]
+	}
+	out := make([]byte, 0, p.Len())
+	for _, b := range p {
+		out = append(out, b...)
+	}
+	return out
+}
+
+// Len returns the length of the message's payload, tail included.
+func (m *Message) Len() int { return len(m.Data) + m.Tail.Len() }
+
+// join moves the tail into Data, for delivery within this context.
+func (m *Message) join() {
+	if len(m.Tail) > 0 {
+		m.Data = append(Pieces{m.Data}, m.Tail...).Join()
+		m.Tail = nil
+	}
 }
 
 // IsDead reports whether m is a dead message: a notice that the channel
@@ -49,7 +95,7 @@ func (m *Message) DeadReason() string {
 // String describes the message header for logs.
 func (m *Message) String() string {
 	return fmt.Sprintf("Message(dst=%d src=%d auth=%d handle=%d reply_to=%d len=%d)",
-		m.DstID, m.SrcID, m.AuthID, m.Handle, m.ReplyTo, len(m.Data))
+		m.DstID, m.SrcID, m.AuthID, m.Handle, m.ReplyTo, m.Len())
 }
 
 // Decode unmarshals the payload into v. A dead message decodes to a
@@ -73,17 +119,20 @@ func (m *Message) Reply(value any) error {
 	return m.ReplyRaw(data)
 }
 
-// ReplyRaw sends already-encoded CBOR back to the reply_to handle.
-func (m *Message) ReplyRaw(data []byte) error { return m.replyRaw(data, false) }
+// ReplyRaw sends already-encoded CBOR back to the reply_to handle: data
+// followed by the pieces of tail.
+func (m *Message) ReplyRaw(data []byte, tail ...[]byte) error {
+	return m.replyRaw(data, tail, false)
+}
 
-func (m *Message) replyRaw(data []byte, batch bool) error {
+func (m *Message) replyRaw(data []byte, tail Pieces, batch bool) error {
 	if m.router == nil {
 		return errors.New("reply: message was not received by a router")
 	}
 	if m.ReplyTo == 0 || m.IsDead() {
 		return nil
 	}
-	return m.router.Route(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data, batch: batch})
+	return m.router.Route(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data, Tail: tail, batch: batch})
 }
 
 // NewMessage returns a message carrying the CBOR encoding of value.
@@ -108,22 +157,39 @@ func putHeader(b []byte, m *Message) {
 	binary.BigEndian.PutUint32(b[10:], m.AuthID)
 	binary.BigEndian.PutUint32(b[14:], m.Handle)
 	binary.BigEndian.PutUint32(b[18:], m.ReplyTo)
-	binary.BigEndian.PutUint32(b[22:], uint32(len(m.Data)))
+	binary.BigEndian.PutUint32(b[22:], uint32(m.Len()))
 }
 
-// WriteMessage writes one frame to w.
+// appendFrame appends m's whole frame to buf.
+func appendFrame(buf []byte, m *Message) []byte {
+	n := len(buf)
+	buf = append(buf, make([]byte, HeaderSize)...)
+	putHeader(buf[n:], m)
+	buf = append(buf, m.Data...)
+	for _, p := range m.Tail {
+		buf = append(buf, p...)
+	}
+	return buf
+}
+
+// WriteMessage writes one frame to w. Through a bufio.Writer, large
+// payload pieces go to the underlying writer without a copy.
 func WriteMessage(w io.Writer, m *Message) error {
-	var hdr [HeaderSize]byte
-	putHeader(hdr[:], m)
-	if bw, ok := w.(*bufio.Writer); ok {
-		bw.Write(hdr[:])
-		_, err := bw.Write(m.Data)
+	bw, ok := w.(*bufio.Writer)
+	if !ok {
+		_, err := w.Write(appendFrame(make([]byte, 0, HeaderSize+m.Len()), m))
 		return err
 	}
-	buf := make([]byte, HeaderSize+len(m.Data))
-	copy(buf, hdr[:])
-	copy(buf[HeaderSize:], m.Data)
-	_, err := w.Write(buf)
+	var hdr [HeaderSize]byte
+	putHeader(hdr[:], m)
+	bw.Write(hdr[:])
+	_, err := bw.Write(m.Data)
+	for _, p := range m.Tail {
+		if err != nil {
+			break
+		}
+		_, err = bw.Write(p)
+	}
 	return err
 }
 
@@ -155,7 +221,7 @@ func ReadMessage(r io.Reader, maxSize int) (*Message, error) {
 	if uint64(n) > uint64(maxSize) {
 		return nil, fmt.Errorf("%w: frame of %d bytes (max %d bytes) from context %d", ErrTooLarge, n, maxSize, m.SrcID)
 	}
-	m.Data = make([]byte, n)
+	m.Data = payloadBuffer(int(n))
 	if _, err := io.ReadFull(r, m.Data); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

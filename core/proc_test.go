@@ -55,7 +55,7 @@ func init() {
 		rv := r.newReceiver(true, nil)
 		defer rv.Close()
 		req, _ := EncodeCallRequest(&CallRequest{Func: "test.pid", Args: []byte{0x80}})
-		m := &Message{DstID: a.Dst, SrcID: a.Src, AuthID: a.Auth, Handle: a.Handle, ReplyTo: rv.Handle(), Data: req}
+		m := &Message{DstID: a.Dst, SrcID: a.Src, AuthID: a.Auth, Handle: a.Handle, ReplyTo: rv.Handle(), Data: req.Join()}
 		if err := r.parent.send(ctx, m); err != nil {
 			return nil, err
 		}

@@ -159,6 +159,9 @@ type CallRequest struct {
 	// Args is the CBOR encoding of the arguments; its layout belongs to the
 	// function's kind (for RegisterFunc: a CBOR array).
 	Args []byte `cbor:"-"`
+	// ArgsTail continues Args when sending: large strings of the
+	// arguments, sent from their own memory (see Message.Tail).
+	ArgsTail Pieces `cbor:"-"`
 	// Timeout in seconds; zero means none. The call's context is cancelled
 	// when it passes and the call fails with TimeoutError.
 	Timeout float64 `cbor:"3,keyasint,omitempty"`

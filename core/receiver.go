@@ -153,9 +153,10 @@ func (s *Sender) Send(v any) error {
 	return s.SendRaw(data)
 }
 
-// SendRaw delivers already-encoded CBOR.
-func (s *Sender) SendRaw(data []byte) error {
-	return s.ctx.Send(&Message{Handle: s.handle, Data: data})
+// SendRaw delivers already-encoded CBOR: data followed by the pieces of
+// tail (see Message.Tail).
+func (s *Sender) SendRaw(data []byte, tail ...[]byte) error {
+	return s.ctx.Send(&Message{Handle: s.handle, Data: data, Tail: tail})
 }
 
 // Close sends a dead message so the remote receiver's iteration ends.

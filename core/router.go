@@ -328,7 +328,7 @@ func (r *Router) Route(m *Message) error {
 
 // RouteContext is Route with a context bounding the wait for queue space.
 func (r *Router) RouteContext(ctx context.Context, m *Message) error {
-	if max := r.MaxMessageSize(); len(m.Data) > max {
+	if max := r.MaxMessageSize(); m.Len() > max {
 		return fmt.Errorf(msgTooLarge, max)
 	}
 	m.SrcID, m.AuthID = r.id, r.id
@@ -388,6 +388,7 @@ func (r *Router) refuse(m *Message, in *Stream, srcOK bool, why string) {
 
 func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
 	if m.DstID == r.id {
+		m.join()
 		r.invoke(m)
 		return nil
 	}
@@ -413,7 +414,7 @@ func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
 			r.sendDead(m, fmt.Sprintf(msgUnidirectional, m.SrcID, m.DstID, r.id))
 			return nil
 		}
-		if len(m.Data) > r.MaxMessageSize() {
+		if m.Len() > r.MaxMessageSize() {
 			r.sendDead(m, fmt.Sprintf(msgTooLarge, r.MaxMessageSize()))
 			return nil
 		}

@@ -96,7 +96,7 @@ const inlineMax = 64 << 10
 // caller wait (backpressure) until ctx ends; a sender never waits on the
 // peer reading.
 func (s *Stream) send(ctx context.Context, m *Message) error {
-	n := HeaderSize + len(m.Data)
+	n := HeaderSize + m.Len()
 	for {
 		s.mu.Lock()
 		select {
@@ -141,9 +141,7 @@ func (s *Stream) writeInline(m *Message, n int) error {
 	if cap(buf) < n {
 		buf = make([]byte, 0, max(n, 4096))
 	}
-	buf = buf[:n]
-	putHeader(buf, m)
-	copy(buf[HeaderSize:], m.Data)
+	buf = appendFrame(buf, m)
 	s.scratch = buf
 	var wrote int
 	var werr error
@@ -232,11 +230,13 @@ func (s *Stream) drain() error {
 		if pending != nil {
 			_, err = s.bw.Write(pending)
 		}
+		largest := 0
 		for i, m := range batch {
 			if err == nil {
 				err = WriteMessage(s.bw, m)
 			}
-			freed += HeaderSize + len(m.Data)
+			freed += HeaderSize + m.Len()
+			largest = max(largest, m.Len())
 			batch[i] = nil
 		}
 		if err == nil {
@@ -251,6 +251,7 @@ func (s *Stream) drain() error {
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
+		wroteLarge(largest)
 	}
 }
 

@@ -276,10 +276,11 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 	default:
 		return nil, fmt.Errorf("call: want a top-level function or a registered builtin, got %s", fn.Type())
 	}
-	var err error
-	if req.Args, err = builtins.EncodeArgs(args, kwargs); err != nil {
+	a, err := builtins.EncodeArgs(args, kwargs)
+	if err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
+	req.Args, req.ArgsTail = a[0], a[1:]
 	if mod != nil && target.ID != rt.r.ID() {
 		blobs, err := rt.modulesFor(target.ID, mod)
 		if err != nil {
@@ -370,7 +371,7 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 }
 
 // handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
-func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, error) {
+func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) (core.Pieces, error) {
 	if len(c.Request.Ext) > 0 {
 		var blobs []moduleBlob
 		if err := core.Unmarshal(c.Request.Ext, &blobs); err != nil {
@@ -399,7 +400,7 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, error)
 		}
 		return nil, builtins.RemoteOf(err, rt.r.Name())
 	}
-	data, err := builtins.Encode(v)
+	data, err := builtins.EncodePieces(nil, v)
 	if err != nil {
 		return nil, &core.RemoteError{Kind: core.CallError, Message: "encoding the result: " + err.Error(), Context: rt.r.Name()}
 	}
