@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mitostar/mitostar/core"
 )
@@ -23,13 +24,22 @@ const (
 	sshHostKeyFailed     = "Host key checking is enabled, and SSH reported an unrecognized or mismatching host key."
 )
 
-var (
-	sshPasswordPrompt = regexp.MustCompile(`(?i)password[^\n]*:\s*$`)
-	sshHostKeyRequest = regexp.MustCompile(`(?i)are you sure you want to continue connecting \(yes/no(?:/\[fingerprint\])?\)\?`)
-	sshHostKeyFail    = regexp.MustCompile(`(?i)host key verification failed\.`)
-	sshPermDenied     = regexp.MustCompile(`(?i)^(?:[^@]+@[^:]+: )?Permission denied`)
-	sshDebugLine      = regexp.MustCompile(`^debug[123]:`)
-)
+// sshLines are the patterns of ssh's output that the prompter acts on.
+type sshLines struct {
+	passwordPrompt, hostKeyRequest, hostKeyFail, permDenied, debugLine *regexp.Regexp
+}
+
+// sshPatterns compiles them when ssh is first used rather than at every
+// start of the binary: every child is one, and they are rarely needed.
+var sshPatterns = sync.OnceValue(func() *sshLines {
+	return &sshLines{
+		passwordPrompt: regexp.MustCompile(`(?i)password[^\n]*:\s*$`),
+		hostKeyRequest: regexp.MustCompile(`(?i)are you sure you want to continue connecting \(yes/no(?:/\[fingerprint\])?\)\?`),
+		hostKeyFail:    regexp.MustCompile(`(?i)host key verification failed\.`),
+		permDenied:     regexp.MustCompile(`(?i)^(?:[^@]+@[^:]+: )?Permission denied`),
+		debugLine:      regexp.MustCompile(`^debug[123]:`),
+	}
+})
 
 // sshTransport runs the system's OpenSSH client.
 type sshTransport struct {
@@ -186,14 +196,15 @@ type sshPrompter struct {
 }
 
 func (p *sshPrompter) see(line string, partial bool) (string, error) {
-	if sshDebugLine.MatchString(line) {
+	re := sshPatterns()
+	if re.debugLine.MatchString(line) {
 		return "", nil
 	}
 	if !partial {
 		switch {
-		case sshHostKeyFail.MatchString(line):
+		case re.hostKeyFail.MatchString(line):
 			return "", &core.HostKeyError{Msg: sshHostKeyFailed}
-		case sshPermDenied.MatchString(line):
+		case re.permDenied.MatchString(line):
 			switch {
 			case p.t.havePassword && p.passwordSent:
 				return "", &core.PasswordError{Msg: sshPasswordIncorrect}
@@ -206,12 +217,12 @@ func (p *sshPrompter) see(line string, partial bool) (string, error) {
 		return "", nil
 	}
 	switch {
-	case sshHostKeyRequest.MatchString(line):
+	case re.hostKeyRequest.MatchString(line):
 		if p.t.checkHostKeys == "accept" && p.haveTTY {
 			return "yes\n", nil
 		}
 		return "", &core.HostKeyError{Msg: sshHostKeyConfig}
-	case sshPasswordPrompt.MatchString(line):
+	case re.passwordPrompt.MatchString(line):
 		if !p.t.havePassword || !p.haveTTY {
 			return "", &core.PasswordError{Msg: sshPasswordRequired}
 		}

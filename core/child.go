@@ -26,6 +26,11 @@ var BuildVersion = "dev"
 // re-executed mitostar binary plays ("child", "fakessh", ...).
 const RoleEnv = "MITOSTAR_ROLE"
 
+// unsetProcsEnv, set by the parent, says that GOMAXPROCS in this
+// process's environment was put there by the parent for the Go runtime's
+// start only, and is not the user's.
+const unsetProcsEnv = "MITOSTAR_UNSET_GOMAXPROCS"
+
 // A Transport starts the process at the far end of a new child stream:
 // a command line with a stdin and a stdout, plus a bootstrap step.
 // Implementations live in package connect, one file per method.
@@ -66,6 +71,11 @@ type Conn struct {
 	// process ends (terminating it after a grace period). It must not
 	// block and may be called more than once.
 	Close func()
+	// HelloNow says that the far end reads nothing from Stdin before it
+	// prints the ready marker (it is this binary in the child role from
+	// its first instruction), so the handshake can be written at once,
+	// while the child starts, instead of after its marker arrives.
+	HelloNow bool
 	// Exited, if set, is closed once the local process of the connection
 	// (the child itself, or ssh, sudo, ...) has exited and been reaped.
 	// The router announces the context gone only after that, so that
@@ -225,14 +235,6 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		return nil, &StreamError{Op: op, Err: err, Noise: noise}
 	}
 
-	br := bufio.NewReaderSize(conn.Stdout, 64<<10)
-	noise, err := readUntilReady(br)
-	if err != nil {
-		return fail(err, noise)
-	}
-	if noise != "" {
-		r.log.Debug("output before handshake", "context", name, "text", noise)
-	}
 	hello := HelloRequest{
 		Protocol: ProtocolVersion, Version: BuildVersion, ID: id,
 		ParentIDs:      append([]uint32{r.id}, r.parentIDs...),
@@ -249,8 +251,26 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 	if err != nil {
 		return fail(err, "")
 	}
-	if err := WriteMessage(conn.Stdin, &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: HandleHello, Data: data}); err != nil {
-		return fail(fmt.Errorf("sending handshake: %w", err), noise)
+	helloMsg := &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: HandleHello, Data: data}
+	var early error // writing the handshake before the marker failed
+	if conn.HelloNow {
+		early = WriteMessage(conn.Stdin, helloMsg)
+	}
+	br := bufio.NewReaderSize(conn.Stdout, 64<<10)
+	noise, err := readUntilReady(br)
+	if err != nil {
+		// A child that died at once also broke the pipe of an early
+		// handshake; what it printed says more than EPIPE.
+		return fail(err, noise)
+	}
+	if noise != "" {
+		r.log.Debug("output before handshake", "context", name, "text", noise)
+	}
+	if !conn.HelloNow {
+		early = WriteMessage(conn.Stdin, helloMsg)
+	}
+	if early != nil {
+		return fail(fmt.Errorf("sending handshake: %w", early), noise)
 	}
 	m, err := ReadMessage(br, 1<<20)
 	if err != nil {
@@ -344,6 +364,16 @@ func RunRole() {
 		return
 	}
 	os.Unsetenv(RoleEnv)
+	if os.Getenv(unsetProcsEnv) != "" {
+		os.Unsetenv("GOMAXPROCS")
+		os.Unsetenv(unsetProcsEnv)
+	}
+	if os.Getenv(ProfileDirEnv) == "" {
+		// Heap profiles are written only with --profile. Without one,
+		// the first sample alone (its stack unwound, the bucket table
+		// mapped and touched) costs a child ~0.5 ms of its first call.
+		goruntime.MemProfileRate = 0
+	}
 	rolesMu.RLock()
 	fn := roles[name]
 	rolesMu.RUnlock()

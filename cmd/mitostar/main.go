@@ -165,6 +165,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
+	if profileDir == "" {
+		// Heap profiles are only written with --profile; without one,
+		// sampling allocations is cost for nothing.
+		goruntime.MemProfileRate = 0
+	}
 	if profileDir != "" {
 		if err := os.MkdirAll(profileDir, 0o755); err != nil {
 			fmt.Fprintf(stderr, "mitostar: --profile: %v\n", err)
