@@ -2,8 +2,10 @@ package core
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -138,11 +140,76 @@ func (e *executor) close() {
 // EncodeCallRequest lays out a CALL_FUNCTION payload: the header, then
 // the arguments as they are, in pieces.
 func EncodeCallRequest(req *CallRequest) (Pieces, error) {
-	hdr, err := Marshal(req)
-	if err != nil {
-		return nil, err
+	first := appendCallHeader(make([]byte, 0, 16+len(req.Func)+len(req.Ext)+len(req.Args)), req)
+	first = append(first, req.Args...)
+	if len(req.ArgsTail) == 0 {
+		return Pieces{first}, nil
 	}
-	return append(Pieces{append(hdr, req.Args...)}, req.ArgsTail...), nil
+	return append(Pieces{first}, req.ArgsTail...), nil
+}
+
+// appendCallHeader appends the CBOR of req's header, as Marshal would
+// lay it out (a map keyed by the field numbers, zero Timeout and empty
+// Ext left out), without reflection: it is on every call's path.
+func appendCallHeader(b []byte, req *CallRequest) []byte {
+	n := uint64(1)
+	if req.Timeout != 0 {
+		n++
+	}
+	if len(req.Ext) > 0 {
+		n++
+	}
+	b = appendHead(b, 5, n)
+	b = appendHead(b, 0, 1)
+	b = appendHead(b, 3, uint64(len(req.Func)))
+	b = append(b, req.Func...)
+	if req.Timeout != 0 {
+		b = append(b, 0x03, 0xfb)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(req.Timeout))
+	}
+	if len(req.Ext) > 0 {
+		b = appendHead(b, 0, 4)
+		b = appendHead(b, 2, uint64(len(req.Ext)))
+		b = append(b, req.Ext...)
+	}
+	return b
+}
+
+// decodeCallHeader reads what appendCallHeader writes and returns the
+// rest of data; ok is false for any other layout, which the general
+// decoder then reads or refuses.
+func decodeCallHeader(data []byte, req *CallRequest) (rest []byte, ok bool) {
+	major, n, rest, err := readHead(data)
+	if err != nil || major != 5 || n < 1 || n > 3 {
+		return nil, false
+	}
+	var seen [5]bool
+	for ; n > 0; n-- {
+		var key uint64
+		if key, rest, err = readUint(rest); err != nil || key > 4 || seen[key] {
+			return nil, false
+		}
+		seen[key] = true
+		switch key {
+		case 1:
+			if req.Func, rest, err = readText(rest); err != nil {
+				return nil, false
+			}
+		case 3:
+			if len(rest) < 9 || rest[0] != 0xfb {
+				return nil, false
+			}
+			req.Timeout = math.Float64frombits(binary.BigEndian.Uint64(rest[1:9]))
+			rest = rest[9:]
+		case 4:
+			if req.Ext, rest, err = readBytes(rest); err != nil {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+	}
+	return rest, seen[1]
 }
 
 // NewCallMessage returns the CALL_FUNCTION message of req.
@@ -156,6 +223,11 @@ func NewCallMessage(req *CallRequest) (*Message, error) {
 
 // DecodeCallRequest reads a CALL_FUNCTION payload; req.Args aliases data.
 func DecodeCallRequest(data []byte, req *CallRequest) error {
+	if rest, ok := decodeCallHeader(data, req); ok {
+		req.Args = rest
+		return nil
+	}
+	*req = CallRequest{}
 	rest, err := decMode.UnmarshalFirst(data, req)
 	if err != nil {
 		return err

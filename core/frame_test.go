@@ -337,3 +337,35 @@ func TestWriteMessageTail(t *testing.T) {
 		t.Fatalf("join: Data %v Tail %v", local.Data, local.Tail)
 	}
 }
+
+// The hand-written call header is the layout Marshal gives the struct,
+// both ways, with and without the optional fields.
+func TestCallHeaderMatchesMarshal(t *testing.T) {
+	for _, req := range []CallRequest{
+		{Func: "f"},
+		{Func: "star:abc:name:path.star", Timeout: 2.5, Ext: []byte{0x80}},
+		{Func: strings.Repeat("x", 300), Ext: bytes.Repeat([]byte{1}, 70000)},
+	} {
+		want, err := Marshal(&req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendCallHeader(nil, &req); !bytes.Equal(got, want) {
+			t.Fatalf("header of %.40q: %x, Marshal gives %x", req.Func, got[:min(len(got), 40)], want[:min(len(want), 40)])
+		}
+		args := []byte{0x82, 0x80, 0x80}
+		var back CallRequest
+		if err := DecodeCallRequest(append(want, args...), &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.Func != req.Func || back.Timeout != req.Timeout || !bytes.Equal(back.Ext, req.Ext) || !bytes.Equal(back.Args, args) {
+			t.Fatalf("decoded %.60v, want %.60v", back, req)
+		}
+	}
+	// A layout the fast path does not take (a duplicate key) still gets
+	// the general decoder's verdict.
+	dup := []byte{0xa2, 0x01, 0x61, 'f', 0x01, 0x61, 'g'}
+	if err := DecodeCallRequest(dup, &CallRequest{}); err == nil {
+		t.Fatal("a call header with a duplicate key decoded")
+	}
+}

@@ -68,6 +68,11 @@ type Runtime struct {
 	partial map[string][]byte          // "path@sha" → LOAD_MODULE bytes so far
 	sent    map[uint32]map[string]bool // target id → "path@sha" already pushed
 	stdout  sync.Mutex
+
+	// resolved caches what resolve found for a "star:" reference: the
+	// module of a path and sha executes once, so the function it defines
+	// under a name never changes.
+	resolved sync.Map // reference → starlark.Callable
 }
 
 // RegisterBuiltin makes fn callable from Starlark in every context under
@@ -225,8 +230,13 @@ func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
 	if name == "lambda" {
 		return "", "", "", errors.New("cannot call a lambda in another context: functions travel by reference (module path and name), and an anonymous function has none; define it with def at the top level of a module")
 	}
-	if g := fn.Globals(); g[name] != fn {
-		return "", "", "", fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
+	if _, ok := topLevel.Load(fn); !ok {
+		// Globals copies the module's globals into a new map: do it
+		// once per function, not once per call.
+		if g := fn.Globals(); g[name] != fn {
+			return "", "", "", fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
+		}
+		topLevel.Store(fn, struct{}{})
 	}
 	path = fn.Position().Filename()
 	rt := moduleOwner.Load()
@@ -241,6 +251,10 @@ func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
 	}
 	return path, m.sha, name, nil
 }
+
+// topLevel holds the functions funcRefOf found to be top-level functions
+// of their module (a global binding never changes once made).
+var topLevel sync.Map // *starlark.Function → struct{}
 
 // moduleOwner is the runtime of this process (one context per process).
 var moduleOwner atomic.Pointer[Runtime]
@@ -343,6 +357,9 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 		}
 		return b, nil
 	}
+	if fn, ok := rt.resolved.Load(ref); ok {
+		return fn.(starlark.Callable), nil
+	}
 	rest, ok := strings.CutPrefix(ref, refStar)
 	if !ok {
 		return nil, fmt.Errorf("unknown function reference %q", ref)
@@ -367,6 +384,7 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 	if !ok {
 		return nil, fmt.Errorf("module %s has no function %s", path, name)
 	}
+	rt.resolved.Store(ref, fn)
 	return fn, nil
 }
 
