@@ -31,13 +31,15 @@ package core
 // a slow reader slows the writer and no hop buffers more than one window
 // per stream.
 //
-// Buffers: a DATA payload is built in a pooled chunk buffer, which goes
-// back to the pool once the peer's credit shows that it consumed every
-// byte of it (the frame has then left this process, and a receiver in
-// this process has copied it out or released it). ReadFrom reads
-// straight into such a buffer, and ReadChunk hands the receiver the
-// received frame itself, so bulk data is copied only by the system
-// calls that move it.
+// Buffers: a large DATA payload is built in a chunk buffer of the
+// stream, which the stream reuses once the peer's credit shows that it
+// consumed every byte of it (the frame has then left this process, and a
+// receiver in this process has copied it out or released it). The
+// buffers are the stream's own, never shared with another stream: a
+// peer that returns credit early can only garble what is sent to
+// itself. ReadFrom reads straight into a chunk buffer, and ReadChunk
+// hands the receiver the received frame itself, so bulk data is copied
+// only by the system calls that move it.
 
 import (
 	"context"
@@ -122,9 +124,10 @@ type ByteStream struct {
 	wdeadline  time.Time
 
 	// Chunk buffers of DATA frames sent and not yet consumed by the
-	// peer, oldest first; sent and acked count bytes of DATA sent and of
-	// credit the peer returned since OPEN.
+	// peer, oldest first, and those free again; sent and acked count
+	// bytes of DATA sent and of credit the peer returned since OPEN.
 	inflight []sentChunk
+	free     []*[]byte
 	sent     int64
 	acked    int64
 }
@@ -136,14 +139,13 @@ type sentChunk struct {
 	end int64
 }
 
-// chunkBufSize is the size of a pooled chunk buffer: the largest DATA
-// frame's bytes and payload head.
+// chunkBufSize is the size of a chunk buffer: the largest DATA frame's
+// bytes and payload head.
 const chunkBufSize = maxStreamChunk + streamFrameOverhead
 
-var chunkPool = sync.Pool{New: func() any {
-	b := make([]byte, chunkBufSize)
-	return &b
-}}
+// smallData is the size under which DATA goes in a payload of its own
+// size rather than in a chunk buffer.
+const smallData = 16 << 10
 
 // dataHead is the room a DATA payload head takes at most in front of its
 // bytes: array head, opcode, byte string head of up to 4 length bytes.
@@ -611,9 +613,15 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 		n := min(len(p), s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.credit -= n
 		s.mu.Unlock()
-		buf := chunkPool.Get().(*[]byte)
-		copy((*buf)[dataHead:], p[:n])
-		if err := s.sendData(ctx, buf, n); err != nil {
+		var err error
+		if n < smallData {
+			err = s.sendSmall(ctx, p[:n])
+		} else {
+			buf := s.getChunk()
+			copy((*buf)[dataHead:], p[:n])
+			err = s.sendData(ctx, buf, n)
+		}
+		if err != nil {
 			return written, err
 		}
 		written += n
@@ -622,9 +630,39 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 	return written, nil
 }
 
+// sendSmall sends p as one DATA frame in a payload of its own, for which
+// the caller has taken the credit.
+func (s *ByteStream) sendSmall(ctx context.Context, p []byte) error {
+	payload := appendHead(make([]byte, 0, len(p)+streamFrameOverhead), 4, 2)
+	payload = appendHead(payload, 0, bsData)
+	payload = appendHead(payload, 2, uint64(len(p)))
+	payload = append(payload, p...)
+	s.mu.Lock()
+	s.sent += int64(len(p))
+	s.mu.Unlock()
+	if err := s.send(ctx, payload); err != nil {
+		s.fail(err)
+		return err
+	}
+	return nil
+}
+
+// getChunk returns a chunk buffer the peer has consumed, or a new one.
+func (s *ByteStream) getChunk() *[]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b
+	}
+	b := make([]byte, chunkBufSize)
+	return &b
+}
+
 // sendData sends the n bytes at (*buf)[dataHead:] as one DATA frame,
-// whose credit the caller has taken; buf goes back to the pool once the
-// peer has consumed them.
+// whose credit the caller has taken; buf is reused once the peer has
+// consumed them.
 func (s *ByteStream) sendData(ctx context.Context, buf *[]byte, n int) error {
 	var head [dataHead]byte
 	h := appendHead(head[:0], 4, 2)
@@ -645,12 +683,12 @@ func (s *ByteStream) sendData(ctx context.Context, buf *[]byte, n int) error {
 	return nil
 }
 
-// recycleLocked returns to the pool the buffers of the frames the peer
-// has consumed entirely. s.mu is held.
+// recycleLocked frees for reuse the buffers of the frames the peer has
+// consumed entirely. s.mu is held.
 func (s *ByteStream) recycleLocked() {
 	i := 0
 	for ; i < len(s.inflight) && s.inflight[i].end <= s.acked; i++ {
-		chunkPool.Put(s.inflight[i].buf)
+		s.free = append(s.free, s.inflight[i].buf)
 		s.inflight[i] = sentChunk{}
 	}
 	if i > 0 {
@@ -666,6 +704,7 @@ func (s *ByteStream) recycleLocked() {
 func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 	ctx := context.Background()
 	var total int64
+	var buf *[]byte // the chunk buffer the next Read fills
 	for {
 		// The size of the next read: what could be sent now.
 		s.mu.Lock()
@@ -684,15 +723,19 @@ func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 		}
 		want := min(s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.mu.Unlock()
-		buf := chunkPool.Get().(*[]byte)
+		if buf == nil {
+			buf = s.getChunk()
+		}
 		n, rerr := r.Read((*buf)[dataHead : dataHead+want])
 		if n > 0 {
-			if err := s.writeChunk(ctx, buf, n); err != nil {
+			sent, err := s.writeChunk(ctx, buf, n)
+			if err != nil {
 				return total, err
 			}
+			if sent {
+				buf = nil
+			}
 			total += int64(n)
-		} else {
-			chunkPool.Put(buf)
 		}
 		if rerr == io.EOF {
 			return total, nil
@@ -704,37 +747,38 @@ func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // writeChunk sends the n bytes at (*buf)[dataHead:] as Write would,
-// without copying them when the credit covers them.
-func (s *ByteStream) writeChunk(ctx context.Context, buf *[]byte, n int) error {
+// without copying them when they fill a chunk and the credit covers
+// them; sent says whether buf went out with them (and is no longer the
+// caller's).
+func (s *ByteStream) writeChunk(ctx context.Context, buf *[]byte, n int) (sent bool, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.mu.Lock()
-	for {
-		if err := s.writableLocked(); err != nil {
+	if n >= smallData {
+		s.mu.Lock()
+		for {
+			if err := s.writableLocked(); err != nil {
+				s.mu.Unlock()
+				return false, err
+			}
+			if s.peerHandle != 0 && s.credit > 0 {
+				break
+			}
+			if err := s.wait(ctx, s.wdeadline, "write"); err != nil {
+				s.mu.Unlock()
+				return false, err
+			}
+		}
+		if s.credit >= n && n <= min(s.peerChunk, chunkFor(s.r.MaxMessageSize())) {
+			s.credit -= n
 			s.mu.Unlock()
-			chunkPool.Put(buf)
-			return err
+			return true, s.sendData(ctx, buf, n)
 		}
-		if s.peerHandle != 0 && s.credit > 0 {
-			break
-		}
-		if err := s.wait(ctx, s.wdeadline, "write"); err != nil {
-			s.mu.Unlock()
-			chunkPool.Put(buf)
-			return err
-		}
-	}
-	if s.credit >= n && n <= min(s.peerChunk, chunkFor(s.r.MaxMessageSize())) {
-		s.credit -= n
 		s.mu.Unlock()
-		return s.sendData(ctx, buf, n)
 	}
-	s.mu.Unlock()
-	// Another writer took part of the credit, or the size limit shrank:
-	// these bytes go in smaller frames.
-	_, err := s.writeLocked(ctx, (*buf)[dataHead:dataHead+n])
-	chunkPool.Put(buf)
-	return err
+	// A small read, or another writer took part of the credit, or the
+	// size limit shrank: these bytes are copied into frames of their own.
+	_, err = s.writeLocked(ctx, (*buf)[dataHead:dataHead+n])
+	return false, err
 }
 
 // writableLocked is the error a write gets now, if any.

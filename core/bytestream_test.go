@@ -437,7 +437,7 @@ func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
 
 func TestByteStreamReadChunk(t *testing.T) {
 	r := newMaster(t)
-	const window = 16 << 10
+	const window = 256 << 10
 	l, d := pair(t, r, &ByteStreamOptions{Window: window})
 	if _, err := l.ReadChunk(testCtx(t), 0); err == nil {
 		t.Fatal("ReadChunk of 0 bytes succeeded")
@@ -445,7 +445,11 @@ func TestByteStreamReadChunk(t *testing.T) {
 	data := randomBytes(t, 8<<20)
 	done := make(chan error, 1)
 	go func() {
-		_, err := d.Write(data)
+		// Writes of 40,000 bytes: each its own frame in a chunk buffer.
+		var err error
+		for p := data; len(p) > 0 && err == nil; p = p[min(len(p), 40000):] {
+			_, err = d.Write(p[:min(len(p), 40000)])
+		}
 		if err == nil {
 			err = d.CloseWrite()
 		}
@@ -456,12 +460,12 @@ func TestByteStreamReadChunk(t *testing.T) {
 	var held [][]byte
 	total := 0
 	for total < window {
-		c, err := l.ReadChunk(testCtx(t), 3000)
+		c, err := l.ReadChunk(testCtx(t), 30000)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(c) > 3000 {
-			t.Fatalf("ReadChunk(3000) returned %d bytes", len(c))
+		if len(c) > 30000 {
+			t.Fatalf("ReadChunk(30000) returned %d bytes", len(c))
 		}
 		held = append(held, c)
 		total += len(c)
@@ -470,12 +474,26 @@ func TestByteStreamReadChunk(t *testing.T) {
 	if b := l.Buffered(); b != 0 {
 		t.Fatalf("%d bytes arrived beyond the window while %d were held", b, total)
 	}
-	// The held chunks are still intact (the sender did not reuse their
-	// memory), then every later chunk is checked before its release.
-	off := 0
-	for _, c := range held {
+	// Releasing a quarter of the window lets the sender reuse only the
+	// buffers of what was released: the chunks still held stay intact
+	// while it sends more. Then every later chunk is checked before its
+	// release.
+	off, i := 0, 0
+	for ; off < window/4; i++ {
+		c := held[i]
 		if !bytes.Equal(c, data[off:off+len(c)]) {
 			t.Fatalf("held chunk at %d changed", off)
+		}
+		off += len(c)
+		l.Release(len(c))
+	}
+	time.Sleep(50 * time.Millisecond)
+	if l.Buffered() == 0 {
+		t.Fatal("the sender sent nothing after a quarter of the window was released")
+	}
+	for _, c := range held[i:] {
+		if !bytes.Equal(c, data[off:off+len(c)]) {
+			t.Fatalf("held chunk at %d changed while the sender went on", off)
 		}
 		off += len(c)
 		l.Release(len(c))
