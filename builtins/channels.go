@@ -85,11 +85,11 @@ var messageMethods = methodTable{
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &v); err != nil {
 			return nil, err
 		}
-		p, err := EncodePieces(nil, v)
+		head, tail, err := EncodePieces(nil, v)
 		if err != nil {
 			return nil, fmt.Errorf("reply: %w", err)
 		}
-		if err := m.M.ReplyRaw(p[0], p[1:]...); err != nil {
+		if err := m.M.ReplyRaw(head, tail...); err != nil {
 			return nil, fmt.Errorf("reply: %w", err)
 		}
 		return starlark.None, nil
@@ -201,11 +201,11 @@ var senderMethods = methodTable{
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &v); err != nil {
 			return nil, err
 		}
-		p, err := EncodePieces(nil, v)
+		head, tail, err := EncodePieces(nil, v)
 		if err != nil {
 			return nil, fmt.Errorf("send: %w", err)
 		}
-		if err := b.Receiver().(*Sender).S.SendRaw(p[0], p[1:]...); err != nil {
+		if err := b.Receiver().(*Sender).S.SendRaw(head, tail...); err != nil {
 			return nil, fmt.Errorf("send: %w", err)
 		}
 		return starlark.None, nil

@@ -68,55 +68,66 @@ const bigPiece = 32 << 10
 // Values of a type that cannot cross contexts are an error naming the
 // type.
 func Encode(v starlark.Value) ([]byte, error) {
-	p, err := EncodePieces(nil, v)
+	head, tail, err := EncodePieces(nil, v)
 	if err != nil {
 		return nil, err
 	}
-	return p.Join(), nil
+	if len(tail) == 0 {
+		return head, nil
+	}
+	return append(core.Pieces{head}, tail...).Join(), nil
 }
 
-// EncodePieces encodes v after prefix. Large strings and bytes stay in
-// the value's own memory as pieces of their own (Starlark strings never
-// change), so sending them copies nothing.
-func EncodePieces(prefix []byte, v starlark.Value) (core.Pieces, error) {
+// EncodePieces encodes v after prefix: head, then the pieces of tail
+// (see core.Message.Tail). Large strings and bytes stay in the value's
+// own memory as pieces of their own (Starlark strings never change), so
+// sending them copies nothing; tail is nil when there are none.
+func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail core.Pieces, err error) {
 	e := encoder{buf: append(make([]byte, 0, 64), prefix...)}
 	if err := e.value(v, 0); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return e.finish(), nil
+	head, tail = e.finish()
+	return head, tail, nil
 }
 
 // EncodeArgs encodes a call's positional and keyword arguments as one
-// value: [[args...], [name1, value1, ...]].
-func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (core.Pieces, error) {
+// value, [[args...], [name1, value1, ...]], in pieces as EncodePieces.
+func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail core.Pieces, err error) {
 	e := encoder{buf: make([]byte, 0, 64)}
 	e.head(majorArray, 2)
 	e.head(majorArray, uint64(len(args)))
 	for i, x := range args {
 		if err := e.value(x, 1); err != nil {
-			return nil, fmt.Errorf("argument %d: %w", i+1, err)
+			return nil, nil, fmt.Errorf("argument %d: %w", i+1, err)
 		}
 	}
 	e.head(majorArray, uint64(2*len(kwargs)))
 	for _, pair := range kwargs {
 		e.text(string(pair[0].(starlark.String)))
 		if err := e.value(pair[1], 1); err != nil {
-			return nil, fmt.Errorf("argument %s: %w", pair[0], err)
+			return nil, nil, fmt.Errorf("argument %s: %w", pair[0], err)
 		}
 	}
-	return e.finish(), nil
+	head, tail = e.finish()
+	return head, tail, nil
 }
 
+// An encoder appends to buf; pieces holds what came before buf when a
+// large string has been split off.
 type encoder struct {
 	buf    []byte
 	pieces core.Pieces
 }
 
-func (e *encoder) finish() core.Pieces {
-	if len(e.buf) > 0 || len(e.pieces) == 0 {
+func (e *encoder) finish() (head []byte, tail core.Pieces) {
+	if len(e.pieces) == 0 {
+		return e.buf, nil
+	}
+	if len(e.buf) > 0 {
 		e.pieces = append(e.pieces, e.buf)
 	}
-	return e.pieces
+	return e.pieces[0], e.pieces[1:]
 }
 
 // head appends an item head: the major type and its argument.

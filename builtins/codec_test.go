@@ -16,11 +16,11 @@ import (
 
 func roundTrip(t *testing.T, v starlark.Value) starlark.Value {
 	t.Helper()
-	p, err := EncodePieces(nil, v)
+	head, tail, err := EncodePieces(nil, v)
 	if err != nil {
 		t.Fatalf("encoding %s: %v", v, err)
 	}
-	got, err := (&Decoder{}).Decode(p.Join())
+	got, err := (&Decoder{}).Decode(append(core.Pieces{head}, tail...).Join())
 	if err != nil {
 		t.Fatalf("decoding %s: %v", v, err)
 	}
@@ -77,10 +77,11 @@ func TestCodecRoundTrip(t *testing.T) {
 // views of the received payload; small ones are copied both ways.
 func TestCodecLargeStringsAreNotCopied(t *testing.T) {
 	big := starlark.Bytes(strings.Repeat("x", bigPiece))
-	p, err := EncodePieces([]byte{0xf6}, starlark.Tuple{starlark.MakeInt(1), big, starlark.String("tail")})
+	head, tail, err := EncodePieces([]byte{0xf6}, starlark.Tuple{starlark.MakeInt(1), big, starlark.String("tail")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := append(core.Pieces{head}, tail...)
 	if len(p) != 3 {
 		t.Fatalf("want 3 pieces (head, the bytes, the rest), got %d", len(p))
 	}
@@ -108,18 +109,21 @@ func TestCodecLargeStringsAreNotCopied(t *testing.T) {
 func TestCodecArgs(t *testing.T) {
 	args := starlark.Tuple{starlark.MakeInt(7), starlark.Bytes(strings.Repeat("a", 2*bigPiece))}
 	kwargs := []starlark.Tuple{{starlark.String("name"), starlark.String("v")}}
-	p, err := EncodeArgs(args, kwargs)
+	head, tail, err := EncodeArgs(args, kwargs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gotArgs, gotKw, err := (&Decoder{}).DecodeArgs(p.Join())
+	if len(tail) != 2 || len(tail[0]) != 2*bigPiece {
+		t.Fatalf("want the large argument as a piece of its own, then the keywords: %d pieces after the head", len(tail))
+	}
+	gotArgs, gotKw, err := (&Decoder{}).DecodeArgs(append(core.Pieces{head}, tail...).Join())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if eq, _ := starlark.Equal(gotArgs, args); !eq || len(gotKw) != 1 || gotKw[0][0] != starlark.String("name") || gotKw[0][1] != starlark.String("v") {
 		t.Fatalf("args %v kwargs %v", gotArgs, gotKw)
 	}
-	if _, err := EncodeArgs(starlark.Tuple{starlark.None, &Receiver{}}, nil); err == nil || !strings.Contains(err.Error(), "argument 2:") {
+	if _, _, err := EncodeArgs(starlark.Tuple{starlark.None, &Receiver{}}, nil); err == nil || !strings.Contains(err.Error(), "argument 2:") {
 		t.Fatalf("unsendable argument: %v", err)
 	}
 }

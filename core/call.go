@@ -30,9 +30,13 @@ func (c *Call) Args(v any) error {
 type Func func(ctx context.Context, call *Call) (any, error)
 
 // A CallHandler serves calls whose Func is not a registered Func; the
-// runtime installs one to run Starlark. It returns the CBOR of the result,
-// in pieces.
-type CallHandler func(ctx context.Context, call *Call) (Pieces, error)
+// runtime installs one to run Starlark. It returns the reply's payload:
+// ReplyOK then the CBOR of the result (the layout of EncodeCallReply),
+// head first and then the pieces of tail (see Message.Tail).
+type CallHandler func(ctx context.Context, call *Call) (head []byte, tail Pieces, err error)
+
+// ReplyOK starts the payload of a successful reply: the CBOR null.
+var ReplyOK = []byte{cborNull}
 
 var (
 	funcsMu sync.RWMutex
@@ -277,7 +281,7 @@ func (e *executor) run(m *Message) {
 	if req.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(r.ctx, time.Duration(req.Timeout*float64(time.Second)))
 	}
-	value, err := e.call(ctx, &Call{Router: r, Request: &req, Msg: m})
+	head, tail, err := e.call(ctx, &Call{Router: r, Request: &req, Msg: m})
 	if err != nil && ctx.Err() == context.DeadlineExceeded {
 		var re *RemoteError
 		if !errors.As(err, &re) || re.Kind != "TimeoutError" {
@@ -289,10 +293,10 @@ func (e *executor) run(m *Message) {
 		e.reply(m, nil, AsRemote(err, r.name))
 		return
 	}
-	e.reply(m, value, nil)
+	e.send(m, head, tail)
 }
 
-func (e *executor) call(ctx context.Context, c *Call) (val Pieces, err error) {
+func (e *executor) call(ctx context.Context, c *Call) (head []byte, tail Pieces, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = &RemoteError{Kind: CallError, Message: fmt.Sprintf("panic in %s: %v", c.Request.Func, p), Context: e.r.name}
@@ -301,16 +305,19 @@ func (e *executor) call(ctx context.Context, c *Call) (val Pieces, err error) {
 	if fn := lookupFunc(c.Request.Func); fn != nil {
 		v, err := fn(ctx, c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		data, err := Marshal(v)
-		return Pieces{data}, err
+		if err != nil {
+			return nil, nil, err
+		}
+		return EncodeCallReply(Pieces{data}, nil)[0], nil, nil
 	}
 	e.mu.Lock()
 	h := e.handler
 	e.mu.Unlock()
 	if h == nil {
-		return nil, &RemoteError{Kind: CallError, Message: fmt.Sprintf("no function named %q in %s", c.Request.Func, e.r.name), Context: e.r.name}
+		return nil, nil, &RemoteError{Kind: CallError, Message: fmt.Sprintf("no function named %q in %s", c.Request.Func, e.r.name), Context: e.r.name}
 	}
 	return h(ctx, c)
 }
@@ -319,7 +326,12 @@ func (e *executor) call(ctx context.Context, c *Call) (val Pieces, err error) {
 // message "message too large" so the caller sees ChannelError.
 func (e *executor) reply(m *Message, value Pieces, rerr *RemoteError) {
 	data := EncodeCallReply(value, rerr)
-	if max := e.r.MaxMessageSize(); data.Len() > max {
+	e.send(m, data[0], data[1:])
+}
+
+// send sends a reply payload laid out by EncodeCallReply.
+func (e *executor) send(m *Message, head []byte, tail Pieces) {
+	if max := e.r.MaxMessageSize(); len(head)+tail.Len() > max {
 		e.r.sendDead(m, fmt.Sprintf(msgTooLarge, max))
 		return
 	}
@@ -328,7 +340,7 @@ func (e *executor) reply(m *Message, value Pieces, rerr *RemoteError) {
 	e.mu.Lock()
 	more := len(e.queue) > 0
 	e.mu.Unlock()
-	if err := m.replyRaw(data[0], data[1:], more); err != nil {
+	if err := m.replyRaw(head, tail, more); err != nil {
 		e.r.log.Debug("call reply not sent", "err", err)
 	}
 }
@@ -339,6 +351,9 @@ func (e *executor) reply(m *Message, value Pieces, rerr *RemoteError) {
 func DecodeCallReply(m *Message) ([]byte, error) {
 	if m.IsDead() {
 		return nil, &ChannelError{Reason: m.DeadReason()}
+	}
+	if len(m.Data) > 0 && m.Data[0] == cborNull {
+		return m.Data[1:], nil
 	}
 	var rerr *RemoteError
 	rest, err := decMode.UnmarshalFirst(m.Data, &rerr)

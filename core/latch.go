@@ -13,12 +13,20 @@ type Latch struct {
 	items  []any
 	head   int
 	closed bool
-	wake   chan struct{} // closed and replaced when items arrive or on close
+	wake   chan struct{} // made by a waiting Get; closed when items arrive or on close
 	notify func()        // called (without mu) after each Put, for Select
 }
 
 // NewLatch returns an empty open Latch.
-func NewLatch() *Latch { return &Latch{wake: make(chan struct{})} }
+func NewLatch() *Latch { return &Latch{} }
+
+// wakeLocked wakes the Gets waiting, if any. l.mu is held.
+func (l *Latch) wakeLocked() {
+	if l.wake != nil {
+		close(l.wake)
+		l.wake = nil
+	}
+}
 
 // Put appends v. It fails with LatchError once the latch is closed.
 func (l *Latch) Put(v any) error {
@@ -28,11 +36,9 @@ func (l *Latch) Put(v any) error {
 		return ErrLatchClosed
 	}
 	l.items = append(l.items, v)
-	wake := l.wake
-	l.wake = make(chan struct{})
+	l.wakeLocked()
 	fn := l.notify
 	l.mu.Unlock()
-	close(wake)
 	if fn != nil {
 		fn()
 	}
@@ -60,11 +66,15 @@ func (l *Latch) Get(ctx context.Context, block bool) (any, error) {
 			l.mu.Unlock()
 			return nil, ErrLatchClosed
 		}
-		wake := l.wake
-		l.mu.Unlock()
 		if !block {
+			l.mu.Unlock()
 			return nil, &TimeoutError{Op: "get"}
 		}
+		if l.wake == nil {
+			l.wake = make(chan struct{})
+		}
+		wake := l.wake
+		l.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
@@ -92,10 +102,8 @@ func (l *Latch) Close() {
 		return
 	}
 	l.closed = true
-	wake := l.wake
-	l.wake = make(chan struct{})
+	l.wakeLocked()
 	l.mu.Unlock()
-	close(wake)
 }
 
 // Closed reports whether Close was called.

@@ -180,9 +180,16 @@ func WriteMessage(w io.Writer, m *Message) error {
 		_, err := w.Write(appendFrame(make([]byte, 0, HeaderSize+m.Len()), m))
 		return err
 	}
-	var hdr [HeaderSize]byte
-	putHeader(hdr[:], m)
-	bw.Write(hdr[:])
+	// The header goes straight into the writer's buffer: a local array
+	// would escape through bufio's io.Writer and cost an allocation.
+	if bw.Available() < HeaderSize {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+	hdr := bw.AvailableBuffer()[:HeaderSize]
+	putHeader(hdr, m)
+	bw.Write(hdr)
 	_, err := bw.Write(m.Data)
 	for _, p := range m.Tail {
 		if err != nil {
@@ -200,8 +207,8 @@ var ErrTooLarge = errors.New("message too large")
 // maxSize is an error wrapping ErrTooLarge and nothing of its payload is
 // allocated. io.EOF is returned only for a clean end before a header.
 func ReadMessage(r io.Reader, maxSize int) (*Message, error) {
-	var hdr [HeaderSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	hdr, err := readHeader(r)
+	if err != nil {
 		if err == io.ErrUnexpectedEOF {
 			return nil, fmt.Errorf("reading frame header: %w", err)
 		}
@@ -229,6 +236,28 @@ func ReadMessage(r io.Reader, maxSize int) (*Message, error) {
 		return nil, fmt.Errorf("reading %d-byte frame payload: %w", n, err)
 	}
 	return m, nil
+}
+
+// readHeader reads a frame header. From a bufio.Reader (every stream's)
+// it is copied out of the buffer, with no allocation.
+func readHeader(r io.Reader) (hdr [HeaderSize]byte, err error) {
+	br, ok := r.(*bufio.Reader)
+	if !ok || br.Size() < HeaderSize {
+		buf := make([]byte, HeaderSize)
+		_, err = io.ReadFull(r, buf)
+		copy(hdr[:], buf)
+		return hdr, err
+	}
+	b, err := br.Peek(HeaderSize)
+	if err != nil {
+		if err == io.EOF && len(b) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return hdr, err
+	}
+	copy(hdr[:], b)
+	br.Discard(HeaderSize)
+	return hdr, nil
 }
 
 // DecodeOptions are the limits every CBOR decode in mitostar uses: input

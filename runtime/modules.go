@@ -63,6 +63,9 @@ type module struct {
 	err     error
 }
 
+// A moduleID is a module's identity: its path and the sha256 of its source.
+type moduleID struct{ path, sha string }
+
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

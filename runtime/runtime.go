@@ -65,9 +65,15 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	modules map[string]*module
-	partial map[string][]byte          // "path@sha" → LOAD_MODULE bytes so far
-	sent    map[uint32]map[string]bool // target id → "path@sha" already pushed
+	partial map[string][]byte            // "path@sha" → LOAD_MODULE bytes so far
+	sent    map[uint32]map[moduleID]bool // target id → modules already pushed
 	stdout  sync.Mutex
+
+	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
+	printFn func(*starlark.Thread, string)
+	// lifetimeThreads are the running threads bound to the router's
+	// lifetime (see newThread).
+	lifetimeThreads sync.Map // *starlark.Thread → *builtins.ThreadState
 
 	// resolved caches what resolve found for a "star:" reference: the
 	// module of a path and sha executes once, so the function it defines
@@ -87,8 +93,10 @@ func New(r *core.Router, opts Options) *Runtime {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
-	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[string]bool{}}
+	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{}}
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
+	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
+	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
 	rt.predeclared = rt.makePredeclared()
 	r.SetExt(runtimeKey{}, rt)
 	r.SetCallHandler(rt.handleCall)
@@ -186,14 +194,37 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
-	thread := &starlark.Thread{Name: name, Load: rt.load, Print: rt.print}
+	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
 	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
 	builtins.SetThreadState(thread, st)
-	stop := context.AfterFunc(ctx, func() {
-		st.Cancelled.Store(true)
-		thread.Cancel(context.Cause(ctx).Error())
-	})
+	if ctx == rt.r.Lifetime() {
+		// Most calls have no timeout: rather than a callback on the
+		// router's lifetime per call, the one installed by New cancels
+		// whichever such thread runs when the router closes.
+		rt.lifetimeThreads.Store(thread, st)
+		if ctx.Err() != nil {
+			cancelThread(ctx, thread, st)
+		}
+		return thread, func() { rt.lifetimeThreads.Delete(thread) }
+	}
+	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
 	return thread, func() { stop() }
+}
+
+// cancelThread stops thread because ctx ended.
+func cancelThread(ctx context.Context, thread *starlark.Thread, st *builtins.ThreadState) {
+	st.Cancelled.Store(true)
+	thread.Cancel(context.Cause(ctx).Error())
+}
+
+// cancelLifetimeThreads cancels the threads bound to the router's
+// lifetime, which has ended.
+func (rt *Runtime) cancelLifetimeThreads() {
+	ctx := rt.r.Lifetime()
+	rt.lifetimeThreads.Range(func(k, v any) bool {
+		cancelThread(ctx, k.(*starlark.Thread), v.(*builtins.ThreadState))
+		return true
+	})
 }
 
 // NewThread implements builtins.Runtime for handlers: the thread lives
@@ -230,13 +261,14 @@ func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
 	if name == "lambda" {
 		return "", "", "", errors.New("cannot call a lambda in another context: functions travel by reference (module path and name), and an anonymous function has none; define it with def at the top level of a module")
 	}
-	if _, ok := topLevel.Load(fn); !ok {
-		// Globals copies the module's globals into a new map: do it
-		// once per function, not once per call.
-		if g := fn.Globals(); g[name] != fn {
-			return "", "", "", fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
-		}
-		topLevel.Store(fn, struct{}{})
+	if ref, ok := topLevel.Load(fn); ok {
+		r := ref.(*starRef)
+		return r.path, r.sha, name, nil
+	}
+	// Globals copies the module's globals into a new map: do it once per
+	// function, not once per call.
+	if g := fn.Globals(); g[name] != fn {
+		return "", "", "", fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
 	}
 	path = fn.Position().Filename()
 	rt := moduleOwner.Load()
@@ -249,12 +281,27 @@ func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
 	if !ok {
 		return "", "", "", fmt.Errorf("function %s: module %s is not known to this context", name, path)
 	}
+	topLevel.Store(fn, &starRef{path: path, sha: m.sha, ref: refStar + m.sha + ":" + name + ":" + path})
 	return path, m.sha, name, nil
 }
 
+// A starRef is how a top-level Starlark function travels.
+type starRef struct{ path, sha, ref string }
+
+// starRefOf is funcRefOf with the reference string, made once per
+// function.
+func starRefOf(fn *starlark.Function) (*starRef, error) {
+	if _, _, _, err := funcRefOf(fn); err != nil {
+		return nil, err
+	}
+	ref, _ := topLevel.Load(fn)
+	return ref.(*starRef), nil
+}
+
 // topLevel holds the functions funcRefOf found to be top-level functions
-// of their module (a global binding never changes once made).
-var topLevel sync.Map // *starlark.Function → struct{}
+// of their module (a global binding never changes once made), with how
+// they travel.
+var topLevel sync.Map // *starlark.Function → *starRef
 
 // moduleOwner is the runtime of this process (one context per process).
 var moduleOwner atomic.Pointer[Runtime]
@@ -271,13 +318,13 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		}
 		req.Func = refBuiltin + f.Name()
 	case *starlark.Function:
-		path, sha, name, err := funcRefOf(f)
+		ref, err := starRefOf(f)
 		if err != nil {
 			return nil, err
 		}
-		req.Func = refStar + sha + ":" + name + ":" + path
+		req.Func = ref.ref
 		rt.mu.Lock()
-		mod = rt.modules[path]
+		mod = rt.modules[ref.path]
 		rt.mu.Unlock()
 	case builtins.FuncRefValue:
 		path, sha, name := f.FuncRef()
@@ -290,11 +337,10 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 	default:
 		return nil, fmt.Errorf("call: want a top-level function or a registered builtin, got %s", fn.Type())
 	}
-	a, err := builtins.EncodeArgs(args, kwargs)
-	if err != nil {
+	var err error
+	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(args, kwargs); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
-	req.Args, req.ArgsTail = a[0], a[1:]
 	if mod != nil && target.ID != rt.r.ID() {
 		blobs, err := rt.modulesFor(target.ID, mod)
 		if err != nil {
@@ -321,6 +367,13 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 // modulesFor returns the modules target still lacks, and marks them as
 // sent.
 func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
+	// A module goes with its transitive loads: once it is sent, they are.
+	rt.mu.Lock()
+	done := rt.sent[target][moduleID{m.path, m.sha}]
+	rt.mu.Unlock()
+	if done {
+		return nil, nil
+	}
 	mods, err := rt.closure(m)
 	if err != nil {
 		return nil, err
@@ -328,12 +381,12 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	rt.mu.Lock()
 	sent := rt.sent[target]
 	if sent == nil {
-		sent = map[string]bool{}
+		sent = map[moduleID]bool{}
 		rt.sent[target] = sent
 	}
 	var blobs []moduleBlob
 	for _, m := range mods {
-		key := m.path + "@" + m.sha
+		key := moduleID{m.path, m.sha}
 		if !sent[key] {
 			sent[key] = true
 			blobs = append(blobs, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
@@ -389,15 +442,15 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 }
 
 // handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
-func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) (core.Pieces, error) {
+func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.Pieces, error) {
 	if len(c.Request.Ext) > 0 {
 		var blobs []moduleBlob
 		if err := core.Unmarshal(c.Request.Ext, &blobs); err != nil {
-			return nil, fmt.Errorf("call: modules: %w", err)
+			return nil, nil, fmt.Errorf("call: modules: %w", err)
 		}
 		for _, b := range blobs {
 			if _, err := rt.addBlob(b); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
@@ -405,24 +458,24 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) (core.Pieces, e
 	defer done()
 	fn, err := rt.resolve(thread, c.Request.Func)
 	if err != nil {
-		return nil, builtins.RemoteOf(err, rt.r.Name())
+		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
 	}
 	args, kwargs, err := rt.decoder.DecodeArgs(c.Request.Args)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v, err := starlark.Call(thread, fn, args, kwargs)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
-			return nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
+			return nil, nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
 		}
-		return nil, builtins.RemoteOf(err, rt.r.Name())
+		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
 	}
-	data, err := builtins.EncodePieces(nil, v)
+	head, tail, err := builtins.EncodePieces(core.ReplyOK, v)
 	if err != nil {
-		return nil, &core.RemoteError{Kind: core.CallError, Message: "encoding the result: " + err.Error(), Context: rt.r.Name()}
+		return nil, nil, &core.RemoteError{Kind: core.CallError, Message: "encoding the result: " + err.Error(), Context: rt.r.Name()}
 	}
-	return data, nil
+	return head, tail, nil
 }
 
 // helloExt is what a new child receives in its handshake.
