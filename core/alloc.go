@@ -18,8 +18,9 @@ import (
 // runs when the next allocation pushes the heap over its goal, too late
 // for that allocation, which takes fresh pages. So around large payloads
 // the stream runs the collector itself: before allocating a large frame
-// it reads, and after writing one (the sender has usually dropped its
-// value by then). A collection is skipped when the last one took longer
+// it reads, and before running the next call after writing one (a
+// context that returned a large result is about to make another). A
+// collection is skipped when the last one took longer
 // than a quarter of what moving the payload at 2 GiB/s takes, so a large
 // live heap is not scanned for every frame.
 
@@ -28,7 +29,7 @@ const reuseMin = 8 << 20
 
 var (
 	lastCollect atomic.Int64 // duration of the last collection run here
-	collecting  atomic.Bool  // a background collection is running
+	wroteLarge  atomic.Int64 // size of a large payload written since the last collection
 )
 
 // collectFor runs a collection ahead of (or after) moving n bytes, when
@@ -52,17 +53,21 @@ func payloadBuffer(n int) []byte {
 	return make([]byte, n)
 }
 
-// wroteLarge is called by a stream's writer after writing an n-byte
-// payload: one collection at a time runs in the background, so the next
-// large allocation finds the memory free.
-func wroteLarge(n int) {
-	if n < reuseMin || !collecting.CompareAndSwap(false, true) {
-		return
+// noteWritten is called by a stream's writer after writing payloads, the
+// largest n bytes long.
+func noteWritten(n int) {
+	if n >= reuseMin {
+		wroteLarge.Store(int64(n))
 	}
-	go func() {
-		defer collecting.Store(false)
-		collectFor(n)
-	}()
+}
+
+// collectWritten runs a collection if a large payload has been written
+// since the last one: the executor calls it before each call, so that a
+// call making another large value reuses the memory of the last one.
+func collectWritten() {
+	if n := wroteLarge.Swap(0); n > 0 {
+		collectFor(int(n))
+	}
 }
 
 // heapObjects returns the bytes of heap objects, live or not yet freed.

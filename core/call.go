@@ -277,6 +277,7 @@ func (e *executor) run(m *Message) {
 		e.reply(m, nil, &RemoteError{Kind: "Error", Message: "bad call request: " + err.Error(), Context: r.name})
 		return
 	}
+	collectWritten()
 	ctx, cancel := r.ctx, context.CancelFunc(func() {})
 	if req.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(r.ctx, time.Duration(req.Timeout*float64(time.Second)))

@@ -251,7 +251,7 @@ func (s *Stream) drain() error {
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
-		wroteLarge(largest)
+		noteWritten(largest)
 	}
 }
 
