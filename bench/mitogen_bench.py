@@ -104,7 +104,7 @@ DEFAULTS = {
     "children": 100,
     "children_reps": 2,
     "bulk_mib": 64,
-    "bulk_reps": 3,
+    "bulk_reps": 5,
     "put_mib": 256,
     "put_reps": 3,
     "tree_files": 500,

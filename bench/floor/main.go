@@ -106,7 +106,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.children, "children", 100, "idle children started at once")
 	fs.IntVar(&c.childReps, "children-reps", 2, "repetitions of the children workload")
 	fs.IntVar(&c.bulkMiB, "bulk-mib", 64, "MiB per bulk transfer")
-	fs.IntVar(&c.bulkReps, "bulk-reps", 3, "bulk transfers in each direction")
+	fs.IntVar(&c.bulkReps, "bulk-reps", 5, "bulk transfers in each direction")
 	fs.IntVar(&c.putMiB, "put-mib", 256, "MiB of the file the fs_put rows copy")
 	fs.IntVar(&c.putReps, "put-reps", 3, "timed file copies (after one untimed)")
 	fs.IntVar(&c.treeFiles, "tree-files", 500, "small files in the tree the fakessh_rsync rows copy")
