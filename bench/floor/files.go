@@ -208,28 +208,17 @@ func benchPutSSH(ctx context.Context, c *config, _ string, e *emitter) error {
 		return err
 	}
 	defer ch.close()
-	var samples []time.Duration
-	for rep := 0; rep <= c.putReps; rep++ {
-		t0 := time.Now()
+	samples, err := ddReps(br, c.putReps, func() error {
 		f, err := os.Open(src)
-		if err == nil {
-			_, err = copyFile(ch.in, f)
-			f.Close()
-		}
-		var line string
-		if err == nil {
-			line, err = br.ReadString('\n')
-		}
-		d := time.Since(t0)
-		if err == nil && line != "done\n" {
-			err = fmt.Errorf("ssh dd: expected \"done\", got %q", line)
-		}
 		if err != nil {
 			return err
 		}
-		if rep > 0 {
-			samples = append(samples, d)
-		}
+		defer f.Close()
+		_, err = copyFile(ch.in, f)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if err := ch.close(); err != nil {
 		return err

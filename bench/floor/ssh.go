@@ -155,10 +155,24 @@ func benchSSH(ctx context.Context, c *config, _ string, e *emitter) error {
 	for i := range block {
 		block[i] = 'x'
 	}
-	var bulk []time.Duration
-	for r := 0; r <= c.bulkReps; r++ {
+	bulk, err := ddReps(br, c.bulkReps, func() error { return writeN(ch.in, block, size) })
+	if err != nil {
+		return err
+	}
+	if err := ch.close(); err != nil {
+		return err
+	}
+	return e.rates(fmt.Sprintf("ssh_bulk_%dm", c.bulkMiB), "MiB/s", float64(c.bulkMiB), bulk)
+}
+
+// ddReps times reps+1 sends into a remote dd loop that answers "done"
+// after each one, and returns the times of all but the first (the
+// untimed ramp-up of a fresh ssh channel).
+func ddReps(br *bufio.Reader, reps int, send func() error) ([]time.Duration, error) {
+	var samples []time.Duration
+	for rep := 0; rep <= reps; rep++ {
 		t0 := time.Now()
-		err = writeN(ch.in, block, size)
+		err := send()
 		var line string
 		if err == nil {
 			line, err = br.ReadString('\n')
@@ -168,14 +182,11 @@ func benchSSH(ctx context.Context, c *config, _ string, e *emitter) error {
 			err = fmt.Errorf("ssh dd: expected \"done\", got %q", line)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if r > 0 {
-			bulk = append(bulk, d)
+		if rep > 0 {
+			samples = append(samples, d)
 		}
 	}
-	if err := ch.close(); err != nil {
-		return err
-	}
-	return e.rates(fmt.Sprintf("ssh_bulk_%dm", c.bulkMiB), "MiB/s", float64(c.bulkMiB), bulk)
+	return samples, nil
 }
