@@ -131,21 +131,7 @@ func (e *encoder) finish() (head []byte, tail core.Pieces) {
 }
 
 // head appends an item head: the major type and its argument.
-func (e *encoder) head(major byte, n uint64) {
-	m := major << 5
-	switch {
-	case n < 24:
-		e.buf = append(e.buf, m|byte(n))
-	case n <= math.MaxUint8:
-		e.buf = append(e.buf, m|24, byte(n))
-	case n <= math.MaxUint16:
-		e.buf = binary.BigEndian.AppendUint16(append(e.buf, m|25), uint16(n))
-	case n <= math.MaxUint32:
-		e.buf = binary.BigEndian.AppendUint32(append(e.buf, m|26), uint32(n))
-	default:
-		e.buf = binary.BigEndian.AppendUint64(append(e.buf, m|27), n)
-	}
-}
+func (e *encoder) head(major byte, n uint64) { e.buf = core.AppendHead(e.buf, major, n) }
 
 // str appends a byte or text string; a large one becomes a piece.
 func (e *encoder) str(major byte, s string) {
@@ -398,41 +384,20 @@ func (d *Decoder) DecodeArgs(data []byte) (starlark.Tuple, []starlark.Tuple, err
 	return args, kwargs, nil
 }
 
-var errTruncated = errors.New("unexpected end of data")
-
 type decodeState struct {
 	d    *Decoder
 	data []byte
 	off  int
 }
 
-// head reads an item head. Indefinite lengths and reserved values are
-// refused; for major type 7 n is the raw additional information unless
-// it is a float's bits.
+// head reads an item head (core.ReadHead).
 func (s *decodeState) head() (major byte, info byte, n uint64, err error) {
-	if s.off >= len(s.data) {
-		return 0, 0, 0, errTruncated
+	major, info, n, rest, err := core.ReadHead(s.data[s.off:])
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("at offset %d: %w", s.off, err)
 	}
-	b := s.data[s.off]
-	s.off++
-	major, info = b>>5, b&0x1f
-	switch {
-	case info < 24:
-		return major, info, uint64(info), nil
-	case info <= 27:
-		size := 1 << (info - 24)
-		if len(s.data)-s.off < size {
-			return 0, 0, 0, errTruncated
-		}
-		for _, c := range s.data[s.off : s.off+size] {
-			n = n<<8 | uint64(c)
-		}
-		s.off += size
-		return major, info, n, nil
-	case info == 31:
-		return 0, 0, 0, fmt.Errorf("indefinite-length CBOR item (major type %d) at offset %d", major, s.off-1)
-	}
-	return 0, 0, 0, fmt.Errorf("malformed CBOR head %#02x at offset %d", b, s.off-1)
+	s.off = len(s.data) - len(rest)
+	return major, info, n, nil
 }
 
 // count checks an array or map length against what is left: every
@@ -447,7 +412,7 @@ func (s *decodeState) count(n uint64, per int) (int, error) {
 // raw returns the next n bytes of string content.
 func (s *decodeState) raw(n uint64) ([]byte, error) {
 	if n > uint64(len(s.data)-s.off) {
-		return nil, errTruncated
+		return nil, core.ErrCBORTruncated
 	}
 	b := s.data[s.off : s.off+int(n)]
 	s.off += int(n)

@@ -163,17 +163,17 @@ func appendCallHeader(b []byte, req *CallRequest) []byte {
 	if len(req.Ext) > 0 {
 		n++
 	}
-	b = appendHead(b, 5, n)
-	b = appendHead(b, 0, 1)
-	b = appendHead(b, 3, uint64(len(req.Func)))
+	b = AppendHead(b, 5, n)
+	b = AppendHead(b, 0, 1)
+	b = AppendHead(b, 3, uint64(len(req.Func)))
 	b = append(b, req.Func...)
 	if req.Timeout != 0 {
 		b = append(b, 0x03, 0xfb)
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(req.Timeout))
 	}
 	if len(req.Ext) > 0 {
-		b = appendHead(b, 0, 4)
-		b = appendHead(b, 2, uint64(len(req.Ext)))
+		b = AppendHead(b, 0, 4)
+		b = AppendHead(b, 2, uint64(len(req.Ext)))
 		b = append(b, req.Ext...)
 	}
 	return b
