@@ -335,8 +335,9 @@ func receiveTree(ctx context.Context, op string, r chunkReader, dest string) (st
 		if dir == "" {
 			dir = "."
 		}
-		root, err := os.OpenRoot(dir)
-		if err != nil {
+		// Assigned, not declared: cleanup must see the error returned.
+		var root *os.Root
+		if root, err = os.OpenRoot(dir); err != nil {
 			return st, osError(op, dest, err)
 		}
 		defer root.Close()
