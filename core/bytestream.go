@@ -40,6 +40,12 @@ package core
 // itself. ReadFrom reads straight into a chunk buffer, and ReadChunk
 // hands the receiver the received frame itself, so bulk data is copied
 // only by the system calls that move it.
+//
+// A received DATA frame may sit in a pooled receive buffer
+// (framebuf.go); the byte stream is its last user and gives it back once
+// every byte of the frame has been consumed: copied out by Read, written
+// by WriteTo, or handed out by ReadChunk and released, or dropped by
+// Close. Release gives back bytes in the order ReadChunk returned them.
 
 import (
 	"context"
@@ -110,7 +116,7 @@ type ByteStream struct {
 	credit     int           // bytes this end may still send
 	peerChunk  int           // largest DATA the peer accepts
 	peerWindow int           // the peer's window: credit never exceeds it
-	rbuf       [][]byte
+	rbuf       []rchunk
 	rlen       int
 	consumed   int // bytes read since the last WINDOW
 	held       int // bytes handed out by ReadChunk and not yet released
@@ -123,6 +129,13 @@ type ByteStream struct {
 	rdeadline  time.Time
 	wdeadline  time.Time
 
+	// Received frames whose bytes ReadChunk lent out, oldest first,
+	// each given back once the caller released lentBytes up to its
+	// end; lentBytes and releasedBytes count bytes since OPEN.
+	lentFrames    []lentFrame
+	lentBytes     int64
+	releasedBytes int64
+
 	// Chunk buffers of DATA frames sent and not yet consumed by the
 	// peer, oldest first, and those free again; sent and acked count
 	// bytes of DATA sent and of credit the peer returned since OPEN.
@@ -130,6 +143,21 @@ type ByteStream struct {
 	free     []*[]byte
 	sent     int64
 	acked    int64
+}
+
+// An rchunk is received bytes waiting to be read, and the frame they
+// came in, recycled once they are consumed.
+type rchunk struct {
+	b    []byte
+	m    *Message
+	lent bool // ReadChunk handed out part of the frame
+}
+
+// A lentFrame is a received frame part of which ReadChunk handed out;
+// its buffer is recycled once the stream's released bytes reach end.
+type lentFrame struct {
+	m   *Message
+	end int64
 }
 
 // A sentChunk is the pooled buffer of a DATA frame in flight; end is the
@@ -244,11 +272,13 @@ func (s *ByteStream) notifyLocked() {
 func (s *ByteStream) onFrame(m *Message) {
 	if m.IsDead() {
 		s.fail(&StreamError{Op: s.String(), Err: errors.New(m.DeadReason())})
+		recycleFrame(m)
 		s.release()
 		return
 	}
 	op, rest, err := readHeadKind(m.Data)
 	var perr error
+	kept := false // m's bytes are queued for reading
 	s.mu.Lock()
 	switch {
 	case err != nil:
@@ -281,8 +311,9 @@ func (s *ByteStream) onFrame(m *Message) {
 		case s.rlen+s.held+len(data) > s.window:
 			perr = fmt.Errorf("peer overran the window (%d buffered + %d > %d)", s.rlen+s.held, len(data), s.window)
 		case len(data) > 0 && !s.closed:
-			s.rbuf = append(s.rbuf, data)
+			s.rbuf = append(s.rbuf, rchunk{b: data, m: m})
 			s.rlen += len(data)
+			kept = true
 		}
 	case op == bsWindow:
 		var n uint64
@@ -319,6 +350,9 @@ func (s *ByteStream) onFrame(m *Message) {
 	failed := s.err != nil
 	s.notifyLocked()
 	s.mu.Unlock()
+	if !kept {
+		recycleFrame(m)
+	}
 	if perr != nil {
 		s.r.log.Error("byte stream protocol error", "stream", s.String(), "err", perr)
 	}
@@ -437,18 +471,31 @@ func (s *ByteStream) ReadContext(ctx context.Context, p []byte) (int, error) {
 func (s *ByteStream) take(p []byte) int {
 	n := 0
 	for n < len(p) && len(s.rbuf) > 0 {
-		c := copy(p[n:], s.rbuf[0])
-		n += c
-		if c == len(s.rbuf[0]) {
-			s.rbuf[0] = nil
+		c := &s.rbuf[0]
+		k := copy(p[n:], c.b)
+		n += k
+		if k == len(c.b) {
+			s.consumedLocked(*c)
+			*c = rchunk{}
 			s.rbuf = s.rbuf[1:]
 		} else {
-			s.rbuf[0] = s.rbuf[0][c:]
+			c.b = c.b[k:]
 		}
 	}
 	s.rlen -= n
 	s.consumed += n
 	return n
+}
+
+// consumedLocked is called when the last bytes of c have been taken
+// from the receive queue: its frame's buffer is recycled now, or when
+// the bytes ReadChunk lent from it are released. s.mu is held.
+func (s *ByteStream) consumedLocked(c rchunk) {
+	if c.lent {
+		s.lentFrames = append(s.lentFrames, lentFrame{m: c.m, end: s.lentBytes})
+		return
+	}
+	recycleFrame(c.m)
 }
 
 // grantLocked returns the credit to give back now: a quarter of the
@@ -485,14 +532,24 @@ func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
 			n := s.rlen
 			s.rlen = 0
 			s.mu.Unlock()
+			var err error
 			for _, c := range chunks {
-				m, err := w.Write(c)
+				var m int
+				m, err = w.Write(c.b)
 				total += int64(m)
 				if err != nil {
-					return total, err
+					break
 				}
 			}
 			s.mu.Lock()
+			// w is done with every chunk (an io.Writer keeps nothing).
+			for _, c := range chunks {
+				s.consumedLocked(c)
+			}
+			if err != nil {
+				s.mu.Unlock()
+				return total, err
+			}
 			s.consumed += n
 			if grant := s.grantLocked(); grant > 0 {
 				s.mu.Unlock()
@@ -524,7 +581,8 @@ func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
 // without copying: the slice is the received frame's own memory. Credit
 // for them goes back to the peer only when the caller calls Release, so
 // bytes held count against the window; the caller must not use the
-// slice after releasing it. At the end of the stream it returns io.EOF,
+// slice after releasing it. Chunks are released in the order ReadChunk
+// returned them: the frame's memory is reused once its bytes are. At the end of the stream it returns io.EOF,
 // as Read does.
 func (s *ByteStream) ReadChunk(ctx context.Context, max int) ([]byte, error) {
 	if max < 1 {
@@ -536,12 +594,17 @@ func (s *ByteStream) ReadChunk(ctx context.Context, max int) ([]byte, error) {
 	defer s.mu.Unlock()
 	for {
 		if s.rlen > 0 {
-			c := s.rbuf[0]
+			rc := &s.rbuf[0]
+			c := rc.b
 			if len(c) > max {
-				s.rbuf[0] = c[max:]
 				c = c[:max:max]
+				rc.b, rc.lent = rc.b[max:], true
+				s.lentBytes += int64(len(c))
 			} else {
-				s.rbuf[0] = nil
+				s.lentBytes += int64(len(c))
+				rc.lent = true
+				s.consumedLocked(*rc)
+				*rc = rchunk{}
 				s.rbuf = s.rbuf[1:]
 			}
 			s.rlen -= len(c)
@@ -573,6 +636,15 @@ func (s *ByteStream) Release(n int) {
 	}
 	s.held -= n
 	s.consumed += n
+	s.releasedBytes += int64(n)
+	i := 0
+	for ; i < len(s.lentFrames) && s.lentFrames[i].end <= s.releasedBytes; i++ {
+		recycleFrame(s.lentFrames[i].m)
+		s.lentFrames[i] = lentFrame{}
+	}
+	if i > 0 {
+		s.lentFrames = append(s.lentFrames[:0], s.lentFrames[i:]...)
+	}
 	grant := s.grantLocked()
 	s.mu.Unlock()
 	if grant > 0 {
@@ -843,7 +915,7 @@ func (s *ByteStream) Close() error {
 	}
 	s.closed = true
 	notify := s.err == nil && s.peerHandle != 0 && !(s.eofOut && s.peerClosed)
-	s.rbuf, s.rlen = nil, 0
+	s.dropReceivedLocked()
 	s.notifyLocked()
 	s.mu.Unlock()
 	var err error
@@ -854,6 +926,14 @@ func (s *ByteStream) Close() error {
 	}
 	s.release()
 	return err
+}
+
+// dropReceivedLocked drops the bytes waiting to be read. s.mu is held.
+func (s *ByteStream) dropReceivedLocked() {
+	for _, c := range s.rbuf {
+		s.consumedLocked(c)
+	}
+	s.rbuf, s.rlen = nil, 0
 }
 
 // Abort breaks the stream with cause: the peer's reads and writes fail
@@ -868,7 +948,7 @@ func (s *ByteStream) Abort(cause error) {
 		s.err = cause
 	}
 	s.closed = true
-	s.rbuf, s.rlen = nil, 0
+	s.dropReceivedLocked()
 	s.notifyLocked()
 	s.mu.Unlock()
 	if notify {

@@ -37,6 +37,12 @@ type Message struct {
 	batch bool
 	// router is the router that delivered the message, for Reply.
 	router *Router
+	// frame is the pooled buffer Data was read into (framebuf.go says
+	// who may give it back); nil when Data is the message's own memory.
+	frame *[]byte
+	// delivered is set when the message is handed to a handler in this
+	// context: its stream's writer may then never recycle its buffer.
+	delivered bool
 }
 
 // Pieces is an encoded payload in pieces that, written one after
@@ -71,8 +77,13 @@ func (p Pieces) Join() []byte {
 // Len returns the length of the message's payload, tail included.
 func (m *Message) Len() int { return len(m.Data) + m.Tail.Len() }
 
-// join moves the tail into Data, for delivery within this context.
+// join prepares m for delivery within this context: the router calls it
+// before handing m to a local handler. It moves the tail into Data and
+// marks m delivered, so that no stream writer recycles its receive
+// buffer (a handler may keep the payload; only a byte stream hands it
+// back, see framebuf.go).
 func (m *Message) join() {
+	m.delivered = true
 	if len(m.Tail) > 0 {
 		m.Data = append(Pieces{m.Data}, m.Tail...).Join()
 		m.Tail = nil
@@ -228,8 +239,13 @@ func ReadMessage(r io.Reader, maxSize int) (*Message, error) {
 	if uint64(n) > uint64(maxSize) {
 		return nil, fmt.Errorf("%w: frame of %d bytes (max %d bytes) from context %d", ErrTooLarge, n, maxSize, m.SrcID)
 	}
-	m.Data = payloadBuffer(int(n))
+	if m.frame = getFrame(int(n)); m.frame != nil {
+		m.Data = (*m.frame)[:n:n]
+	} else {
+		m.Data = payloadBuffer(int(n))
+	}
 	if _, err := io.ReadFull(r, m.Data); err != nil {
+		recycleFrame(m)
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}

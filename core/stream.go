@@ -27,7 +27,7 @@ type Stream struct {
 	isParent bool
 
 	br     *bufio.Reader
-	bw     *bufio.Writer   // used only by the writer goroutine
+	bw     *bufio.Writer   // the writer goroutine's, when the writer is not a non-blocking fd
 	raw    syscall.RawConn // set when the writer is a non-blocking fd
 	closer func()          // releases the transport (closes fds, reaps the process)
 	exited <-chan struct{} // optional: closed when the child's process is reaped
@@ -39,6 +39,8 @@ type Stream struct {
 	writing bool          // a sender or the writer goroutine owns the output
 	pending []byte        // tail of a partial inline write, written first by the writer goroutine
 	scratch []byte        // inline write buffer, used by the owner of the output
+	wbuf    []byte        // headers and small frames of writeFrames (writer goroutine)
+	vec     [][]byte      // writeFrames' pieces for writev (writer goroutine)
 	wake    chan struct{} // cap 1: wakes the writer goroutine
 	space   chan struct{} // closed and replaced when the writer frees space
 	egress  map[uint32]struct{}
@@ -143,6 +145,9 @@ func (s *Stream) writeInline(m *Message, n int) error {
 	}
 	buf = appendFrame(buf, m)
 	s.scratch = buf
+	if m.from != nil && !m.delivered {
+		recycleFrame(m) // forwarded, and copied into buf
+	}
 	var wrote int
 	var werr error
 	err := s.raw.Write(func(fd uintptr) bool {
@@ -225,22 +230,23 @@ func (s *Stream) drain() error {
 		// would both alias the spare array.
 		s.queue = s.spare[:0]
 		s.mu.Unlock()
-		freed := len(pending)
 		var err error
-		if pending != nil {
-			_, err = s.bw.Write(pending)
+		if s.raw != nil {
+			err = s.writeFrames(pending, batch)
+		} else {
+			err = s.bufferFrames(pending, batch)
 		}
+		freed := len(pending)
 		largest := 0
 		for i, m := range batch {
-			if err == nil {
-				err = WriteMessage(s.bw, m)
-			}
 			freed += HeaderSize + m.Len()
 			largest = max(largest, m.Len())
+			// A frame forwarded to the next hop: written (or never to
+			// be, the stream failing), so its receive buffer is free.
+			if m.from != nil && !m.delivered {
+				recycleFrame(m)
+			}
 			batch[i] = nil
-		}
-		if err == nil {
-			err = s.bw.Flush()
 		}
 		s.mu.Lock()
 		s.spare = batch[:0]
@@ -253,6 +259,86 @@ func (s *Stream) drain() error {
 		}
 		noteWritten(largest)
 	}
+}
+
+// bufferFrames writes pending and the frames of batch through the
+// stream's bufio.Writer, for a writer that is not a non-blocking fd.
+func (s *Stream) bufferFrames(pending []byte, batch []*Message) error {
+	var err error
+	if pending != nil {
+		_, err = s.bw.Write(pending)
+	}
+	for _, m := range batch {
+		if err != nil {
+			return err
+		}
+		err = WriteMessage(s.bw, m)
+	}
+	if err != nil {
+		return err
+	}
+	return s.bw.Flush()
+}
+
+// copyMax is the largest payload piece writeFrames copies next to its
+// neighbours; larger pieces are written from their own memory.
+const copyMax = 16 << 10
+
+// writeFrames writes pending and the frames of batch to the stream's
+// fd with writev: headers and small payload pieces are copied together
+// into one buffer, large pieces (byte stream chunks, forwarded frames,
+// a message's Tail) go as they are, so a 256 KiB frame costs no copy
+// and the whole batch usually one system call.
+func (s *Stream) writeFrames(pending []byte, batch []*Message) error {
+	size := 0
+	for _, m := range batch {
+		size += HeaderSize
+		if len(m.Data) <= copyMax {
+			size += len(m.Data)
+		}
+		for _, p := range m.Tail {
+			if len(p) <= copyMax {
+				size += len(p)
+			}
+		}
+	}
+	// buf is sized first and never grows below: vec refers into it.
+	buf := s.wbuf[:0]
+	if cap(buf) < size {
+		buf = make([]byte, 0, max(size, 4096))
+	}
+	vec := s.vec[:0]
+	if len(pending) > 0 {
+		vec = append(vec, pending)
+	}
+	mark := 0 // start of what buf holds that vec does not yet
+	add := func(p []byte) {
+		if len(p) <= copyMax {
+			buf = append(buf, p...)
+			return
+		}
+		if len(buf) > mark {
+			vec = append(vec, buf[mark:])
+			mark = len(buf)
+		}
+		vec = append(vec, p)
+	}
+	for _, m := range batch {
+		n := len(buf)
+		buf = buf[:n+HeaderSize]
+		putHeader(buf[n:], m)
+		add(m.Data)
+		for _, p := range m.Tail {
+			add(p)
+		}
+	}
+	if len(buf) > mark {
+		vec = append(vec, buf[mark:])
+	}
+	err := writevAll(s.raw, vec)
+	clear(vec) // no reference to the payloads outlives the write
+	s.wbuf, s.vec = buf[:0], vec[:0]
+	return err
 }
 
 func (s *Stream) readLoop() {

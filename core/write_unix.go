@@ -48,3 +48,52 @@ func writeNonBlocking(fd uintptr, b []byte) (int, error) {
 		}
 	}
 }
+
+// maxIovec is the most pieces one writev takes (IOV_MAX on Linux and
+// the BSDs).
+const maxIovec = 1024
+
+// writevAll writes every byte of bufs to rc, a non-blocking fd, with
+// writev: partial writes go on from where they stopped, and a full pipe
+// waits in the runtime's poller until it can take more. bufs' elements
+// are resliced as they are written.
+func writevAll(rc syscall.RawConn, bufs [][]byte) error {
+	var werr error
+	err := rc.Write(func(fd uintptr) bool {
+		for {
+			for len(bufs) > 0 && len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+			}
+			if len(bufs) == 0 {
+				return true
+			}
+			n, err := unix.Writev(int(fd), bufs[:min(len(bufs), maxIovec)])
+			switch err {
+			case nil:
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false
+			default:
+				werr = err
+				return true
+			}
+			if n == 0 {
+				werr = io.ErrShortWrite
+				return true
+			}
+			for n > 0 {
+				if n < len(bufs[0]) {
+					bufs[0] = bufs[0][n:]
+					break
+				}
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+			}
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	return err
+}
