@@ -35,14 +35,17 @@ type Stream struct {
 	mu      sync.Mutex
 	queue   []*Message
 	spare   []*Message
-	bytes   int           // queued bytes, pending included
-	writing bool          // a sender or the writer goroutine owns the output
-	pending []byte        // tail of a partial inline write, written first by the writer goroutine
-	scratch []byte        // inline write buffer, used by the owner of the output
-	wbuf    []byte        // headers and small frames of writeFrames (writer goroutine)
-	vec     [][]byte      // writeFrames' pieces for writev (writer goroutine)
-	wake    chan struct{} // cap 1: wakes the writer goroutine
-	space   chan struct{} // closed and replaced when the writer frees space
+	bytes   int              // queued bytes, pending included
+	writing bool             // a sender or the writer goroutine owns the output
+	pending [][]byte         // what a partial inline write left, written first by the writer goroutine
+	pendMsg *Message         // the forwarded message pending ends with, recycled once written
+	scratch []byte           // inline write buffer, used by the owner of the output
+	hdr     [HeaderSize]byte // inline header of a large frame, used by the owner of the output
+	ivec    [][]byte         // inline writev pieces, used by the owner of the output
+	wbuf    []byte           // headers and small frames of writeFrames (writer goroutine)
+	vec     [][]byte         // writeFrames' pieces for writev (writer goroutine)
+	wake    chan struct{}    // cap 1: wakes the writer goroutine
+	space   chan struct{}    // closed and replaced when the writer frees space
 	egress  map[uint32]struct{}
 
 	done      chan struct{}
@@ -86,8 +89,8 @@ func (s *Stream) Err() error {
 	}
 }
 
-// inlineMax is the largest frame a sender writes itself; larger ones go
-// to the writer goroutine.
+// inlineMax is the largest frame a sender copies into one buffer for
+// its inline write; larger ones are written from their own memory.
 const inlineMax = 64 << 10
 
 // send queues m for the stream. When the output is idle and the stream
@@ -115,7 +118,7 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 				return nil
 			}
 			s.writing = true
-			if s.raw == nil || n > inlineMax || m.batch {
+			if s.raw == nil || m.batch {
 				s.queue = append(s.queue, m)
 				s.mu.Unlock()
 				s.kick()
@@ -135,37 +138,62 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 	}
 }
 
-// writeInline makes one non-blocking write of m's frame. The caller owns
-// the output (it set s.writing) and hands it to the writer goroutine if
-// anything is left to write.
+// writeInline makes one non-blocking write of m's frame: a small frame
+// copied into one buffer, a large one as its header and payload pieces
+// with writev. The caller owns the output (it set s.writing) and hands
+// it to the writer goroutine if anything is left to write; what is left
+// refers to the frame's memory (and to s.scratch and s.hdr, untouched
+// until the output is idle again).
 func (s *Stream) writeInline(m *Message, n int) error {
-	buf := s.scratch[:0]
-	if cap(buf) < n {
-		buf = make([]byte, 0, max(n, 4096))
+	vec := s.ivec[:0]
+	forwarded := m.from != nil && !m.delivered
+	if n <= inlineMax {
+		buf := s.scratch[:0]
+		if cap(buf) < n {
+			buf = make([]byte, 0, max(n, 4096))
+		}
+		buf = appendFrame(buf, m)
+		s.scratch = buf
+		if forwarded {
+			recycleFrame(m) // copied into buf
+			forwarded = false
+		}
+		vec = append(vec, buf)
+	} else {
+		putHeader(s.hdr[:], m)
+		vec = append(vec, s.hdr[:], m.Data)
+		vec = append(vec, m.Tail...)
 	}
-	buf = appendFrame(buf, m)
-	s.scratch = buf
-	if m.from != nil && !m.delivered {
-		recycleFrame(m) // forwarded, and copied into buf
-	}
+	s.ivec = vec
 	var wrote int
 	var werr error
 	err := s.raw.Write(func(fd uintptr) bool {
-		wrote, werr = writeNonBlocking(fd, buf)
+		wrote, werr = writevNonBlocking(fd, vec)
 		return true
 	})
 	if err == nil {
 		err = werr
 	}
 	if err != nil {
+		clear(vec)
 		err = fmt.Errorf("write: %w", err)
 		s.close(err)
 		return &StreamError{Op: "send to " + s.name, Err: err}
 	}
+	var rest [][]byte
+	if wrote < n {
+		rest = append([][]byte(nil), skipBytes(vec, wrote)...)
+	} else if forwarded {
+		recycleFrame(m)
+	}
+	clear(vec)
 	s.mu.Lock()
 	s.bytes -= wrote
 	if wrote < n {
-		s.pending = append([]byte(nil), buf[wrote:]...)
+		s.pending = rest
+		if forwarded {
+			s.pendMsg = m
+		}
 	}
 	idle := wrote == n && len(s.queue) == 0
 	if idle {
@@ -218,8 +246,8 @@ func (s *Stream) writeLoop() {
 func (s *Stream) drain() error {
 	for {
 		s.mu.Lock()
-		pending := s.pending
-		s.pending = nil
+		pending, pendMsg := s.pending, s.pendMsg
+		s.pending, s.pendMsg = nil, nil
 		batch := s.queue
 		if len(batch) == 0 && pending == nil {
 			s.writing = false
@@ -236,7 +264,10 @@ func (s *Stream) drain() error {
 		} else {
 			err = s.bufferFrames(pending, batch)
 		}
-		freed := len(pending)
+		freed := Pieces(pending).Len()
+		if pendMsg != nil {
+			recycleFrame(pendMsg) // a forwarded frame, written
+		}
 		largest := 0
 		for i, m := range batch {
 			freed += HeaderSize + m.Len()
@@ -263,10 +294,12 @@ func (s *Stream) drain() error {
 
 // bufferFrames writes pending and the frames of batch through the
 // stream's bufio.Writer, for a writer that is not a non-blocking fd.
-func (s *Stream) bufferFrames(pending []byte, batch []*Message) error {
+func (s *Stream) bufferFrames(pending [][]byte, batch []*Message) error {
 	var err error
-	if pending != nil {
-		_, err = s.bw.Write(pending)
+	for _, p := range pending {
+		if err == nil {
+			_, err = s.bw.Write(p)
+		}
 	}
 	for _, m := range batch {
 		if err != nil {
@@ -289,7 +322,7 @@ const copyMax = 16 << 10
 // into one buffer, large pieces (byte stream chunks, forwarded frames,
 // a message's Tail) go as they are, so a 256 KiB frame costs no copy
 // and the whole batch usually one system call.
-func (s *Stream) writeFrames(pending []byte, batch []*Message) error {
+func (s *Stream) writeFrames(pending [][]byte, batch []*Message) error {
 	size := 0
 	for _, m := range batch {
 		size += HeaderSize
@@ -308,9 +341,7 @@ func (s *Stream) writeFrames(pending []byte, batch []*Message) error {
 		buf = make([]byte, 0, max(size, 4096))
 	}
 	vec := s.vec[:0]
-	if len(pending) > 0 {
-		vec = append(vec, pending)
-	}
+	vec = append(vec, pending...)
 	mark := 0 // start of what buf holds that vec does not yet
 	add := func(p []byte) {
 		if len(p) <= copyMax {

@@ -31,11 +31,11 @@ func nonBlockingConn(w io.Writer) syscall.RawConn {
 	return rc
 }
 
-// writeNonBlocking makes one write of b to fd and reports how much it
-// took; a full pipe is 0 bytes, not an error.
-func writeNonBlocking(fd uintptr, b []byte) (int, error) {
+// writevNonBlocking makes one writev of bufs to fd and reports how much
+// it took; a full pipe is 0 bytes, not an error.
+func writevNonBlocking(fd uintptr, bufs [][]byte) (int, error) {
 	for {
-		n, err := unix.Write(int(fd), b)
+		n, err := unix.Writev(int(fd), bufs[:min(len(bufs), maxIovec)])
 		switch err {
 		case nil:
 			return n, nil
@@ -47,6 +47,20 @@ func writeNonBlocking(fd uintptr, b []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// skipBytes returns bufs without their first n bytes, reslicing the
+// element where n ends.
+func skipBytes(bufs [][]byte, n int) [][]byte {
+	for n > 0 && len(bufs) > 0 {
+		if n < len(bufs[0]) {
+			bufs[0] = bufs[0][n:]
+			return bufs
+		}
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	return bufs
 }
 
 // maxIovec is the most pieces one writev takes (IOV_MAX on Linux and
@@ -82,14 +96,7 @@ func writevAll(rc syscall.RawConn, bufs [][]byte) error {
 				werr = io.ErrShortWrite
 				return true
 			}
-			for n > 0 {
-				if n < len(bufs[0]) {
-					bufs[0] = bufs[0][n:]
-					break
-				}
-				n -= len(bufs[0])
-				bufs = bufs[1:]
-			}
+			bufs = skipBytes(bufs, n)
 		}
 	})
 	if err == nil {
