@@ -873,12 +873,20 @@ func (s *ByteStream) CloseWrite() error {
 }
 
 // CloseWriteContext is CloseWrite bounded by ctx: before the peer has
-// dialed, a listener waits for OPEN to send EOF.
+// dialed, a listener waits for OPEN to send EOF. Once the peer has
+// closed (it reads nothing more), there is nothing to half-close and
+// CloseWrite succeeds: a receiver that read everything may close before
+// its sender gets to CloseWrite.
 func (s *ByteStream) CloseWriteContext(ctx context.Context) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
 	for {
+		if s.peerClosed && s.err == nil && !s.closed {
+			s.eofOut = true
+			s.mu.Unlock()
+			return nil
+		}
 		if err := s.writableLocked(); err != nil {
 			s.mu.Unlock()
 			if err == ErrStreamClosed && s.eofOut {

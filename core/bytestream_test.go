@@ -221,6 +221,11 @@ func TestByteStreamAbortAndClose(t *testing.T) {
 	if _, err := l2.Write([]byte("x")); err == nil || !strings.Contains(err.Error(), "closed by peer") {
 		t.Fatalf("write after peer close: %v, want closed by peer", err)
 	}
+	// A receiver that read everything may close before its sender
+	// half-closes: that CloseWrite has nothing left to do.
+	if err := l2.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite after peer close: %v", err)
+	}
 }
 
 func TestByteStreamBadAddr(t *testing.T) {

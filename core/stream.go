@@ -39,6 +39,7 @@ type Stream struct {
 	writing bool             // a sender or the writer goroutine owns the output
 	pending [][]byte         // what a partial inline write left, written first by the writer goroutine
 	pendMsg *Message         // the forwarded message pending ends with, recycled once written
+	pendLen int              // payload length of the frame pending ends, for noteWritten
 	scratch []byte           // inline write buffer, used by the owner of the output
 	hdr     [HeaderSize]byte // inline header of a large frame, used by the owner of the output
 	ivec    [][]byte         // inline writev pieces, used by the owner of the output
@@ -147,6 +148,7 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 func (s *Stream) writeInline(m *Message, n int) error {
 	vec := s.ivec[:0]
 	forwarded := m.from != nil && !m.delivered
+	size := m.Len() // recycling m clears it
 	if n <= inlineMax {
 		buf := s.scratch[:0]
 		if cap(buf) < n {
@@ -183,14 +185,17 @@ func (s *Stream) writeInline(m *Message, n int) error {
 	var rest [][]byte
 	if wrote < n {
 		rest = append([][]byte(nil), skipBytes(vec, wrote)...)
-	} else if forwarded {
-		recycleFrame(m)
+	} else {
+		if forwarded {
+			recycleFrame(m)
+		}
+		noteWritten(size)
 	}
 	clear(vec)
 	s.mu.Lock()
 	s.bytes -= wrote
 	if wrote < n {
-		s.pending = rest
+		s.pending, s.pendLen = rest, size
 		if forwarded {
 			s.pendMsg = m
 		}
@@ -246,8 +251,8 @@ func (s *Stream) writeLoop() {
 func (s *Stream) drain() error {
 	for {
 		s.mu.Lock()
-		pending, pendMsg := s.pending, s.pendMsg
-		s.pending, s.pendMsg = nil, nil
+		pending, pendMsg, largest := s.pending, s.pendMsg, s.pendLen
+		s.pending, s.pendMsg, s.pendLen = nil, nil, 0
 		batch := s.queue
 		if len(batch) == 0 && pending == nil {
 			s.writing = false
@@ -268,7 +273,6 @@ func (s *Stream) drain() error {
 		if pendMsg != nil {
 			recycleFrame(pendMsg) // a forwarded frame, written
 		}
-		largest := 0
 		for i, m := range batch {
 			freed += HeaderSize + m.Len()
 			largest = max(largest, m.Len())
