@@ -257,6 +257,14 @@ var (
 	counts  = map[string]int{}
 )
 
+// resetCounts forgets the counts of earlier scripts run by this process
+// (go test -count N runs each script N times in one process).
+func resetCounts() {
+	countMu.Lock()
+	clear(counts)
+	countMu.Unlock()
+}
+
 // testing.count(key, incr=True) counts, per process, how often key was
 // counted: a module's top level calls it to show it ran once.
 func testCount(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

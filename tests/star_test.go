@@ -90,6 +90,7 @@ func escapingRoot(t *testing.T) string {
 func runStarFile(t *testing.T, file string, roots []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	resetCounts()
 	capt := newCapture()
 	r := core.NewMaster(core.Options{Sink: capt})
 	capMu.Lock()
