@@ -257,45 +257,46 @@ func init() {
 
 // funcRefOf says how fn travels, or why it cannot.
 func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
-	name = fn.Name()
-	if name == "lambda" {
-		return "", "", "", errors.New("cannot call a lambda in another context: functions travel by reference (module path and name), and an anonymous function has none; define it with def at the top level of a module")
+	r, err := starRefOf(fn)
+	if err != nil {
+		return "", "", "", err
 	}
-	if ref, ok := topLevel.Load(fn); ok {
-		r := ref.(*starRef)
-		return r.path, r.sha, name, nil
+	return r.path, r.sha, fn.Name(), nil
+}
+
+// A starRef is how a top-level Starlark function travels: its module's
+// path and sha256, and the reference string of a CallRequest.
+type starRef struct{ path, sha, ref string }
+
+// starRefOf says how fn travels, or why it cannot; the answer for a
+// top-level function is worked out once and cached.
+func starRefOf(fn *starlark.Function) (*starRef, error) {
+	if r, ok := topLevel.Load(fn); ok {
+		return r.(*starRef), nil
+	}
+	name := fn.Name()
+	if name == "lambda" {
+		return nil, errors.New("cannot call a lambda in another context: functions travel by reference (module path and name), and an anonymous function has none; define it with def at the top level of a module")
 	}
 	// Globals copies the module's globals into a new map: do it once per
 	// function, not once per call.
 	if g := fn.Globals(); g[name] != fn {
-		return "", "", "", fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
+		return nil, fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
 	}
-	path = fn.Position().Filename()
+	path := fn.Position().Filename()
 	rt := moduleOwner.Load()
 	if rt == nil {
-		return "", "", "", errors.New("no runtime knows the module of " + name)
+		return nil, errors.New("no runtime knows the module of " + name)
 	}
 	rt.mu.Lock()
 	m, ok := rt.modules[path]
 	rt.mu.Unlock()
 	if !ok {
-		return "", "", "", fmt.Errorf("function %s: module %s is not known to this context", name, path)
+		return nil, fmt.Errorf("function %s: module %s is not known to this context", name, path)
 	}
-	topLevel.Store(fn, &starRef{path: path, sha: m.sha, ref: refStar + m.sha + ":" + name + ":" + path})
-	return path, m.sha, name, nil
-}
-
-// A starRef is how a top-level Starlark function travels.
-type starRef struct{ path, sha, ref string }
-
-// starRefOf is funcRefOf with the reference string, made once per
-// function.
-func starRefOf(fn *starlark.Function) (*starRef, error) {
-	if _, _, _, err := funcRefOf(fn); err != nil {
-		return nil, err
-	}
-	ref, _ := topLevel.Load(fn)
-	return ref.(*starRef), nil
+	r := &starRef{path: path, sha: m.sha, ref: refStar + m.sha + ":" + name + ":" + path}
+	topLevel.Store(fn, r)
+	return r, nil
 }
 
 // topLevel holds the functions funcRefOf found to be top-level functions
