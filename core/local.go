@@ -121,7 +121,7 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 	r.Go(func() {
 		defer close(errDone)
 		sc := bufio.NewScanner(errR)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sc.Buffer(nil, 1<<20) // starts at 4 KiB: children rarely write much to stderr
 		for sc.Scan() {
 			r.EmitAs(name, levelOutput, strings.TrimRight(sc.Text(), "\r"))
 		}

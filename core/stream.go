@@ -56,14 +56,21 @@ type Stream struct {
 }
 
 func newStream(r *Router, remoteID uint32, name string, isParent bool, br *bufio.Reader, w io.Writer, closer func()) *Stream {
-	return &Stream{
+	s := &Stream{
 		router: r, remoteID: remoteID, name: name, isParent: isParent,
-		br: br, bw: bufio.NewWriterSize(w, 64<<10), raw: nonBlockingConn(w), closer: closer,
+		br: br, raw: nonBlockingConn(w), closer: closer,
 		wake:   make(chan struct{}, 1),
 		space:  make(chan struct{}),
 		egress: make(map[uint32]struct{}),
 		done:   make(chan struct{}),
 	}
+	if s.raw == nil {
+		// Only a writer that is not a non-blocking fd goes through a
+		// buffer; fd streams write with writev (writeFrames), and an
+		// unused 64 KiB buffer per stream is 16 pages to zero.
+		s.bw = bufio.NewWriterSize(w, 64<<10)
+	}
+	return s
 }
 
 func (s *Stream) String() string {
