@@ -247,10 +247,7 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 	if fn, ok := r.Ext(helloExtKey{}); ok {
 		hello.Ext = fn.(func(string) []byte)(method)
 	}
-	data, err := Marshal(&hello)
-	if err != nil {
-		return fail(err, "")
-	}
+	data := encodeHelloRequest(&hello)
 	helloMsg := &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: HandleHello, Data: data}
 	var early error // writing the handshake before the marker failed
 	if conn.HelloNow {
@@ -280,7 +277,7 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 	if m.Handle != HandleHello {
 		return fail(fmt.Errorf("handshake: got a frame for handle %d", m.Handle), noise)
 	}
-	if err := m.Decode(&reply); err != nil {
+	if err := decodeHelloReply(m.Data, &reply); err != nil {
 		return fail(fmt.Errorf("handshake: %w", err), noise)
 	}
 	if reply.Error != "" {
@@ -423,12 +420,12 @@ func runChild() int {
 	reply := HelloReply{Protocol: ProtocolVersion, Version: BuildVersion, PID: os.Getpid()}
 	if m.Handle != HandleHello {
 		reply.Error = fmt.Sprintf("expected a handshake, got a frame for handle %d", m.Handle)
-	} else if err := m.Decode(&hello); err != nil {
+	} else if err := decodeHelloRequest(m.Data, &hello); err != nil {
 		reply.Error = "bad handshake: " + err.Error()
 	} else if hello.Protocol != ProtocolVersion {
 		reply.Error = fmt.Sprintf("protocol version mismatch: parent speaks %d, child speaks %d", hello.Protocol, ProtocolVersion)
 	}
-	data, _ := Marshal(&reply)
+	data := encodeHelloReply(&reply)
 	var buf bytes.Buffer
 	WriteMessage(&buf, &Message{DstID: m.SrcID, SrcID: hello.ID, AuthID: hello.ID, Handle: HandleHello, Data: data})
 	if _, err := out.Write(buf.Bytes()); err != nil || reply.Error != "" {
