@@ -376,13 +376,23 @@ func benchRTT(ctx context.Context, c *config, self string, e *emitter) error {
 	}
 	pingPong(ch, min(100, c.rttReps)) // warm up
 	samples, err := pingPong(ch, c.rttReps)
+	var steady []time.Duration
+	if err == nil {
+		// As bench.star: the same exchange after twice as many again.
+		if _, err = pingPong(ch, c.rttReps); err == nil {
+			steady, err = pingPong(ch, c.rttReps)
+		}
+	}
 	if cerr := ch.close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return err
 	}
-	return e.times("call_rtt", "us", samples)
+	if err := e.times("call_rtt", "us", samples); err != nil {
+		return err
+	}
+	return e.times("call_rtt_steady", "us", steady)
 }
 
 // benchPipelined: n messages written back to back while the replies are
