@@ -452,6 +452,7 @@ func runChild() int {
 		}
 	}
 	r.parent.start()
+	r.exec.startEarly()
 	<-r.Done()
 	return 0
 }

@@ -385,6 +385,7 @@ func (s *Stream) writeFrames(pending [][]byte, batch []*Message) error {
 
 func (s *Stream) readLoop() {
 	defer s.loops.Done()
+	growStack() // decoding and dispatching a call goes deep
 	var err error
 	for err == nil {
 		err = s.readOne()

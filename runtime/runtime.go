@@ -479,6 +479,18 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.P
 	return head, tail, nil
 }
 
+// warmCall is the call a new child runs before its first real one
+// (core.Router.SetWarmCall): os.getpid, a builtin with no effects, takes
+// the whole path of a call (thread, builtin lookup, arguments decoded,
+// result encoded) except reading and writing the stream.
+var warmCall = func() *core.CallRequest {
+	args, _, err := builtins.EncodeArgs(nil, nil)
+	if err != nil {
+		panic(err)
+	}
+	return &core.CallRequest{Func: refBuiltin + "os.getpid", Args: args}
+}()
+
 // helloExt is what a new child receives in its handshake.
 type helloExt struct {
 	Argv    []string     `cbor:"1,keyasint"`
@@ -508,6 +520,7 @@ func init() {
 		}
 		rt := New(r, Options{Argv: h.Argv})
 		moduleOwner.Store(rt)
+		r.SetWarmCall(warmCall)
 		for _, b := range h.Modules {
 			if _, err := rt.addBlob(b); err != nil {
 				return err
