@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/mitostar/mitostar/core"
 )
@@ -24,22 +22,10 @@ const (
 	sshHostKeyFailed     = "Host key checking is enabled, and SSH reported an unrecognized or mismatching host key."
 )
 
-// sshLines are the patterns of ssh's output that the prompter acts on.
-type sshLines struct {
-	passwordPrompt, hostKeyRequest, hostKeyFail, permDenied, debugLine *regexp.Regexp
-}
-
-// sshPatterns compiles them when ssh is first used rather than at every
-// start of the binary: every child is one, and they are rarely needed.
-var sshPatterns = sync.OnceValue(func() *sshLines {
-	return &sshLines{
-		passwordPrompt: regexp.MustCompile(`(?i)password[^\n]*:\s*$`),
-		hostKeyRequest: regexp.MustCompile(`(?i)are you sure you want to continue connecting \(yes/no(?:/\[fingerprint\])?\)\?`),
-		hostKeyFail:    regexp.MustCompile(`(?i)host key verification failed\.`),
-		permDenied:     regexp.MustCompile(`(?i)^(?:[^@]+@[^:]+: )?Permission denied`),
-		debugLine:      regexp.MustCompile(`^debug[123]:`),
-	}
-})
+// ssh's output that the prompter acts on is recognised by the functions
+// of sshlines.go, written out rather than as regular expressions: the
+// regexp package's initialisation (and the Unicode tables it keeps alive)
+// would cost every process of this binary at start, every child included.
 
 // sshTransport runs the system's OpenSSH client.
 type sshTransport struct {
@@ -196,15 +182,14 @@ type sshPrompter struct {
 }
 
 func (p *sshPrompter) see(line string, partial bool) (string, error) {
-	re := sshPatterns()
-	if re.debugLine.MatchString(line) {
+	if isSSHDebugLine(line) {
 		return "", nil
 	}
 	if !partial {
 		switch {
-		case re.hostKeyFail.MatchString(line):
+		case isHostKeyFailure(line):
 			return "", &core.HostKeyError{Msg: sshHostKeyFailed}
-		case re.permDenied.MatchString(line):
+		case isPermissionDenied(line):
 			switch {
 			case p.t.havePassword && p.passwordSent:
 				return "", &core.PasswordError{Msg: sshPasswordIncorrect}
@@ -217,12 +202,12 @@ func (p *sshPrompter) see(line string, partial bool) (string, error) {
 		return "", nil
 	}
 	switch {
-	case re.hostKeyRequest.MatchString(line):
+	case isHostKeyRequest(line):
 		if p.t.checkHostKeys == "accept" && p.haveTTY {
 			return "yes\n", nil
 		}
 		return "", &core.HostKeyError{Msg: sshHostKeyConfig}
-	case re.passwordPrompt.MatchString(line):
+	case isPasswordPrompt(line):
 		if !p.t.havePassword || !p.haveTTY {
 			return "", &core.PasswordError{Msg: sshPasswordRequired}
 		}
