@@ -34,5 +34,12 @@ func takeStdio() (in, out *os.File, err error) {
 	syscall.CloseOnExec(outFD)
 	syscall.SetNonblock(inFD, true)
 	syscall.SetNonblock(outFD, true)
-	return os.NewFile(uintptr(inFD), "stream-in"), os.NewFile(uintptr(outFD), "stream-out"), nil
+	in, out = os.NewFile(uintptr(inFD), "stream-in"), os.NewFile(uintptr(outFD), "stream-out")
+	// A pipe from a program this child did not start (sshd, sudo, docker
+	// exec) has the system's default 64 KiB: grow it as a local parent
+	// grows its pipes, so that large frames arrive in fewer reads (best
+	// effort; a socket or terminal is left alone).
+	growPipe(in)
+	growPipe(out)
+	return in, out, nil
 }
