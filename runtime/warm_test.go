@@ -3,7 +3,9 @@ package runtime
 import (
 	"context"
 	"os"
+	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mitostar/mitostar/builtins"
@@ -29,5 +31,39 @@ func TestWarmCallRuns(t *testing.T) {
 	}
 	if v.String() != strconv.Itoa(os.Getpid()) {
 		t.Fatalf("warm call returned %s, want this process's pid %d", v, os.Getpid())
+	}
+}
+
+// The handshake extension's common layout is read by hand, the same as
+// the general decoder reads it; other layouts are left to that decoder.
+func TestReadHelloExt(t *testing.T) {
+	for _, ext := range []helloExt{
+		{},
+		{Argv: []string{}},
+		{Argv: []string{"first", "second arg", "", strings.Repeat("é", 300)}},
+		{Argv: []string{"a"}, Modules: []moduleBlob{{Path: "m.star", SHA256: "ab", Source: []byte("x = 1\n")}}},
+	} {
+		data, err := core.Marshal(&ext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want helloExt
+		if err := core.Unmarshal(data, &want); err != nil {
+			t.Fatal(err)
+		}
+		var got helloExt
+		ok := readHelloExt(data, &got)
+		if ok != (len(ext.Modules) == 0) {
+			t.Fatalf("readHelloExt(%x) = %v, want %v", data, ok, len(ext.Modules) == 0)
+		}
+		if ok && !reflect.DeepEqual(got.Argv, want.Argv) && !(len(got.Argv) == 0 && len(want.Argv) == 0) {
+			t.Fatalf("argv %q, the general decoder reads %q", got.Argv, want.Argv)
+		}
+		for cut := range len(data) {
+			var h helloExt
+			if readHelloExt(data[:cut], &h) {
+				t.Fatalf("a cut extension (%d of %d bytes) read as %+v", cut, len(data), h)
+			}
+		}
 	}
 }
