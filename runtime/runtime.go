@@ -351,10 +351,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		// LOAD_MODULE chunks that fit any message size limit. Either way
 		// the first call costs one round trip.
 		if len(blobs) > 0 {
-			ext, err := core.Marshal(blobs)
-			if err != nil {
-				return nil, err
-			}
+			ext := encodeModuleBlobs(blobs)
 			if len(ext) <= moduleChunkSize {
 				req.Ext = ext
 			} else if err := rt.pushModules(target, blobs); err != nil {
@@ -445,8 +442,8 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 // handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
 func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.Pieces, error) {
 	if len(c.Request.Ext) > 0 {
-		var blobs []moduleBlob
-		if err := core.Unmarshal(c.Request.Ext, &blobs); err != nil {
+		blobs, err := decodeModuleBlobs(c.Request.Ext)
+		if err != nil {
 			return nil, nil, fmt.Errorf("call: modules: %w", err)
 		}
 		for _, b := range blobs {

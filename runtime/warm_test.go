@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"reflect"
@@ -63,6 +64,51 @@ func TestReadHelloExt(t *testing.T) {
 			var h helloExt
 			if readHelloExt(data[:cut], &h) {
 				t.Fatalf("a cut extension (%d of %d bytes) read as %+v", cut, len(data), h)
+			}
+		}
+	}
+}
+
+// Modules riding with a call are written and read by hand, byte for byte
+// as Marshal and the general decoder do.
+func TestModuleBlobsCodec(t *testing.T) {
+	for _, blobs := range [][]moduleBlob{
+		nil,
+		{},
+		{{Path: "a.star", SHA256: strings.Repeat("ab", 32), Source: []byte("def f():\n    return 1\n")}},
+		{{Path: "lib/x.star", SHA256: "00", Source: []byte{}}, {Path: "y.star", SHA256: "ff", Source: nil},
+			{Path: strings.Repeat("p", 300), SHA256: "1", Source: make([]byte, 70000)}},
+	} {
+		want, err := core.Marshal(blobs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if blobs == nil {
+			want, _ = core.Marshal([]moduleBlob{}) // the encoder never sees nil: it writes []
+		}
+		got := encodeModuleBlobs(blobs)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("encodeModuleBlobs\n got %x\nwant %x", got, want)
+		}
+		var ref []moduleBlob
+		if err := core.Unmarshal(want, &ref); err != nil {
+			t.Fatal(err)
+		}
+		back, ok := readModuleBlobs(got)
+		if !ok {
+			t.Fatalf("readModuleBlobs refused %x", got)
+		}
+		if len(back) != len(ref) {
+			t.Fatalf("read %d blobs, want %d", len(back), len(ref))
+		}
+		for i := range back {
+			if back[i].Path != ref[i].Path || back[i].SHA256 != ref[i].SHA256 || !bytes.Equal(back[i].Source, ref[i].Source) {
+				t.Fatalf("blob %d: %+v, want %+v", i, back[i], ref[i])
+			}
+		}
+		for cut := range len(got) {
+			if _, err := decodeModuleBlobs(got[:cut]); err == nil && cut > 0 {
+				t.Fatalf("blobs cut to %d of %d bytes decoded", cut, len(got))
 			}
 		}
 	}
