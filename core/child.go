@@ -31,6 +31,11 @@ const RoleEnv = "MITOSTAR_ROLE"
 // start only, and is not the user's.
 const unsetProcsEnv = "MITOSTAR_UNSET_GOMAXPROCS"
 
+// restoreGodebugEnv, set by the parent, holds this process's GODEBUG as
+// the parent had it ("set:VALUE" or "unset") before it added
+// memprofilerate=0 for the runtime's start (noMemProfileEnv).
+const restoreGodebugEnv = "MITOSTAR_RESTORE_GODEBUG"
+
 // A Transport starts the process at the far end of a new child stream:
 // a command line with a stdin and a stdout, plus a bootstrap step.
 // Implementations live in package connect, one file per method.
@@ -365,10 +370,18 @@ func RunRole() {
 		os.Unsetenv("GOMAXPROCS")
 		os.Unsetenv(unsetProcsEnv)
 	}
-	if os.Getenv(ProfileDirEnv) == "" {
-		// Heap profiles are written only with --profile. Without one,
-		// the first sample alone (its stack unwound, the bucket table
-		// mapped and touched) costs a child ~0.5 ms of its first call.
+	if v, ok := os.LookupEnv(restoreGodebugEnv); ok {
+		if old, set := strings.CutPrefix(v, "set:"); set {
+			os.Setenv("GODEBUG", old)
+		} else {
+			os.Unsetenv("GODEBUG")
+		}
+		os.Unsetenv(restoreGodebugEnv)
+	}
+	if os.Getenv(ProfileDirEnv) == "" && goruntime.MemProfileRate != 0 {
+		// Heap profiles are written only with --profile. A local child
+		// starts with the rate at 0 already (noMemProfileEnv); others
+		// pay one sample at the next allocation, as the rate changes.
 		goruntime.MemProfileRate = 0
 	}
 	rolesMu.RLock()

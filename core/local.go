@@ -61,6 +61,7 @@ func (t *localTransport) Start(ctx context.Context, env *StartEnv) (*Conn, error
 		// child runs do not inherit them.
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1", unsetProcsEnv+"=1")
 	}
+	cmd.Env = append(cmd.Env, noMemProfileEnv()...)
 	conn, err := StartCommand(ctx, env, cmd, func(pid int) {
 		if env.Name == "" {
 			env.Name = fmt.Sprintf("local.%d", pid)
@@ -151,3 +152,31 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 	}
 	return &Conn{Stdout: outR, Stdin: inW, Close: closeConn, Exited: exited}, nil
 }
+
+// noMemProfileEnv returns the variables that start a local child with
+// heap profiling off, unless this process profiles (--profile) or the
+// user's GODEBUG sets memprofilerate. Turning it off from Go code is too
+// late: the runtime records a sample at the first allocation after the
+// rate changes (stack unwound, the profile's 1.4 MiB bucket table mapped
+// and touched), ~0.5 ms of a child's start on the benchmark VMs, while
+// GODEBUG is read before the first allocation. RunRole puts GODEBUG back
+// as it was, so that commands the child runs see the user's.
+func noMemProfileEnv() []string {
+	if os.Getenv(ProfileDirEnv) != "" {
+		return nil
+	}
+	old, set := os.LookupEnv("GODEBUG")
+	if strings.Contains(old, "memprofilerate=") {
+		return nil
+	}
+	v := "memprofilerate=0"
+	restore := "unset"
+	if set {
+		restore = "set:" + old
+		if old != "" {
+			v = old + "," + v
+		}
+	}
+	return []string{"GODEBUG=" + v, restoreGodebugEnv + "=" + restore}
+}
+
