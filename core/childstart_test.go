@@ -96,4 +96,3 @@ func TestChildStartsWithoutMemProfileAndRestoresGODEBUG(t *testing.T) {
 		t.Errorf("GODEBUG memprofilerate=4096: child has %q, started with rate %v", got[4], got[7])
 	}
 }
-

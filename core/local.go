@@ -179,4 +179,3 @@ func noMemProfileEnv() []string {
 	}
 	return []string{"GODEBUG=" + v, restoreGodebugEnv + "=" + restore}
 }
-
