@@ -46,7 +46,7 @@ type Stream struct {
 	wbuf    []byte           // headers and small frames of writeFrames (writer goroutine)
 	vec     [][]byte         // writeFrames' pieces for writev (writer goroutine)
 	wake    chan struct{}    // cap 1: wakes the writer goroutine
-	space   chan struct{}    // closed and replaced when the writer frees space
+	space   chan struct{}    // made by a waiter for room, closed when the writer frees some (spaceLocked, freedLocked)
 	egress  map[uint32]struct{}
 
 	done      chan struct{}
@@ -60,7 +60,6 @@ func newStream(r *Router, remoteID uint32, name string, isParent bool, br *bufio
 		router: r, remoteID: remoteID, name: name, isParent: isParent,
 		br: br, raw: nonBlockingConn(w), closer: closer,
 		wake:   make(chan struct{}, 1),
-		space:  make(chan struct{}),
 		egress: make(map[uint32]struct{}),
 		done:   make(chan struct{}),
 	}
@@ -135,7 +134,7 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 			s.mu.Unlock()
 			return s.writeInline(m, n)
 		}
-		space := s.space
+		space := s.spaceLocked()
 		s.mu.Unlock()
 		select {
 		case <-space:
@@ -213,19 +212,35 @@ func (s *Stream) writeInline(m *Message, n int) error {
 	}
 	space := s.freedLocked()
 	s.mu.Unlock()
-	close(space)
+	closeSpace(space)
 	if !idle {
 		s.kick()
 	}
 	return nil
 }
 
-// freedLocked replaces the space channel; the caller closes the old one
-// after unlocking, waking senders waiting for room.
+// spaceLocked returns the channel closed when the writer next frees
+// room, making it for the first waiter: most writes have none, and a
+// channel per write is an allocation per message.
+func (s *Stream) spaceLocked() chan struct{} {
+	if s.space == nil {
+		s.space = make(chan struct{})
+	}
+	return s.space
+}
+
+// freedLocked takes the space channel, if anyone made one; the caller
+// closes it (closeSpace) after unlocking, waking senders waiting for room.
 func (s *Stream) freedLocked() chan struct{} {
 	space := s.space
-	s.space = make(chan struct{})
+	s.space = nil
 	return space
+}
+
+func closeSpace(space chan struct{}) {
+	if space != nil {
+		close(space)
+	}
 }
 
 // kick wakes the writer goroutine.
@@ -295,7 +310,7 @@ func (s *Stream) drain() error {
 		s.bytes -= freed
 		space := s.freedLocked()
 		s.mu.Unlock()
-		close(space)
+		closeSpace(space)
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
@@ -458,7 +473,11 @@ func (s *Stream) flush(timeout time.Duration) {
 	defer t.Stop()
 	for {
 		s.mu.Lock()
-		n, space := s.bytes, s.space
+		n := s.bytes
+		var space chan struct{}
+		if n > 0 {
+			space = s.spaceLocked()
+		}
 		s.mu.Unlock()
 		if n == 0 {
 			return
