@@ -3,6 +3,7 @@ package builtins
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -14,6 +15,11 @@ import (
 // Contexts compare equal and hash by id.
 type Context struct {
 	C *core.Context
+
+	// methods are the bound methods, made at the first attribute
+	// access: a script calling ctx.call in a loop would otherwise make
+	// two builtins per call.
+	methods atomic.Pointer[map[string]starlark.Value]
 }
 
 var (
@@ -81,10 +87,15 @@ func (c *Context) Attr(name string) (starlark.Value, error) {
 		}
 		return starlark.None, nil
 	}
-	if fn, ok := contextMethods[name]; ok {
-		return starlark.NewBuiltin(name, fn).BindReceiver(c), nil
+	if m := c.methods.Load(); m != nil {
+		return (*m)[name], nil
 	}
-	return nil, nil
+	m := make(map[string]starlark.Value, len(contextMethods))
+	for n, fn := range contextMethods {
+		m[n] = starlark.NewBuiltin(n, fn).BindReceiver(c)
+	}
+	c.methods.CompareAndSwap(nil, &m)
+	return (*c.methods.Load())[name], nil
 }
 
 // AttrNames lists the context's attributes.
