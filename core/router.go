@@ -294,12 +294,9 @@ func (r *Router) delHandlerLocked(handle uint32) *handler {
 	}
 	delete(r.handlers, handle)
 	if h.hasResp {
-		if set := r.respondents[h.respondent]; set != nil {
-			delete(set, handle)
-			if len(set) == 0 {
-				delete(r.respondents, h.respondent)
-			}
-		}
+		// An emptied set stays until its context is gone (contextGone):
+		// a call's reply handler comes and goes with every call.
+		delete(r.respondents[h.respondent], handle)
 	}
 	return h
 }
