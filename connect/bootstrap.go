@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -292,7 +293,11 @@ func (s *session) run() (io.Reader, error) {
 				replay.WriteString(line)
 				replay.WriteByte('\n')
 				replay.Write(ls.buf)
-				return io.MultiReader(&replay, s.p.stdout), nil
+				rest := s.p.stdout
+				if f, ok := rest.(*os.File); ok {
+					rest = newPipeReader(f)
+				}
+				return io.MultiReader(&replay, rest), nil
 			}
 			if i := strings.Index(line, marker); i >= 0 {
 				if pre := line[:i]; strings.TrimSpace(pre) != "" {

@@ -35,7 +35,7 @@ func nonBlockingConn(w io.Writer) syscall.RawConn {
 // it took; a full pipe is 0 bytes, not an error.
 func writevNonBlocking(fd uintptr, bufs [][]byte) (int, error) {
 	for {
-		n, err := unix.Writev(int(fd), bufs[:min(len(bufs), maxIovec)])
+		n, err := writevFD(fd, bufs[:min(len(bufs), maxIovec)])
 		switch err {
 		case nil:
 			return n, nil
@@ -81,7 +81,7 @@ func writevAll(rc syscall.RawConn, bufs [][]byte) error {
 			if len(bufs) == 0 {
 				return true
 			}
-			n, err := unix.Writev(int(fd), bufs[:min(len(bufs), maxIovec)])
+			n, err := writevFD(fd, bufs[:min(len(bufs), maxIovec)])
 			switch err {
 			case nil:
 			case unix.EINTR:
