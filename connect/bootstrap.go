@@ -295,7 +295,7 @@ func (s *session) run() (io.Reader, error) {
 				replay.Write(ls.buf)
 				rest := s.p.stdout
 				if f, ok := rest.(*os.File); ok {
-					rest = newPipeReader(f)
+					rest = core.NewPipeReader(f)
 				}
 				return io.MultiReader(&replay, rest), nil
 			}

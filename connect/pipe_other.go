@@ -2,13 +2,7 @@
 
 package connect
 
-import (
-	"io"
-	"os"
-)
+import "os"
 
 // growPipe leaves the pipe's buffer as the system sizes it.
 func growPipe(*os.File) {}
-
-// newPipeReader returns f: the raw reads are Linux only.
-func newPipeReader(f *os.File) io.Reader { return f }

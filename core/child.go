@@ -418,7 +418,7 @@ func runChild() int {
 	if _, err := out.Write(ReadyLine()); err != nil {
 		return 1
 	}
-	br := bufio.NewReaderSize(in, 64<<10)
+	br := bufio.NewReaderSize(NewPipeReader(in), 64<<10)
 	timer := time.AfterFunc(60*time.Second, func() {
 		fmt.Fprintln(os.Stderr, "mitostar child: no handshake from the parent within 60s")
 		os.Exit(1)

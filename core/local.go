@@ -150,7 +150,7 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 			}()
 		})
 	}
-	return &Conn{Stdout: outR, Stdin: inW, Close: closeConn, Exited: exited}, nil
+	return &Conn{Stdout: NewPipeReader(outR), Stdin: inW, Close: closeConn, Exited: exited}, nil
 }
 
 // noMemProfileEnv returns the variables that start a local child with

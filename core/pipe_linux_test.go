@@ -1,4 +1,4 @@
-package connect
+package core
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestPipeReader: a pipeReader waits for data in the poller, returns
+// TestPipeReader: a NewPipeReader waits for data in the poller, returns
 // every byte in order and io.EOF once the writer closes; a blocking
 // descriptor is read as it is.
 func TestPipeReader(t *testing.T) {
@@ -19,9 +19,9 @@ func TestPipeReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	pr := newPipeReader(r)
+	pr := NewPipeReader(r)
 	if _, ok := pr.(*pipeReader); !ok {
-		t.Fatalf("newPipeReader of a pipe is %T", pr)
+		t.Fatalf("NewPipeReader of a pipe is %T", pr)
 	}
 	data := make([]byte, 3<<20)
 	rand.Read(data)
@@ -50,7 +50,7 @@ func TestPipeReader(t *testing.T) {
 	defer w2.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := newPipeReader(r2).Read(make([]byte, 10))
+		_, err := NewPipeReader(r2).Read(make([]byte, 10))
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -69,7 +69,7 @@ func TestPipeReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if pr := newPipeReader(f); pr != io.Reader(f) {
-		t.Fatalf("newPipeReader of a regular file is %T, want the file", pr)
+	if pr := NewPipeReader(f); pr != io.Reader(f) {
+		t.Fatalf("NewPipeReader of a regular file is %T, want the file", pr)
 	}
 }
