@@ -306,6 +306,7 @@ func policyOf(r *core.Router, rt Runtime, v starlark.Value) (core.Policy, error)
 	return func(m *core.Message) bool {
 		thread, done := rt.NewThread("policy")
 		defer done()
+		thread.OnMaxSteps = nil // the default: cancel at the limit
 		thread.SetMaxExecutionSteps(1_000_000)
 		res, err := starlark.Call(thread, fn, starlark.Tuple{&Message{M: m}}, nil)
 		if err != nil {

@@ -41,6 +41,19 @@ func NewPipeReader(f *os.File) io.Reader {
 	return &pipeReader{f: f, rc: rc}
 }
 
+// WakeSysmon makes one system call through the Go runtime's syscall
+// entry (getppid), which wakes the runtime's monitor thread, sysmon, if
+// it sleeps. sysmon sleeps for up to a minute once every P is idle, and
+// only a syscall made the ordinary way, a garbage collection or its own
+// timeout wakes it; the raw reads of pipeReader do none of these. A
+// goroutine that computes without yielding after such a wake-up is then
+// never preempted: with GOMAXPROCS=1 no timer fires and no stream is read
+// until it stops. Long computations (a Starlark thread, every so many
+// steps) call WakeSysmon; a call costs well under a microsecond.
+func WakeSysmon() {
+	unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+}
+
 func (r *pipeReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil

@@ -194,7 +194,8 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
-	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
+	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn, OnMaxSteps: stepsDone}
+	thread.SetMaxExecutionSteps(wakeSteps)
 	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
 	builtins.SetThreadState(thread, st)
 	if ctx == rt.r.Lifetime() {
@@ -209,6 +210,20 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 	}
 	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
 	return thread, func() { stop() }
+}
+
+// wakeSteps is how many Starlark steps a thread runs between calls of
+// core.WakeSysmon (~1–3 ms of computation): a thread that loops without
+// blocking must be preemptible, or no timer (its _timeout among them)
+// fires and no message is routed while it runs.
+const wakeSteps = 1 << 16
+
+// stepsDone is every thread's OnMaxSteps: it wakes sysmon and sets the
+// next mark. A caller that wants a real step limit sets OnMaxSteps to
+// nil first.
+func stepsDone(thread *starlark.Thread) {
+	thread.SetMaxExecutionSteps(thread.ExecutionSteps() + wakeSteps)
+	core.WakeSysmon()
 }
 
 // cancelThread stops thread because ctx ended.
