@@ -16,10 +16,15 @@ import (
 type Context struct {
 	C *core.Context
 
-	// methods are the bound methods, made at the first attribute
+	// methods are the bound methods used so far, each made at its first
 	// access: a script calling ctx.call in a loop would otherwise make
-	// two builtins per call.
-	methods atomic.Pointer[map[string]starlark.Value]
+	// two builtins per call. Copied on write.
+	methods atomic.Pointer[[]boundMethod]
+}
+
+type boundMethod struct {
+	name string
+	fn   *starlark.Builtin
 }
 
 var (
@@ -87,15 +92,29 @@ func (c *Context) Attr(name string) (starlark.Value, error) {
 		}
 		return starlark.None, nil
 	}
-	if m := c.methods.Load(); m != nil {
-		return (*m)[name], nil
+	fn, ok := contextMethods[name]
+	if !ok {
+		return nil, nil
 	}
-	m := make(map[string]starlark.Value, len(contextMethods))
-	for n, fn := range contextMethods {
-		m[n] = starlark.NewBuiltin(n, fn).BindReceiver(c)
+	for {
+		old := c.methods.Load()
+		if old != nil {
+			for _, m := range *old {
+				if m.name == name {
+					return m.fn, nil
+				}
+			}
+		}
+		b := starlark.NewBuiltin(name, fn).BindReceiver(c)
+		var next []boundMethod
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, boundMethod{name, b})
+		if c.methods.CompareAndSwap(old, &next) {
+			return b, nil
+		}
 	}
-	c.methods.CompareAndSwap(nil, &m)
-	return (*c.methods.Load())[name], nil
 }
 
 // AttrNames lists the context's attributes.

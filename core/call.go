@@ -168,8 +168,12 @@ func (e *executor) warmUp(req *CallRequest) {
 	m := &Message{Handle: HandleCallFunction, SrcID: parent, AuthID: parent, DstID: r.id}
 	head, tail, err := e.call(r.ctx, &Call{Router: r, Request: req, Msg: m})
 	if err == nil {
-		// The reply frame, built as for sending, to a scratch buffer.
-		appendFrame(nil, &Message{Handle: m.ReplyTo, DstID: m.SrcID, SrcID: r.id, Data: head, Tail: tail})
+		// The reply frame, built as for sending, in a pooled frame
+		// buffer: the first real reply finds one ready.
+		reply := &Message{Handle: m.ReplyTo, DstID: m.SrcID, SrcID: r.id, Data: head, Tail: tail}
+		bp := getFrameBuf(HeaderSize + reply.Len())
+		*bp = appendFrame((*bp)[:0], reply)
+		putFrameBuf(bp)
 	}
 }
 
@@ -187,6 +191,14 @@ func growStack() byte {
 // Starlark function takes (measured: 16 KiB takes away nearly all the
 // stack growth of a child's first call).
 const callStackBytes = 16 << 10
+
+// growStackSmall is growStack for a goroutine that only writes frames.
+//
+//go:noinline
+func growStackSmall() byte {
+	var pad [4 << 10]byte
+	return stackByte(pad[:])
+}
 
 //go:noinline
 func stackByte(b []byte) byte { return b[len(b)-1] }

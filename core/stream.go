@@ -40,10 +40,8 @@ type Stream struct {
 	pending [][]byte         // what a partial inline write left, written first by the writer goroutine
 	pendMsg *Message         // the forwarded message pending ends with, recycled once written
 	pendLen int              // payload length of the frame pending ends, for noteWritten
-	scratch []byte           // inline write buffer, used by the owner of the output
 	hdr     [HeaderSize]byte // inline header of a large frame, used by the owner of the output
 	ivec    [][]byte         // inline writev pieces, used by the owner of the output
-	wbuf    []byte           // headers and small frames of writeFrames (writer goroutine)
 	vec     [][]byte         // writeFrames' pieces for writev (writer goroutine)
 	wake    chan struct{}    // cap 1: wakes the writer goroutine
 	space   chan struct{}    // made by a waiter for room, closed when the writer frees some (spaceLocked, freedLocked)
@@ -149,19 +147,17 @@ func (s *Stream) send(ctx context.Context, m *Message) error {
 // copied into one buffer, a large one as its header and payload pieces
 // with writev. The caller owns the output (it set s.writing) and hands
 // it to the writer goroutine if anything is left to write; what is left
-// refers to the frame's memory (and to s.scratch and s.hdr, untouched
-// until the output is idle again).
+// refers to the frame's memory (and to its pooled frame buffer and
+// s.hdr, untouched until the output is idle again).
 func (s *Stream) writeInline(m *Message, n int) error {
 	vec := s.ivec[:0]
 	forwarded := m.from != nil && !m.delivered
 	size := m.Len() // recycling m clears it
+	var bp *[]byte  // the frame buffer of a small frame, pooled again once written
 	if n <= inlineMax {
-		buf := s.scratch[:0]
-		if cap(buf) < n {
-			buf = make([]byte, 0, max(n, 4096))
-		}
-		buf = appendFrame(buf, m)
-		s.scratch = buf
+		bp = getFrameBuf(n)
+		buf := appendFrame((*bp)[:0], m)
+		*bp = buf
 		if forwarded {
 			recycleFrame(m) // copied into buf
 			forwarded = false
@@ -190,12 +186,15 @@ func (s *Stream) writeInline(m *Message, n int) error {
 	}
 	var rest [][]byte
 	if wrote < n {
-		rest = append([][]byte(nil), skipBytes(vec, wrote)...)
+		rest = append([][]byte(nil), skipBytes(vec, wrote)...) // bp goes with it, not back to the pool
 	} else {
 		if forwarded {
 			recycleFrame(m)
 		}
 		noteWritten(size)
+		if bp != nil {
+			putFrameBuf(bp)
+		}
 	}
 	clear(vec)
 	s.mu.Lock()
@@ -255,6 +254,7 @@ func (s *Stream) kick() {
 // it the output, it writes until the queue is empty.
 func (s *Stream) writeLoop() {
 	defer s.loops.Done()
+	growStackSmall() // here, not at the first message: see growStack
 	for {
 		select {
 		case <-s.wake:
@@ -362,10 +362,8 @@ func (s *Stream) writeFrames(pending [][]byte, batch []*Message) error {
 		}
 	}
 	// buf is sized first and never grows below: vec refers into it.
-	buf := s.wbuf[:0]
-	if cap(buf) < size {
-		buf = make([]byte, 0, max(size, 4096))
-	}
+	bp := getFrameBuf(size)
+	buf := (*bp)[:0]
 	vec := s.vec[:0]
 	vec = append(vec, pending...)
 	mark := 0 // start of what buf holds that vec does not yet
@@ -394,8 +392,39 @@ func (s *Stream) writeFrames(pending [][]byte, batch []*Message) error {
 	}
 	err := writevAll(s.raw, vec)
 	clear(vec) // no reference to the payloads outlives the write
-	s.wbuf, s.vec = buf[:0], vec[:0]
+	s.vec = vec[:0]
+	*bp = buf
+	putFrameBuf(bp) // written, or the stream failed: either way done with
 	return err
+}
+
+// frameBufs are the buffers streams lay small frames out in to write
+// them (inline writes, the writer goroutine's batches), shared by all
+// streams: a buffer per stream would be fresh memory for every child's
+// first messages, which on the benchmark VMs costs more than the write.
+var frameBufs sync.Pool // of *[]byte
+
+// maxPooledFrameBuf is the largest buffer frameBufs keeps.
+const maxPooledFrameBuf = 256 << 10
+
+// getFrameBuf returns an empty pooled buffer with room for size bytes.
+func getFrameBuf(size int) *[]byte {
+	if bp, _ := frameBufs.Get().(*[]byte); bp != nil {
+		if cap(*bp) >= size {
+			return bp
+		}
+		frameBufs.Put(bp)
+	}
+	b := make([]byte, 0, max(size, 4096))
+	return &b
+}
+
+// putFrameBuf gives a buffer back once nothing refers into it.
+func putFrameBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledFrameBuf {
+		*bp = (*bp)[:0]
+		frameBufs.Put(bp)
+	}
 }
 
 func (s *Stream) readLoop() {
