@@ -225,7 +225,7 @@ func (s *FileService) callFetch(ctx context.Context, c *core.ServiceCall) (any, 
 // Fetch asks the FileService of from for path and writes it atomically
 // to localPath, with the served file's mode and mtime.
 func Fetch(ctx context.Context, r *core.Router, from *core.Context, path, localPath string) (*FileInfo, error) {
-	bs, err := r.NewByteStream(from, nil)
+	bs, err := r.NewByteStream(from, receiveWindow)
 	if err != nil {
 		return nil, err
 	}
