@@ -33,8 +33,8 @@ func init() {
 // receiveWindow is the byte-stream window of the end a file travels to:
 // four times core's default, because over ssh the credit the receiver
 // sends back crosses ssh and sshd twice, and with 1 MiB in flight the
-// sender waited for it (fs.put of 256 MiB over ssh: 209–229 → 245–303
-// MiB/s; the raw floor 217–299). A hop forwards frames and keeps no
+// sender waited for it (fs.put of 256 MiB over ssh: 202–229 → 239–303
+// MiB/s; the raw floor 203–299 in the same rounds). A hop forwards frames and keeps no
 // window of its own, so a transfer still holds at most this much in any
 // context.
 var receiveWindow = &core.ByteStreamOptions{Window: 4 << 20}
