@@ -248,7 +248,7 @@ func TestWritevAllPartial(t *testing.T) {
 	}
 	defer pr.Close()
 	defer pw.Close()
-	raw := nonBlockingConn(pw)
+	raw := newFDWriter(pw)
 	if raw == nil {
 		t.Fatal("os.Pipe's write end is not a non-blocking fd")
 	}
@@ -268,7 +268,7 @@ func TestWritevAllPartial(t *testing.T) {
 		b, _ := io.ReadAll(pr)
 		got <- b
 	}()
-	if err := writevAll(raw, pieces); err != nil {
+	if err := raw.writevAll(pieces); err != nil {
 		t.Fatal(err)
 	}
 	pw.Close()
@@ -281,7 +281,7 @@ func TestWritevAllPartial(t *testing.T) {
 		t.Fatal("reader did not finish")
 	}
 	pr.Close()
-	if err := writevAll(raw, [][]byte{[]byte("x")}); err == nil {
+	if err := raw.writevAll([][]byte{[]byte("x")}); err == nil {
 		t.Fatal("writev to a closed pipe succeeded")
 	}
 }

@@ -18,8 +18,12 @@ import (
 // busy: on a 2-vCPU machine those wake-ups cost the master a fifth of
 // its CPU during a bulk transfer and take CPU from ssh.
 type pipeReader struct {
-	f  *os.File
-	rc syscall.RawConn
+	f      *os.File
+	rc     syscall.RawConn
+	p      []byte // what readFn reads into
+	n      int    // what readFn read
+	err    error  // readFn's error
+	readFn func(fd uintptr) bool
 }
 
 // NewPipeReader returns a reader of f that makes its read(2) calls
@@ -38,7 +42,9 @@ func NewPipeReader(f *os.File) io.Reader {
 	}); err != nil || !nonblock {
 		return f
 	}
-	return &pipeReader{f: f, rc: rc}
+	r := &pipeReader{f: f, rc: rc}
+	r.readFn = r.readFD // bound once: a closure per Read was three allocations
+	return r
 }
 
 // WakeSysmon makes one system call through the Go runtime's syscall
@@ -54,34 +60,40 @@ func WakeSysmon() {
 	unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
 }
 
+// Read reads like read(2). Like any stream reader it is not for
+// concurrent use.
 func (r *pipeReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var rerr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(m)
-				if n == 0 {
-					rerr = io.EOF
-				}
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				rerr = &os.PathError{Op: "read", Path: r.f.Name(), Err: e}
-				return true
-			}
-		}
-	})
+	r.p, r.n, r.err = p, 0, nil
+	err := r.rc.Read(r.readFn)
+	n, rerr := r.n, r.err
+	r.p, r.err = nil, nil
 	if err != nil {
 		return n, &os.PathError{Op: "read", Path: r.f.Name(), Err: err}
 	}
 	return n, rerr
+}
+
+func (r *pipeReader) readFD(fd uintptr) bool {
+	p := r.p
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			r.n = int(m)
+			if r.n == 0 {
+				r.err = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.err = &os.PathError{Op: "read", Path: r.f.Name(), Err: e}
+			return true
+		}
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -28,7 +27,7 @@ type Stream struct {
 
 	br     *bufio.Reader
 	bw     *bufio.Writer   // the writer goroutine's, when the writer is not a non-blocking fd
-	raw    syscall.RawConn // set when the writer is a non-blocking fd
+	raw    *fdWriter       // set when the writer is a non-blocking fd
 	closer func()          // releases the transport (closes fds, reaps the process)
 	exited <-chan struct{} // optional: closed when the child's process is reaped
 
@@ -56,7 +55,7 @@ type Stream struct {
 func newStream(r *Router, remoteID uint32, name string, isParent bool, br *bufio.Reader, w io.Writer, closer func()) *Stream {
 	s := &Stream{
 		router: r, remoteID: remoteID, name: name, isParent: isParent,
-		br: br, raw: nonBlockingConn(w), closer: closer,
+		br: br, raw: newFDWriter(w), closer: closer,
 		wake:   make(chan struct{}, 1),
 		egress: make(map[uint32]struct{}),
 		done:   make(chan struct{}),
@@ -169,15 +168,7 @@ func (s *Stream) writeInline(m *Message, n int) error {
 		vec = append(vec, m.Tail...)
 	}
 	s.ivec = vec
-	var wrote int
-	var werr error
-	err := s.raw.Write(func(fd uintptr) bool {
-		wrote, werr = writevNonBlocking(fd, vec)
-		return true
-	})
-	if err == nil {
-		err = werr
-	}
+	wrote, err := s.raw.tryWritev(vec)
 	if err != nil {
 		clear(vec)
 		err = fmt.Errorf("write: %w", err)
@@ -390,7 +381,7 @@ func (s *Stream) writeFrames(pending [][]byte, batch []*Message) error {
 	if len(buf) > mark {
 		vec = append(vec, buf[mark:])
 	}
-	err := writevAll(s.raw, vec)
+	err := s.raw.writevAll(vec)
 	clear(vec) // no reference to the payloads outlives the write
 	s.vec = vec[:0]
 	*bp = buf

@@ -67,40 +67,88 @@ func skipBytes(bufs [][]byte, n int) [][]byte {
 // the BSDs).
 const maxIovec = 1024
 
-// writevAll writes every byte of bufs to rc, a non-blocking fd, with
-// writev: partial writes go on from where they stopped, and a full pipe
-// waits in the runtime's poller until it can take more. bufs' elements
-// are resliced as they are written.
-func writevAll(rc syscall.RawConn, bufs [][]byte) error {
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for {
-			for len(bufs) > 0 && len(bufs[0]) == 0 {
-				bufs = bufs[1:]
-			}
-			if len(bufs) == 0 {
-				return true
-			}
-			n, err := writevFD(fd, bufs[:min(len(bufs), maxIovec)])
-			switch err {
-			case nil:
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false
-			default:
-				werr = err
-				return true
-			}
-			if n == 0 {
-				werr = io.ErrShortWrite
-				return true
-			}
-			bufs = skipBytes(bufs, n)
-		}
-	})
+// fdWriter writes to a non-blocking file descriptor through its
+// RawConn. The callbacks it hands the RawConn are bound once, in
+// newFDWriter: a closure per write, with the variables it shares with
+// its caller, was three allocations per message. One goroutine at a time
+// may use it (a stream's output has one owner at a time).
+type fdWriter struct {
+	rc    syscall.RawConn
+	bufs  [][]byte // what the callback writes
+	n     int      // what tryWritev's callback wrote
+	err   error    // the callback's error
+	tryFn func(fd uintptr) bool
+	allFn func(fd uintptr) bool
+}
+
+// newFDWriter returns an fdWriter of w when w is a non-blocking file
+// descriptor (see nonBlockingConn), nil otherwise.
+func newFDWriter(w io.Writer) *fdWriter {
+	rc := nonBlockingConn(w)
+	if rc == nil {
+		return nil
+	}
+	fw := &fdWriter{rc: rc}
+	fw.tryFn, fw.allFn = fw.try, fw.all
+	return fw
+}
+
+// tryWritev makes one non-blocking writev of bufs and returns how much
+// it took: 0, not an error, when the pipe is full.
+func (w *fdWriter) tryWritev(bufs [][]byte) (int, error) {
+	w.bufs, w.n, w.err = bufs, 0, nil
+	err := w.rc.Write(w.tryFn)
+	n, werr := w.n, w.err
+	w.bufs, w.err = nil, nil
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}
+
+func (w *fdWriter) try(fd uintptr) bool {
+	w.n, w.err = writevNonBlocking(fd, w.bufs)
+	return true
+}
+
+// writevAll writes every byte of bufs with writev: partial writes go on
+// from where they stopped, and a full pipe waits in the runtime's poller
+// until it can take more. bufs' elements are resliced as they are
+// written.
+func (w *fdWriter) writevAll(bufs [][]byte) error {
+	w.bufs, w.err = bufs, nil
+	err := w.rc.Write(w.allFn)
+	werr := w.err
+	w.bufs, w.err = nil, nil
 	if err == nil {
 		err = werr
 	}
 	return err
+}
+
+func (w *fdWriter) all(fd uintptr) bool {
+	for {
+		for len(w.bufs) > 0 && len(w.bufs[0]) == 0 {
+			w.bufs = w.bufs[1:]
+		}
+		if len(w.bufs) == 0 {
+			return true
+		}
+		n, err := writevFD(fd, w.bufs[:min(len(w.bufs), maxIovec)])
+		switch err {
+		case nil:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			w.err = err
+			return true
+		}
+		if n == 0 {
+			w.err = io.ErrShortWrite
+			return true
+		}
+		w.bufs = skipBytes(w.bufs, n)
+	}
 }
