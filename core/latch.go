@@ -15,6 +15,7 @@ type Latch struct {
 	closed bool
 	wake   chan struct{} // made by a waiting Get; closed when items arrive or on close
 	notify func()        // called (without mu) after each Put, for Select
+	first  [1]any        // items' storage until a second value waits: most latches hold one reply
 }
 
 // NewLatch returns an empty open Latch.
@@ -34,6 +35,9 @@ func (l *Latch) Put(v any) error {
 	if l.closed {
 		l.mu.Unlock()
 		return ErrLatchClosed
+	}
+	if l.items == nil {
+		l.items = l.first[:0]
 	}
 	l.items = append(l.items, v)
 	l.wakeLocked()

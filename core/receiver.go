@@ -12,7 +12,7 @@ type Receiver struct {
 	handle     uint32
 	persist    bool
 	respondent *Context
-	latch      *Latch
+	latch      Latch // in the Receiver: one allocation less per call's reply
 
 	closeOnce sync.Once
 }
@@ -33,7 +33,7 @@ type ReceiverOptions struct {
 
 // NewReceiver registers a handler on the router that queues messages.
 func (r *Router) NewReceiver(opts ReceiverOptions) (*Receiver, error) {
-	rv := &Receiver{router: r, persist: !opts.Once, respondent: opts.Respondent, latch: NewLatch()}
+	rv := &Receiver{router: r, persist: !opts.Once, respondent: opts.Respondent}
 	h, err := r.AddHandler(rv.deliver, HandlerOptions{
 		Handle:     opts.Handle,
 		Once:       opts.Once,
