@@ -448,17 +448,25 @@ func DecodeCallReply(m *Message) ([]byte, error) {
 // CallAsync starts a call of fn and returns the Receiver of its reply;
 // see DecodeCallReply.
 func (c *Context) CallAsync(ctx context.Context, req *CallRequest) (*Receiver, error) {
+	return c.callAsync(ctx, req, true)
+}
+
+// callAsync is CallAsync. With batch the frame is left to the stream's
+// writer goroutine, so that calls started back to back share writes;
+// without, the caller writes it at once if the stream is idle (a caller
+// about to wait for the reply: one goroutine switch less per call).
+func (c *Context) callAsync(ctx context.Context, req *CallRequest, batch bool) (*Receiver, error) {
 	m, err := NewCallMessage(req)
 	if err != nil {
 		return nil, err
 	}
-	m.batch = true
+	m.batch = batch
 	return c.SendAsync(ctx, m, false)
 }
 
 // CallRaw calls fn and returns the CBOR of its result.
 func (c *Context) CallRaw(ctx context.Context, req *CallRequest) ([]byte, error) {
-	rv, err := c.CallAsync(ctx, req)
+	rv, err := c.callAsync(ctx, req, false)
 	if err != nil {
 		return nil, err
 	}
