@@ -31,15 +31,8 @@ type pipeReader struct {
 // non-blocking descriptor. Streams read their pipes through it: a
 // child its stdin, a parent the stdout of a child's process.
 func NewPipeReader(f *os.File) io.Reader {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return f
-	}
-	nonblock := false
-	if err := rc.Control(func(fd uintptr) {
-		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
-		nonblock = err == nil && fl&unix.O_NONBLOCK != 0
-	}); err != nil || !nonblock {
+	rc := nonBlockingConn(f)
+	if rc == nil {
 		return f
 	}
 	r := &pipeReader{f: f, rc: rc}

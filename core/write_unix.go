@@ -9,11 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nonBlockingConn returns the raw connection of w when w is a file
+// nonBlockingConn returns the raw connection of f when f is a file
 // descriptor in non-blocking mode (pipes from os.Pipe, the child's
-// stream), for writes that must never block; nil otherwise.
-func nonBlockingConn(w io.Writer) syscall.RawConn {
-	sc, ok := w.(syscall.Conn)
+// stream), for reads and writes that must never block; nil otherwise.
+func nonBlockingConn(f any) syscall.RawConn {
+	sc, ok := f.(syscall.Conn)
 	if !ok {
 		return nil
 	}
