@@ -3,9 +3,11 @@ package core
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 )
 
 // Latch, Receiver and Select semantics (Mitogen's mitogen.core.Latch,
@@ -81,6 +83,32 @@ func TestLatch(t *testing.T) {
 	if !l.Closed() || KindOf(ErrLatchClosed) != "LatchError" {
 		t.Fatal("latch not closed")
 	}
+}
+
+// A Latch keeps its first value inline; once more values wait and the
+// queue moves to a grown array, the inline slot must not keep a value
+// alive after Get has handed it out.
+func TestLatchKeepsNothingTaken(t *testing.T) {
+	l := NewLatch()
+	first := new([1 << 10]byte)
+	w := weak.Make(first)
+	for _, v := range []any{first, "second", "third"} {
+		if err := l.Put(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first = nil
+	for range 3 {
+		if _, err := l.Get(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	if w.Value() != nil {
+		t.Fatal("the latch still holds the first value it handed out")
+	}
+	runtime.KeepAlive(l)
 }
 
 func TestLatchConcurrent(t *testing.T) {

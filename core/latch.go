@@ -40,6 +40,9 @@ func (l *Latch) Put(v any) error {
 		l.items = l.first[:0]
 	}
 	l.items = append(l.items, v)
+	if cap(l.items) > len(l.first) {
+		l.first[0] = nil // items has moved to a grown array: keep nothing alive here
+	}
 	l.wakeLocked()
 	fn := l.notify
 	l.mu.Unlock()
