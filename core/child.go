@@ -414,7 +414,12 @@ func runChild() int {
 		fmt.Fprintf(os.Stderr, "mitostar child: %v\n", err)
 		return 1
 	}
-	setParentDeathSignal()
+	// No PR_SET_PDEATHSIG here: a local child has it from its parent's
+	// fork (childSysProcAttr), and a child behind a transport exits on
+	// EOF from its stream. Its parent process is the transport's, and
+	// under docker exec the runc process that starts it exits at once
+	// (the process moves to the shim): a parent-death signal set here,
+	// before that, killed the child during its handshake.
 	if _, err := out.Write(ReadyLine()); err != nil {
 		return 1
 	}

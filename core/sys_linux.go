@@ -14,15 +14,6 @@ func childSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// setParentDeathSignal makes the kernel kill this child when its parent
-// dies, and exits at once if that already happened.
-func setParentDeathSignal() {
-	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
-	if os.Getppid() == 1 {
-		os.Exit(1)
-	}
-}
-
 // streamPipeSize is the kernel buffer asked for the pipes of a local
 // child's stream: with the default 64 KiB, a 256 KiB message costs four
 // wake-ups of each side.

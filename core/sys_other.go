@@ -13,7 +13,5 @@ func childSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
 
-func setParentDeathSignal() {}
-
 // growPipe leaves the pipe's buffer as the system sizes it.
 func growPipe(*os.File) {}
