@@ -88,11 +88,10 @@ type executor struct {
 	closed  bool
 	handler CallHandler
 	warm    *CallRequest // run once, its result dropped, by startEarly's goroutine
-	done    chan struct{}
 }
 
 func newExecutor(r *Router) *executor {
-	return &executor{r: r, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &executor{r: r, wake: make(chan struct{}, 1)}
 }
 
 func (e *executor) enqueue(m *Message) {
@@ -105,6 +104,12 @@ func (e *executor) enqueue(m *Message) {
 	e.queue = append(e.queue, m)
 	e.startLocked(nil)
 	e.mu.Unlock()
+	e.signal()
+}
+
+// signal wakes the executor's goroutine to look at its queue (and at
+// closed) again. wake holds one signal, which is all a waiter needs.
+func (e *executor) signal() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -143,14 +148,14 @@ func (e *executor) loop(warm *CallRequest) {
 	}
 	for {
 		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
 		if len(e.queue) == 0 {
 			e.mu.Unlock()
-			select {
-			case <-e.wake:
-				continue
-			case <-e.done:
-				return
-			}
+			<-e.wake // one channel, not a select: this wait is on every call's path
+			continue
 		}
 		m := e.queue[0]
 		e.queue[0] = nil
@@ -213,7 +218,7 @@ func (e *executor) close() {
 	pending := e.queue
 	e.queue = nil
 	e.mu.Unlock()
-	close(e.done)
+	e.signal()
 	for _, m := range pending {
 		e.r.sendDead(m, msgRouterClosed)
 	}

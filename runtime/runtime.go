@@ -72,8 +72,10 @@ type Runtime struct {
 	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
 	printFn func(*starlark.Thread, string)
 	// lifetimeThreads are the running threads bound to the router's
-	// lifetime (see newThread).
-	lifetimeThreads sync.Map // *starlark.Thread → *builtins.ThreadState
+	// lifetime (see newThread). A plain map under a mutex: a sync.Map
+	// allocated an entry for every call.
+	threadsMu       sync.Mutex
+	lifetimeThreads map[*starlark.Thread]*builtins.ThreadState
 
 	// resolved caches what resolve found for a "star:" reference: the
 	// module of a path and sha executes once, so the function it defines
@@ -93,7 +95,8 @@ func New(r *core.Router, opts Options) *Runtime {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
-	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{}}
+	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
+		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
@@ -202,11 +205,17 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 		// Most calls have no timeout: rather than a callback on the
 		// router's lifetime per call, the one installed by New cancels
 		// whichever such thread runs when the router closes.
-		rt.lifetimeThreads.Store(thread, st)
+		rt.threadsMu.Lock()
+		rt.lifetimeThreads[thread] = st
+		rt.threadsMu.Unlock()
 		if ctx.Err() != nil {
 			cancelThread(ctx, thread, st)
 		}
-		return thread, func() { rt.lifetimeThreads.Delete(thread) }
+		return thread, func() {
+			rt.threadsMu.Lock()
+			delete(rt.lifetimeThreads, thread)
+			rt.threadsMu.Unlock()
+		}
 	}
 	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
 	return thread, func() { stop() }
@@ -236,10 +245,11 @@ func cancelThread(ctx context.Context, thread *starlark.Thread, st *builtins.Thr
 // lifetime, which has ended.
 func (rt *Runtime) cancelLifetimeThreads() {
 	ctx := rt.r.Lifetime()
-	rt.lifetimeThreads.Range(func(k, v any) bool {
-		cancelThread(ctx, k.(*starlark.Thread), v.(*builtins.ThreadState))
-		return true
-	})
+	rt.threadsMu.Lock()
+	defer rt.threadsMu.Unlock()
+	for thread, st := range rt.lifetimeThreads {
+		cancelThread(ctx, thread, st)
+	}
 }
 
 // NewThread implements builtins.Runtime for handlers: the thread lives
