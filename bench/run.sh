@@ -150,6 +150,28 @@ else
 	: >"$OUT/mitogen.jsonl"
 fi
 
+# ---- round trips with the placement fixed ----
+# On a 2-vCPU VM an unpinned round trip is bimodal, for the floor's
+# ping-pong as for mitostar: each message costs a few microseconds while
+# the kernel keeps both processes on one vCPU, and 45-90 us once it puts
+# them on two, where every message wakes a halted vCPU (docs/benchmarks.md,
+# "Why the round trip is bimodal"). Which placement a run gets is the
+# kernel's choice, and the sides run minutes apart, so their unpinned
+# medians may compare one placement with the other. These rows run every
+# side's round trips again inside `taskset -c 0`, the same placement for
+# all, under the metric name with "_1cpu" appended.
+PIN_ONLY=call_rtt,two_hop
+pinned() { sed -E 's/"metric": ?"([^"]+)"/"metric": "\1_1cpu"/'; }
+if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
+	echo "== round trips on one vCPU (taskset -c 0)" >&2
+	timeout -k 10 3600 taskset -c 0 bin/mitostar bench/bench.star --only "$PIN_ONLY" "${ARGS[@]}" | pinned >>"$OUT/mitostar.jsonl"
+	timeout -k 10 3600 taskset -c 0 "$OUT/floor" --only "$PIN_ONLY" "${ARGS[@]}" | pinned >>"$OUT/floor.jsonl"
+	if [ -s "$OUT/mitogen.jsonl" ]; then
+		timeout -k 10 7200 taskset -c 0 "$PY" bench/mitogen_bench.py --step-timeout "$STEP_TIMEOUT" --only "$PIN_ONLY" "${ARGS[@]}" |
+			pinned >>"$OUT/mitogen.jsonl" || MITOGEN_STATUS=$?
+	fi
+fi
+
 python3 bench/table.py "$OUT/mitostar.jsonl" "$OUT/mitogen.jsonl" "$OUT/floor.jsonl"
 if [ "$MITOGEN_STATUS" != 0 ]; then
 	echo "bench: the Python Mitogen side failed (status $MITOGEN_STATUS): its missing rows show \"-\"" >&2
