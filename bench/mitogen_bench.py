@@ -6,7 +6,7 @@
         [--children N] [--children-reps N] [--bulk-mib N] [--bulk-reps N]
         [--put-mib N] [--put-reps N] [--tree-files N] [--tree-big-mib N]
         [--rsync-reps N] [--data-dir DIR] [--step-timeout SECONDS]
-        [--only PREFIX,...]
+        [--only PREFIX,...] [--child-cpu CPUS]
         [--ssh USER@HOST:PORT --ssh-key FILE --ssh-known-hosts FILE --ssh-reps N]
 
 bench/bench.star does the same work with mitostar: the same remote functions
@@ -114,6 +114,7 @@ DEFAULTS = {
     "step_timeout": 900,
     "workload": "",
     "only": "",
+    "child_cpu": "",
     "ssh": "",
     "ssh_key": "",
     "ssh_known_hosts": "",
@@ -204,7 +205,11 @@ def round_trips(c, n):
 
 
 def bench_rtt(router, cfg):
-    c = router.local()
+    if cfg["child_cpu"]:
+        # The child on those CPUs (run.sh pins this process elsewhere).
+        c = router.local(python_path=["taskset", "-c", cfg["child_cpu"], sys.executable])
+    else:
+        c = router.local()
     round_trips(c, min(100, cfg["rtt"]))  # warm up
     emit("call_rtt", "us", round_trips(c, cfg["rtt"]))
     round_trips(c, cfg["rtt"])  # as bench.star: the steady state

@@ -158,18 +158,29 @@ fi
 # "Why the round trip is bimodal"). Which placement a run gets is the
 # kernel's choice, and the sides run minutes apart, so their unpinned
 # medians may compare one placement with the other. These rows run every
-# side's round trips again inside `taskset -c 0`, the same placement for
-# all, under the metric name with "_1cpu" appended.
-PIN_ONLY=call_rtt,two_hop
-pinned() { sed -E 's/"metric": ?"([^"]+)"/"metric": "\1_1cpu"/'; }
+# side's round trips again with the placement fixed, the same for all:
+# every process inside `taskset -c 0` (metric names with "_1cpu"
+# appended), then the caller on CPU 0 and its child on CPU 1 ("_2cpu",
+# the plain round trip only).
+suffixed() { sed -E 's/"metric": ?"([^"]+)"/"metric": "\1_'"$1"'"/'; }
+# pinned SUFFIX ONLY [ARGS...]: every side's ONLY workloads inside
+# taskset -c 0, with ARGS added, their rows renamed.
+pinned() {
+	local suffix=$1 only=$2
+	shift 2
+	timeout -k 10 3600 taskset -c 0 bin/mitostar bench/bench.star --only "$only" "${ARGS[@]}" "$@" |
+		suffixed "$suffix" >>"$OUT/mitostar.jsonl"
+	timeout -k 10 3600 taskset -c 0 "$OUT/floor" --only "$only" "${ARGS[@]}" "$@" | suffixed "$suffix" >>"$OUT/floor.jsonl"
+	if [ -s "$OUT/mitogen.jsonl" ]; then
+		timeout -k 10 7200 taskset -c 0 "$PY" bench/mitogen_bench.py --step-timeout "$STEP_TIMEOUT" --only "$only" "${ARGS[@]}" "$@" |
+			suffixed "$suffix" >>"$OUT/mitogen.jsonl" || MITOGEN_STATUS=$?
+	fi
+}
 if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
 	echo "== round trips on one vCPU (taskset -c 0)" >&2
-	timeout -k 10 3600 taskset -c 0 bin/mitostar bench/bench.star --only "$PIN_ONLY" "${ARGS[@]}" | pinned >>"$OUT/mitostar.jsonl"
-	timeout -k 10 3600 taskset -c 0 "$OUT/floor" --only "$PIN_ONLY" "${ARGS[@]}" | pinned >>"$OUT/floor.jsonl"
-	if [ -s "$OUT/mitogen.jsonl" ]; then
-		timeout -k 10 7200 taskset -c 0 "$PY" bench/mitogen_bench.py --step-timeout "$STEP_TIMEOUT" --only "$PIN_ONLY" "${ARGS[@]}" |
-			pinned >>"$OUT/mitogen.jsonl" || MITOGEN_STATUS=$?
-	fi
+	pinned 1cpu call_rtt,two_hop
+	echo "== round trips across two vCPUs (caller on 0, child on 1)" >&2
+	pinned 2cpu call_rtt --child-cpu 1
 fi
 
 python3 bench/table.py "$OUT/mitostar.jsonl" "$OUT/mitogen.jsonl" "$OUT/floor.jsonl"

@@ -91,6 +91,7 @@ type config struct {
 	sshReps     int
 	deadline    time.Duration
 	only        map[string]bool
+	childCPU    string // -child-cpu: the round-trip workload's echo child runs under taskset -c
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -119,6 +120,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.sshReps, "ssh-reps", 5, "ssh connections to time")
 	fs.DurationVar(&c.deadline, "timeout", 10*time.Minute, "give up after this long")
 	only := fs.String("only", "", "comma-separated metric prefixes to run (default: all)")
+	fs.StringVar(&c.childCPU, "child-cpu", "", "run the call_rtt echo child on this CPU (taskset -c), apart from the caller")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -319,7 +321,16 @@ type child struct {
 }
 
 func startChild(ctx context.Context, self string, args ...string) (*child, error) {
-	cmd := exec.CommandContext(ctx, self, args...)
+	return startCmd(exec.CommandContext(ctx, self, args...), self, args)
+}
+
+// startChildOn starts the role like startChild, on the given CPUs
+// (taskset -c): every thread of the child is created there.
+func startChildOn(ctx context.Context, cpus, self string, args ...string) (*child, error) {
+	return startCmd(exec.CommandContext(ctx, "taskset", append([]string{"-c", cpus, self}, args...)...), self, args)
+}
+
+func startCmd(cmd *exec.Cmd, self string, args []string) (*child, error) {
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -370,7 +381,13 @@ func pingPong(ch *child, n int) ([]time.Duration, error) {
 // benchRTT: a 64-byte message to an echoing process and back, the floor
 // of a no-op call's round trip.
 func benchRTT(ctx context.Context, c *config, self string, e *emitter) error {
-	ch, err := startChild(ctx, self, "floor-echo")
+	var ch *child
+	var err error
+	if c.childCPU != "" {
+		ch, err = startChildOn(ctx, c.childCPU, self, "floor-echo")
+	} else {
+		ch, err = startChild(ctx, self, "floor-echo")
+	}
 	if err != nil {
 		return err
 	}
