@@ -159,28 +159,31 @@ fi
 # kernel's choice, and the sides run minutes apart, so their unpinned
 # medians may compare one placement with the other. These rows run every
 # side's round trips again with the placement fixed, the same for all:
-# every process inside `taskset -c 0` (metric names with "_1cpu"
-# appended), then the caller on CPU 0 and its child on CPU 1 ("_2cpu",
-# the plain round trip only).
+# every process on one CPU (metric names with "_1cpu" appended), then the
+# caller on that CPU and its child on another ("_2cpu", the plain round
+# trip only). The CPUs are the first two this script may run on.
 suffixed() { sed -E 's/"metric": ?"([^"]+)"/"metric": "\1_'"$1"'"/'; }
 # pinned SUFFIX ONLY [ARGS...]: every side's ONLY workloads inside
-# taskset -c 0, with ARGS added, their rows renamed.
+# taskset -c $CPU_A, with ARGS added, their rows renamed.
 pinned() {
 	local suffix=$1 only=$2
 	shift 2
-	timeout -k 10 3600 taskset -c 0 bin/mitostar bench/bench.star --only "$only" "${ARGS[@]}" "$@" |
+	timeout -k 10 3600 taskset -c "$CPU_A" bin/mitostar bench/bench.star --only "$only" "${ARGS[@]}" "$@" |
 		suffixed "$suffix" >>"$OUT/mitostar.jsonl"
-	timeout -k 10 3600 taskset -c 0 "$OUT/floor" --only "$only" "${ARGS[@]}" "$@" | suffixed "$suffix" >>"$OUT/floor.jsonl"
+	timeout -k 10 3600 taskset -c "$CPU_A" "$OUT/floor" --only "$only" "${ARGS[@]}" "$@" | suffixed "$suffix" >>"$OUT/floor.jsonl"
 	if [ -s "$OUT/mitogen.jsonl" ]; then
-		timeout -k 10 7200 taskset -c 0 "$PY" bench/mitogen_bench.py --step-timeout "$STEP_TIMEOUT" --only "$only" "${ARGS[@]}" "$@" |
+		timeout -k 10 7200 taskset -c "$CPU_A" "$PY" bench/mitogen_bench.py --step-timeout "$STEP_TIMEOUT" --only "$only" "${ARGS[@]}" "$@" |
 			suffixed "$suffix" >>"$OUT/mitogen.jsonl" || MITOGEN_STATUS=$?
 	fi
 }
-if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
-	echo "== round trips on one vCPU (taskset -c 0)" >&2
+read -r CPU_A CPU_B < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0))[:2])')
+if command -v taskset >/dev/null && [ -n "${CPU_B:-}" ]; then
+	echo "== round trips on one vCPU (taskset -c $CPU_A)" >&2
 	pinned 1cpu call_rtt,two_hop
-	echo "== round trips across two vCPUs (caller on 0, child on 1)" >&2
-	pinned 2cpu call_rtt --child-cpu 1
+	echo "== round trips across two vCPUs (caller on $CPU_A, child on $CPU_B)" >&2
+	pinned 2cpu call_rtt --child-cpu "$CPU_B"
+else
+	echo "bench: no pinned round-trip rows (they need taskset and two CPUs)" >&2
 fi
 
 python3 bench/table.py "$OUT/mitostar.jsonl" "$OUT/mitogen.jsonl" "$OUT/floor.jsonl"
