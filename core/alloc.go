@@ -19,8 +19,9 @@ import (
 // runs when the next allocation pushes the heap over its goal, too late
 // for that allocation, which takes fresh pages. So around large payloads
 // the stream runs the collector itself: before allocating a large frame
-// it reads, and before running the next call after writing one (a
-// context that returned a large result is about to make another). A
+// it reads, and before running the next call after a large payload was
+// dropped: written (a context that returned a large result is about to
+// make another) or served (the argument of the call that just ended). A
 // collection is skipped when the last one took longer
 // than a quarter of what moving the payload at 2 GiB/s takes, so a large
 // live heap is not scanned for every frame.
@@ -29,8 +30,8 @@ import (
 const reuseMin = 8 << 20
 
 var (
-	lastCollect atomic.Int64 // duration of the last collection run here
-	wroteLarge  atomic.Int64 // size of a large payload written since the last collection
+	lastCollect  atomic.Int64 // duration of the last collection run here
+	largeDropped atomic.Int64 // size of a large payload dropped since the last collection
 )
 
 // collectFor runs a collection ahead of (or after) moving n bytes, when
@@ -77,19 +78,20 @@ func makeNoZero(n int) []byte {
 	return unsafe.Slice(unsafe.StringData(s), n)
 }
 
-// noteWritten is called by a stream's writer after writing payloads, the
-// largest n bytes long.
-func noteWritten(n int) {
+// noteDropped records that this process is done with a payload n bytes
+// long: a stream's writer has written it, or the executor has served the
+// call that carried it.
+func noteDropped(n int) {
 	if n >= reuseMin {
-		wroteLarge.Store(int64(n))
+		largeDropped.Store(int64(n))
 	}
 }
 
-// collectWritten runs a collection if a large payload has been written
+// collectDropped runs a collection if a large payload has been dropped
 // since the last one: the executor calls it before each call, so that a
 // call making another large value reuses the memory of the last one.
-func collectWritten() {
-	if n := wroteLarge.Swap(0); n > 0 {
+func collectDropped() {
+	if n := largeDropped.Swap(0); n > 0 {
 		collectFor(int(n))
 	}
 }

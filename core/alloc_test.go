@@ -51,3 +51,37 @@ func TestPayloadBufferLarge(t *testing.T) {
 		t.Fatal("a payload one byte short was read as a message")
 	}
 }
+
+// A call whose arguments were large leaves them for the collector to
+// free before the next call runs (collectDropped), as a written large
+// result does: the next call that makes a large value then reuses that
+// memory instead of faulting in fresh pages.
+func TestExecutorNotesLargeArguments(t *testing.T) {
+	r := NewMaster(Options{})
+	defer r.Close()
+	e := newExecutor(r)
+	run := func(argBytes int) int64 {
+		largeDropped.Store(0)
+		p, err := EncodeCallRequest(&CallRequest{Func: "bench.nop", Args: make([]byte, argBytes)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var data []byte
+		for _, piece := range p {
+			data = append(data, piece...)
+		}
+		e.run(&Message{Handle: HandleCallFunction, Data: data, router: r})
+		return largeDropped.Load()
+	}
+	if got := run(reuseMin); got < reuseMin {
+		t.Fatalf("after a call with %d bytes of arguments, largeDropped = %d, want at least %d", reuseMin, got, reuseMin)
+	}
+	if got := run(1 << 10); got != 0 {
+		t.Fatalf("after a call with 1 KiB of arguments, largeDropped = %d, want 0", got)
+	}
+	largeDropped.Store(reuseMin)
+	collectDropped()
+	if got := largeDropped.Load(); got != 0 {
+		t.Fatalf("collectDropped left largeDropped at %d, want 0", got)
+	}
+}

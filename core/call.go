@@ -360,7 +360,7 @@ func (e *executor) run(m *Message) {
 		e.reply(m, nil, &RemoteError{Kind: "Error", Message: "bad call request: " + err.Error(), Context: r.name})
 		return
 	}
-	collectWritten()
+	collectDropped()
 	ctx, cancel := r.ctx, context.CancelFunc(func() {})
 	if req.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(r.ctx, time.Duration(req.Timeout*float64(time.Second)))
@@ -373,6 +373,7 @@ func (e *executor) run(m *Message) {
 		}
 	}
 	cancel()
+	noteDropped(len(m.Data)) // the arguments, unless the call kept them
 	if err != nil {
 		e.reply(m, nil, AsRemote(err, r.name))
 		return

@@ -38,7 +38,7 @@ type Stream struct {
 	writing bool             // a sender or the writer goroutine owns the output
 	pending [][]byte         // what a partial inline write left, written first by the writer goroutine
 	pendMsg *Message         // the forwarded message pending ends with, recycled once written
-	pendLen int              // payload length of the frame pending ends, for noteWritten
+	pendLen int              // payload length of the frame pending ends, for noteDropped
 	hdr     [HeaderSize]byte // inline header of a large frame, used by the owner of the output
 	ivec    [][]byte         // inline writev pieces, used by the owner of the output
 	vec     [][]byte         // writeFrames' pieces for writev (writer goroutine)
@@ -182,7 +182,7 @@ func (s *Stream) writeInline(m *Message, n int) error {
 		if forwarded {
 			recycleFrame(m)
 		}
-		noteWritten(size)
+		noteDropped(size)
 		if bp != nil {
 			putFrameBuf(bp)
 		}
@@ -305,7 +305,7 @@ func (s *Stream) drain() error {
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
-		noteWritten(largest)
+		noteDropped(largest)
 	}
 }
 
