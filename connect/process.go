@@ -96,8 +96,8 @@ func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
 		}
 		p.closers = append(p.closers, outR)
 		childEnds = append(childEnds, outW)
-		growPipe(inW)
-		growPipe(outR)
+		core.GrowPipe(inW, methodPipeSize)
+		core.GrowPipe(outR, methodPipeSize)
 		cmd.Stdin, cmd.Stdout = inR, outW
 		p.stdin, p.stdout = inW, outR
 		if mode == hybridTTY {

@@ -19,10 +19,15 @@ func childSysProcAttr() *syscall.SysProcAttr {
 // wake-ups of each side.
 const streamPipeSize = 1 << 20
 
-// growPipe enlarges the kernel buffer of a pipe (best effort: the limit
-// is /proc/sys/fs/pipe-max-size).
-func growPipe(f *os.File) {
+// growPipe enlarges the kernel buffer of a local child's stream pipe.
+func growPipe(f *os.File) { GrowPipe(f, streamPipeSize) }
+
+// GrowPipe asks the kernel for a buffer of size bytes for the pipe f, best
+// effort: without CAP_SYS_RESOURCE the limit is
+// /proc/sys/fs/pipe-max-size, and other systems keep their own size.
+// Transports (package connect) grow the pipes to their programs with it.
+func GrowPipe(f *os.File, size int) {
 	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, streamPipeSize) })
+		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size) })
 	}
 }

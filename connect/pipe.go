@@ -1,22 +1,8 @@
 package connect
 
-import (
-	"os"
-
-	"golang.org/x/sys/unix"
-)
-
 // methodPipeSize is the kernel buffer asked for the stream's pipes to a
 // method's program (ssh, sudo, docker exec, ...). With the default 64
 // KiB a 256 KiB byte-stream frame takes four wake-ups of the writer and
 // of the program reading it; ssh reads its stdin 32 KiB at a time, so a
 // larger pipe lets it read on without waiting for us between reads.
 const methodPipeSize = 1 << 20
-
-// growPipe enlarges the kernel buffer of a pipe (best effort: the limit
-// is /proc/sys/fs/pipe-max-size for users without CAP_SYS_RESOURCE).
-func growPipe(f *os.File) {
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, methodPipeSize) })
-	}
-}
