@@ -59,6 +59,9 @@ func (r *pipeReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if len(p) > pipeChunk {
+		p = p[:pipeChunk] // see pipeChunk
+	}
 	r.p, r.n, r.err = p, 0, nil
 	err := r.rc.Read(r.readFn)
 	n, rerr := r.n, r.err

@@ -3,11 +3,14 @@ package core
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestPipeReader: a NewPipeReader waits for data in the poller, returns
@@ -71,5 +74,75 @@ func TestPipeReader(t *testing.T) {
 	defer f.Close()
 	if pr := NewPipeReader(f); pr != io.Reader(f) {
 		t.Fatalf("NewPipeReader of a regular file is %T, want the file", pr)
+	}
+}
+
+// TestPipeChunks: one read of a pipeReader asks for at most pipeChunk
+// bytes, and one writev of an fdWriter takes at most pipeChunk bytes in
+// at most maxIovec pieces, whatever it is given (see pipeChunk).
+func TestPipeChunks(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	growPipe(w)
+	data := make([]byte, pipeChunk+4096)
+	size := 0
+	rc, err := w.SyscallConn() // not w.Fd(), which makes the descriptor blocking
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { size, err = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0) })
+	if err != nil || size < len(data) {
+		t.Fatalf("pipe of %d bytes (%v), want room for %d", size, err, len(data))
+	}
+	rand.Read(data)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4*pipeChunk)
+	n, err := NewPipeReader(r).Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != pipeChunk || !bytes.Equal(buf[:n], data[:n]) {
+		t.Fatalf("one Read with %d bytes in the pipe returned %d, want the first %d", len(data), n, pipeChunk)
+	}
+
+	fw := newFDWriter(w)
+	if fw == nil {
+		t.Fatal("os.Pipe's write end is not a non-blocking fd")
+	}
+	big := make([]byte, 3*pipeChunk)
+	small := make([][]byte, 2*maxIovec)
+	for i := range small {
+		small[i] = []byte{byte(i)}
+	}
+	for _, c := range []struct {
+		name   string
+		bufs   [][]byte
+		pieces int
+		bytes  int
+	}{
+		{"header and a large payload", [][]byte{make([]byte, 26), big}, 2, pipeChunk},
+		{"one large piece", [][]byte{big}, 1, pipeChunk},
+		{"an empty piece first", [][]byte{nil, big}, 2, pipeChunk},
+		{"many small pieces", small, maxIovec, maxIovec},
+		{"less than a chunk", [][]byte{make([]byte, 10), make([]byte, 20)}, 2, 30},
+	} {
+		before := fmt.Sprint(len(c.bufs), len(c.bufs[len(c.bufs)-1]))
+		iov := fw.chunk(c.bufs)
+		total := 0
+		for _, b := range iov {
+			total += len(b)
+		}
+		if len(iov) != c.pieces || total != c.bytes {
+			t.Errorf("%s: chunk gave %d pieces, %d bytes; want %d, %d", c.name, len(iov), total, c.pieces, c.bytes)
+		}
+		if after := fmt.Sprint(len(c.bufs), len(c.bufs[len(c.bufs)-1])); after != before {
+			t.Errorf("%s: chunk changed its argument (%s, was %s)", c.name, after, before)
+		}
 	}
 }

@@ -67,6 +67,15 @@ func skipBytes(bufs [][]byte, n int) [][]byte {
 // the BSDs).
 const maxIovec = 1024
 
+// pipeChunk is the most one writev of an fdWriter takes, and the most one
+// read of a pipeReader asks for. Written and read whole, a 64 MiB payload
+// crosses a 1 MiB pipe in turns: the writer fills the pipe and waits,
+// the reader drains it and waits, and on a VM each wait ends with a
+// wake-up of a halted vCPU. In 256 KiB pieces neither side finds the
+// pipe full or empty for long, and both keep going: 64 MiB results
+// 1,273-1,394 -> 1,643-1,720 MiB/s (docs/benchmarks.md, session 5).
+const pipeChunk = 256 << 10
+
 // fdWriter writes to a non-blocking file descriptor through its
 // RawConn. The callbacks it hands the RawConn are bound once, in
 // newFDWriter: a closure per write, with the variables it shares with
@@ -75,6 +84,7 @@ const maxIovec = 1024
 type fdWriter struct {
 	rc    syscall.RawConn
 	bufs  [][]byte // what the callback writes
+	iov   [][]byte // the piece of bufs one writev takes (see chunk)
 	n     int      // what tryWritev's callback wrote
 	err   error    // the callback's error
 	tryFn func(fd uintptr) bool
@@ -107,8 +117,30 @@ func (w *fdWriter) tryWritev(bufs [][]byte) (int, error) {
 }
 
 func (w *fdWriter) try(fd uintptr) bool {
-	w.n, w.err = writevNonBlocking(fd, w.bufs)
+	w.n, w.err = writevNonBlocking(fd, w.chunk(w.bufs))
+	clear(w.iov)
 	return true
+}
+
+// chunk returns the first pipeChunk bytes of bufs (all of them when
+// fewer) as an iovec of at most maxIovec pieces, in w.iov: bufs is left
+// as it is. The caller clears w.iov after the write, so that it holds
+// no payload past it.
+func (w *fdWriter) chunk(bufs [][]byte) [][]byte {
+	iov := w.iov[:0]
+	room := pipeChunk
+	for _, b := range bufs {
+		if room == 0 || len(iov) == maxIovec {
+			break
+		}
+		if len(b) > room {
+			b = b[:room]
+		}
+		iov = append(iov, b)
+		room -= len(b)
+	}
+	w.iov = iov
+	return iov
 }
 
 // writevAll writes every byte of bufs with writev: partial writes go on
@@ -134,7 +166,8 @@ func (w *fdWriter) all(fd uintptr) bool {
 		if len(w.bufs) == 0 {
 			return true
 		}
-		n, err := writevFD(fd, w.bufs[:min(len(w.bufs), maxIovec)])
+		n, err := writevFD(fd, w.chunk(w.bufs))
+		clear(w.iov)
 		switch err {
 		case nil:
 		case unix.EINTR:
