@@ -71,10 +71,12 @@ const maxIovec = 1024
 // read of a pipeReader asks for. Written and read whole, a 64 MiB payload
 // crosses a 1 MiB pipe in turns: the writer fills the pipe and waits,
 // the reader drains it and waits, and on a VM each wait ends with a
-// wake-up of a halted vCPU. In 256 KiB pieces neither side finds the
+// wake-up of a halted vCPU. In 512 KiB pieces neither side finds the
 // pipe full or empty for long, and both keep going: 64 MiB results
-// 1,273-1,394 -> 1,643-1,720 MiB/s (docs/benchmarks.md, session 5).
-const pipeChunk = 256 << 10
+// 1,229-1,405 -> 1,459-1,658 MiB/s (docs/benchmarks.md, session 5).
+// (256 KiB did as well for bulk, but split every 256 KiB byte-stream
+// frame into its 256 KiB and a few bytes more.)
+const pipeChunk = 512 << 10
 
 // fdWriter writes to a non-blocking file descriptor through its
 // RawConn. The callbacks it hands the RawConn are bound once, in
