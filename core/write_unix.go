@@ -31,11 +31,12 @@ func nonBlockingConn(f any) syscall.RawConn {
 	return rc
 }
 
-// writevNonBlocking makes one writev of bufs to fd and reports how much
-// it took; a full pipe is 0 bytes, not an error.
+// writevNonBlocking makes one writev of bufs (at most maxIovec pieces)
+// to fd and reports how much it took; a full pipe is 0 bytes, not an
+// error.
 func writevNonBlocking(fd uintptr, bufs [][]byte) (int, error) {
 	for {
-		n, err := writevFD(fd, bufs[:min(len(bufs), maxIovec)])
+		n, err := writevFD(fd, bufs)
 		switch err {
 		case nil:
 			return n, nil
