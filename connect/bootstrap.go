@@ -343,6 +343,10 @@ func (s *session) noteOutput(line string, replay *bytes.Buffer) {
 	}
 }
 
+// diagGrace is how long a connection whose stdout ended early waits for
+// the end of its stderr (or terminal), whose last lines say why.
+const diagGrace = 2 * time.Second
+
 // endedEarly explains why stdout ended before the ready line.
 func (s *session) endedEarly(rerr error) error {
 	if err := s.failed(); err != nil {
@@ -350,9 +354,11 @@ func (s *session) endedEarly(rerr error) error {
 	}
 	// stderr says why (ssh's "Permission denied", "Host key verification
 	// failed."): let the prompter see the last of it.
+	diagOpen := false
 	select {
 	case <-s.diagDone:
-	case <-time.After(2 * time.Second):
+	case <-time.After(diagGrace):
+		diagOpen = true
 	}
 	if err := s.failed(); err != nil {
 		return err
@@ -363,6 +369,10 @@ func (s *session) endedEarly(rerr error) error {
 	}
 	if st := s.p.exitStatus(time.Second); st != "" {
 		why += ": " + st
+	}
+	if diagOpen {
+		// Its last words may be missing below: say so.
+		why += fmt.Sprintf("; its stderr was still open %v later", diagGrace)
 	}
 	return errors.New(why)
 }

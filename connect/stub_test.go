@@ -477,3 +477,33 @@ func TestBinaryHashMemo(t *testing.T) {
 		t.Fatalf("after rewrite: %+v %v", info, err)
 	}
 }
+
+// A program whose stdout ends before the child is up fails the
+// connection with its exit status and last words; when something it
+// started keeps its stderr open past diagGrace, the error says so
+// (the last words may then be missing), and otherwise does not.
+func TestStubEndedEarly(t *testing.T) {
+	r, _ := newMaster(t)
+	for _, c := range []struct {
+		setup     string
+		stillOpen bool
+	}{
+		{"echo giving up >&2; exit 7", false},
+		{"echo giving up >&2; sleep 5 >/dev/null & exit 7", true},
+	} {
+		ctx := testCtx(t, 30*time.Second)
+		_, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: map[string]any{"setup": c.setup}})
+		if err == nil {
+			t.Fatalf("%q: connected", c.setup)
+		}
+		msg := err.Error()
+		for _, want := range []string{"closed before mitostar started", "exited with status 7", "giving up"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%q: error %q does not mention %q", c.setup, msg, want)
+			}
+		}
+		if got := strings.Contains(msg, "stderr was still open"); got != c.stillOpen {
+			t.Errorf("%q: error %q: says stderr was still open: %v, want %v", c.setup, msg, got, c.stillOpen)
+		}
+	}
+}
