@@ -37,6 +37,7 @@ var (
 // collectFor runs a collection ahead of (or after) moving n bytes, when
 // it is worth it.
 func collectFor(n int) {
+	releaseAllRead() // what pipes' readers have read can be freed
 	if n < reuseMin || heapObjects() < uint64(n) {
 		return
 	}

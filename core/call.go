@@ -32,7 +32,8 @@ type Func func(ctx context.Context, call *Call) (any, error)
 // A CallHandler serves calls whose Func is not a registered Func; the
 // runtime installs one to run Starlark. It returns the reply's payload:
 // ReplyOK then the CBOR of the result (the layout of EncodeCallReply),
-// head first and then the pieces of tail (see Message.Tail).
+// head first and then the pieces of tail (see Message.Tail), whose
+// memory must not change afterwards.
 type CallHandler func(ctx context.Context, call *Call) (head []byte, tail Pieces, err error)
 
 // ReplyOK starts the payload of a successful reply: the CBOR null.

@@ -24,6 +24,11 @@ type Message struct {
 	// memory instead of being copied into one buffer. Only messages sent
 	// from this process have a tail; a message read from a stream, or
 	// delivered within its own context, has its whole payload in Data.
+	//
+	// The memory of a sent payload, Data and Tail, must never change
+	// again: on Linux a piece of 1 MiB or more is lent to the stream's
+	// pipe (vmsplice), and the peer reads it from that memory, possibly
+	// after Send has returned (core/lend.go).
 	Tail Pieces
 
 	// Receiver is set by Select.Get to the receiver the message came from.

@@ -154,7 +154,7 @@ func (s *Sender) Send(v any) error {
 }
 
 // SendRaw delivers already-encoded CBOR: data followed by the pieces of
-// tail (see Message.Tail).
+// tail (see Message.Tail). Their memory must not change afterwards.
 func (s *Sender) SendRaw(data []byte, tail ...[]byte) error {
 	return s.ctx.Send(&Message{Handle: s.handle, Data: data, Tail: tail})
 }

@@ -92,6 +92,7 @@ type fdWriter struct {
 	err   error    // the callback's error
 	tryFn func(fd uintptr) bool
 	allFn func(fd uintptr) bool
+	lend  lentState // large pieces lent to a pipe (lend.go)
 }
 
 // newFDWriter returns an fdWriter of w when w is a non-blocking file
@@ -122,6 +123,7 @@ func (w *fdWriter) tryWritev(bufs [][]byte) (int, error) {
 func (w *fdWriter) try(fd uintptr) bool {
 	w.n, w.err = writevNonBlocking(fd, w.chunk(w.bufs))
 	clear(w.iov)
+	w.wrote(w.n)
 	return true
 }
 
@@ -169,8 +171,17 @@ func (w *fdWriter) all(fd uintptr) bool {
 		if len(w.bufs) == 0 {
 			return true
 		}
-		n, err := writevFD(fd, w.chunk(w.bufs))
-		clear(w.iov)
+		var n int
+		var err error
+		if w.spliceable(w.bufs[0]) {
+			if n, err = w.splice(fd, w.bufs[0]); err == nil && n == 0 && w.lend.noSplice {
+				continue // not a pipe: written below from now on
+			}
+		} else {
+			n, err = writevFD(fd, w.chunk(w.bufs))
+			clear(w.iov)
+			w.wrote(n)
+		}
 		switch err {
 		case nil:
 		case unix.EINTR:

@@ -37,3 +37,26 @@ func writevFD(fd uintptr, bufs [][]byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// spliceMin is the size from which an fdWriter lends a piece to a pipe
+// with vmsplice(2) instead of copying it in with writev (see lend.go).
+const spliceMin = 1 << 20
+
+// vmspliceFD lends b to the pipe fd without blocking (SPLICE_F_NONBLOCK):
+// the pipe refers to b's pages until its reader has read them. It is
+// made without telling the Go scheduler, as writevFD is.
+func vmspliceFD(fd uintptr, b []byte) (int, error) {
+	iov := unix.Iovec{Base: &b[0]}
+	iov.SetLen(len(b))
+	n, _, e := syscall.RawSyscall6(unix.SYS_VMSPLICE, fd, uintptr(unsafe.Pointer(&iov)), 1, unix.SPLICE_F_NONBLOCK, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// pipeUnread is how many bytes wait in the pipe fd (FIONREAD, which
+// Linux names TIOCINQ).
+func pipeUnread(fd uintptr) (int, error) {
+	return unix.IoctlGetInt(int(fd), unix.TIOCINQ) // FIONREAD
+}

@@ -29,3 +29,10 @@ func writevFD(fd uintptr, bufs [][]byte) (int, error) {
 	}
 	return n, nil
 }
+
+// spliceMin is 0: other systems copy every piece (see lend.go).
+const spliceMin = 0
+
+func vmspliceFD(fd uintptr, b []byte) (int, error) { return 0, syscall.ENOSYS }
+
+func pipeUnread(fd uintptr) (int, error) { return 0, syscall.ENOSYS }
