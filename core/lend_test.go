@@ -32,17 +32,8 @@ func isLender(w *fdWriter) bool {
 // what the reader gets is the piece, in order with the copied pieces
 // around it.
 func TestLendLargePieces(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	growPipe(w)
+	r, w := grownPipe(t)
 	fw := newFDWriter(w)
-	if fw == nil {
-		t.Fatal("os.Pipe's write end is not a non-blocking fd")
-	}
 	head := []byte("head")
 	big := make([]byte, 3*spliceMin+123)
 	rand.Read(big)
@@ -101,12 +92,7 @@ func TestLendLargePieces(t *testing.T) {
 // reader still has lent data to read keeps the pieces referenced, and
 // the reader still reads them intact.
 func TestLendKeepsUnreadAfterClose(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	growPipe(w)
+	r, w := grownPipe(t)
 	fw := newFDWriter(w)
 	big := make([]byte, spliceMin)
 	rand.Read(big)

@@ -81,23 +81,9 @@ func TestPipeReader(t *testing.T) {
 // bytes, and one writev of an fdWriter takes at most pipeChunk bytes in
 // at most maxIovec pieces, whatever it is given (see pipeChunk).
 func TestPipeChunks(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, w := grownPipe(t)
 	defer w.Close()
-	growPipe(w)
 	data := make([]byte, pipeChunk+4096)
-	size := 0
-	rc, err := w.SyscallConn() // not w.Fd(), which makes the descriptor blocking
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Control(func(fd uintptr) { size, err = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0) })
-	if err != nil || size < len(data) {
-		t.Fatalf("pipe of %d bytes (%v), want room for %d", size, err, len(data))
-	}
 	rand.Read(data)
 	if _, err := w.Write(data); err != nil {
 		t.Fatal(err)
@@ -112,9 +98,6 @@ func TestPipeChunks(t *testing.T) {
 	}
 
 	fw := newFDWriter(w)
-	if fw == nil {
-		t.Fatal("os.Pipe's write end is not a non-blocking fd")
-	}
 	big := make([]byte, 3*pipeChunk)
 	small := make([][]byte, 2*maxIovec)
 	for i := range small {
@@ -145,4 +128,30 @@ func TestPipeChunks(t *testing.T) {
 			t.Errorf("%s: chunk changed its argument (%s, was %s)", c.name, after, before)
 		}
 	}
+}
+
+// grownPipe returns a pipe whose buffer has grown to streamPipeSize
+// (growPipe), closing its read end when the test ends; the write end is
+// the caller's, a non-blocking descriptor as newFDWriter wants.
+func grownPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	growPipe(w)
+	size := 0
+	rc, err := w.SyscallConn() // not w.Fd(), which makes the descriptor blocking
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { size, err = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0) })
+	if err != nil || size < streamPipeSize {
+		t.Fatalf("pipe of %d bytes (%v), want %d", size, err, streamPipeSize)
+	}
+	if newFDWriter(w) == nil {
+		t.Fatal("os.Pipe's write end is not a non-blocking fd")
+	}
+	return r, w
 }
