@@ -21,6 +21,10 @@ type ThreadState struct {
 	// Cancelled is set when the runtime cancels the thread (a call's
 	// _timeout): catch must not swallow that.
 	Cancelled atomic.Bool
+	// Changed counts the operations on this thread that changed their
+	// host (MarkChanged); a fan-out reports a host as changed when its
+	// call's thread has any.
+	Changed atomic.Int64
 }
 
 const stateKey = "mitostar"
@@ -86,4 +90,20 @@ func ThreadContext(thread *starlark.Thread) context.Context {
 func Cancelled(thread *starlark.Thread) bool {
 	st := stateOf(thread)
 	return st != nil && st.Cancelled.Load()
+}
+
+// MarkChanged records that an operation run on thread changed its host.
+func MarkChanged(thread *starlark.Thread) {
+	if st := stateOf(thread); st != nil {
+		st.Changed.Add(1)
+	}
+}
+
+// ChangedCount returns how many operations run on thread changed their
+// host so far.
+func ChangedCount(thread *starlark.Thread) int64 {
+	if st := stateOf(thread); st != nil {
+		return st.Changed.Load()
+	}
+	return 0
 }
