@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/big"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"go.starlark.net/starlark"
@@ -58,10 +57,9 @@ const maxEncodeDepth = 200
 // core.DecodeOptions does for Go values.
 const maxElements = 1 << 26
 
-// bigPiece is the size from which a string or bytes value is not copied:
-// the encoder hands its memory to the stream as a piece of its own, and
-// the decoder makes the value alias the received message. Smaller ones
-// are copied, so a small value never keeps a large message alive.
+// bigPiece is the size from which the encoder does not copy a string or
+// bytes value into its buffer: the value goes to the stream as a piece of
+// its own (Starlark strings never change), written from its own memory.
 const bigPiece = 32 << 10
 
 // Encode returns the CBOR encoding of a Starlark value in one buffer.
@@ -72,17 +70,17 @@ func Encode(v starlark.Value) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(tail) == 0 {
-		return head, nil
+	for _, p := range tail {
+		head = append(head, p...)
 	}
-	return append(core.Pieces{head}, tail...).Join(), nil
+	return head, nil
 }
 
-// EncodePieces encodes v after prefix: head, then the pieces of tail
+// EncodePieces encodes v after prefix: head, then the strings of tail
 // (see core.Message.Tail). Large strings and bytes stay in the value's
-// own memory as pieces of their own (Starlark strings never change), so
-// sending them copies nothing; tail is nil when there are none.
-func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail core.Pieces, err error) {
+// own memory as pieces of their own, so sending them copies nothing;
+// tail is nil when there are none.
+func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail []string, err error) {
 	e := encoder{buf: append(make([]byte, 0, 64), prefix...)}
 	if err := e.value(v, 0); err != nil {
 		return nil, nil, err
@@ -93,16 +91,16 @@ func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail core.Piece
 
 // EncodeArgs encodes a call's positional and keyword arguments as one
 // value, [[args...], [name1, value1, ...]], in pieces as EncodePieces.
-func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail core.Pieces, err error) {
+func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail []string, err error) {
 	e := encoder{buf: make([]byte, 0, 64)}
-	e.head(majorArray, 2)
-	e.head(majorArray, uint64(len(args)))
+	e.item(majorArray, 2)
+	e.item(majorArray, uint64(len(args)))
 	for i, x := range args {
 		if err := e.value(x, 1); err != nil {
 			return nil, nil, fmt.Errorf("argument %d: %w", i+1, err)
 		}
 	}
-	e.head(majorArray, uint64(2*len(kwargs)))
+	e.item(majorArray, uint64(2*len(kwargs)))
 	for _, pair := range kwargs {
 		e.text(string(pair[0].(starlark.String)))
 		if err := e.value(pair[1], 1); err != nil {
@@ -113,71 +111,79 @@ func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail
 	return head, tail, nil
 }
 
-// An encoder appends to buf; pieces holds what came before buf when a
-// large string has been split off.
+// An encoder appends to buf until a large string is split off: then the
+// encoding so far is head (once) or a piece of tail, the string a piece
+// of tail, and buf starts again.
 type encoder struct {
-	buf    []byte
-	pieces core.Pieces
+	buf   []byte
+	head  []byte
+	tail  []string
+	split bool
 }
 
-func (e *encoder) finish() (head []byte, tail core.Pieces) {
-	if len(e.pieces) == 0 {
+func (e *encoder) finish() (head []byte, tail []string) {
+	if !e.split {
 		return e.buf, nil
 	}
 	if len(e.buf) > 0 {
-		e.pieces = append(e.pieces, e.buf)
+		e.tail = append(e.tail, string(e.buf))
 	}
-	return e.pieces[0], e.pieces[1:]
+	return e.head, e.tail
 }
 
-// head appends an item head: the major type and its argument.
-func (e *encoder) head(major byte, n uint64) { e.buf = core.AppendHead(e.buf, major, n) }
+// item appends an item head: the major type and its argument.
+func (e *encoder) item(major byte, n uint64) { e.buf = core.AppendHead(e.buf, major, n) }
 
 // str appends a byte or text string; a large one becomes a piece.
 func (e *encoder) str(major byte, s string) {
-	e.head(major, uint64(len(s)))
+	e.item(major, uint64(len(s)))
 	if len(s) < bigPiece {
 		e.buf = append(e.buf, s...)
 		return
 	}
-	e.pieces = append(e.pieces, e.buf, unsafe.Slice(unsafe.StringData(s), len(s)))
+	if !e.split {
+		e.head, e.split = e.buf, true
+	} else {
+		e.tail = append(e.tail, string(e.buf))
+	}
+	e.tail = append(e.tail, s)
 	e.buf = make([]byte, 0, 64)
 }
 
 func (e *encoder) text(s string) { e.str(majorText, s) }
 
-func (e *encoder) uint(n uint64) { e.head(majorUint, n) }
+func (e *encoder) uint(n uint64) { e.item(majorUint, n) }
 
 func (e *encoder) int(i int64) {
 	if i >= 0 {
-		e.head(majorUint, uint64(i))
+		e.item(majorUint, uint64(i))
 	} else {
-		e.head(majorNeg, uint64(-1-i))
+		e.item(majorNeg, uint64(-1-i))
 	}
 }
 
 func (e *encoder) bigInt(b *big.Int) {
 	if b.Sign() >= 0 {
-		e.head(majorTag, tagPosBignum)
+		e.item(majorTag, tagPosBignum)
 		e.str(majorBytes, string(b.Bytes()))
 		return
 	}
 	n := new(big.Int).Neg(b)
 	n.Sub(n, big.NewInt(1))
-	e.head(majorTag, tagNegBignum)
+	e.item(majorTag, tagNegBignum)
 	e.str(majorBytes, string(n.Bytes()))
 }
 
 func (e *encoder) texts(tag uint64, s ...string) {
-	e.head(majorTag, tag)
-	e.head(majorArray, uint64(len(s)))
+	e.item(majorTag, tag)
+	e.item(majorArray, uint64(len(s)))
 	for _, x := range s {
 		e.text(x)
 	}
 }
 
 func (e *encoder) seq(it starlark.Iterable, n int, depth int) error {
-	e.head(majorArray, uint64(n))
+	e.item(majorArray, uint64(n))
 	iter := it.Iterate()
 	defer iter.Done()
 	var x starlark.Value
@@ -216,32 +222,32 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 		if utf8.ValidString(string(x)) {
 			e.text(string(x))
 		} else {
-			e.head(majorTag, TagRawString)
+			e.item(majorTag, TagRawString)
 			e.str(majorBytes, string(x))
 		}
 	case starlark.Bytes:
 		e.str(majorBytes, string(x))
 	case *starlark.List:
-		e.head(majorArray, uint64(x.Len()))
+		e.item(majorArray, uint64(x.Len()))
 		for i := 0; i < x.Len(); i++ {
 			if err := e.value(x.Index(i), depth+1); err != nil {
 				return err
 			}
 		}
 	case starlark.Tuple:
-		e.head(majorTag, TagTuple)
-		e.head(majorArray, uint64(len(x)))
+		e.item(majorTag, TagTuple)
+		e.item(majorArray, uint64(len(x)))
 		for _, el := range x {
 			if err := e.value(el, depth+1); err != nil {
 				return err
 			}
 		}
 	case *starlark.Set:
-		e.head(majorTag, TagSet)
+		e.item(majorTag, TagSet)
 		return e.seq(x, x.Len(), depth)
 	case *starlark.Dict:
-		e.head(majorTag, TagDict)
-		e.head(majorArray, uint64(2*x.Len()))
+		e.item(majorTag, TagDict)
+		e.item(majorArray, uint64(2*x.Len()))
 		for _, item := range x.Items() {
 			if err := e.value(item[0], depth+1); err != nil {
 				return err
@@ -255,8 +261,8 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 			return fmt.Errorf("cannot send a struct made by %s: only struct() values travel", x.Constructor())
 		}
 		names := x.AttrNames()
-		e.head(majorTag, TagStruct)
-		e.head(majorArray, uint64(2*len(names)))
+		e.item(majorTag, TagStruct)
+		e.item(majorArray, uint64(2*len(names)))
 		for _, n := range names {
 			fv, _ := x.Attr(n)
 			e.text(n)
@@ -265,14 +271,14 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 			}
 		}
 	case *Context:
-		e.head(majorTag, TagContext)
-		e.head(majorArray, 2)
+		e.item(majorTag, TagContext)
+		e.item(majorArray, 2)
 		e.uint(uint64(x.C.ID))
 		e.text(x.C.Name())
 	case *Sender:
 		c := x.S.Context()
-		e.head(majorTag, TagSender)
-		e.head(majorArray, 3)
+		e.item(majorTag, TagSender)
+		e.item(majorArray, 3)
 		e.uint(uint64(c.ID))
 		e.text(c.Name())
 		e.uint(uint64(x.S.Handle()))
@@ -284,7 +290,7 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 			return err
 		}
 		if ref.builtin != "" {
-			e.head(majorTag, TagBuiltin)
+			e.item(majorTag, TagBuiltin)
 			e.text(ref.builtin)
 		} else {
 			e.texts(TagFunc, ref.path, ref.sha, ref.name)
@@ -419,15 +425,6 @@ func (s *decodeState) raw(n uint64) ([]byte, error) {
 	return b, nil
 }
 
-// str turns string content into a Go string: aliased when large, copied
-// otherwise.
-func str(b []byte) string {
-	if len(b) >= bigPiece {
-		return unsafe.String(unsafe.SliceData(b), len(b))
-	}
-	return string(b)
-}
-
 // text reads an item that must be a text string.
 func (s *decodeState) text() (string, error) {
 	major, _, n, err := s.head()
@@ -438,7 +435,7 @@ func (s *decodeState) text() (string, error) {
 		return "", fmt.Errorf("want a text string, got major type %d", major)
 	}
 	b, err := s.raw(n)
-	return str(b), err
+	return string(b), err
 }
 
 // uint32Item reads an item that must be an unsigned integer below 2^32.
@@ -536,13 +533,13 @@ func (s *decodeState) value(depth int) (starlark.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		return starlark.Bytes(str(b)), nil
+		return starlark.Bytes(b), nil
 	case majorText:
 		b, err := s.raw(n)
 		if err != nil {
 			return nil, err
 		}
-		return starlark.String(str(b)), nil
+		return starlark.String(b), nil
 	case majorArray:
 		c, err := s.count(n, 1)
 		if err != nil {
@@ -619,7 +616,7 @@ func (s *decodeState) tagged(tag uint64, depth int) (starlark.Value, error) {
 			return bad(err)
 		}
 		if tag == TagRawString {
-			return starlark.String(str(b)), nil
+			return starlark.String(b), nil
 		}
 		z := new(big.Int).SetBytes(b)
 		if tag == tagNegBignum {
@@ -805,7 +802,7 @@ func fromScalar(t any) (starlark.Value, bool) {
 	case string:
 		return starlark.String(x), true
 	case []byte:
-		return starlark.Bytes(unsafe.String(unsafe.SliceData(x), len(x))), true
+		return starlark.Bytes(x), true
 	}
 	return nil, false
 }

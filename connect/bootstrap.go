@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -293,11 +292,7 @@ func (s *session) run() (io.Reader, error) {
 				replay.WriteString(line)
 				replay.WriteByte('\n')
 				replay.Write(ls.buf)
-				rest := s.p.stdout
-				if f, ok := rest.(*os.File); ok {
-					rest = core.NewPipeReader(f)
-				}
-				return io.MultiReader(&replay, rest), nil
+				return io.MultiReader(&replay, s.p.stdout), nil
 			}
 			if i := strings.Index(line, marker); i >= 0 {
 				if pre := line[:i]; strings.TrimSpace(pre) != "" {

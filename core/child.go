@@ -10,13 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // BuildVersion identifies the build; the Makefile sets it with -ldflags.
@@ -25,16 +26,6 @@ var BuildVersion = "dev"
 // RoleEnv names the environment variable that selects the role a
 // re-executed mitostar binary plays ("child", "fakessh", ...).
 const RoleEnv = "MITOSTAR_ROLE"
-
-// unsetProcsEnv, set by the parent, says that GOMAXPROCS in this
-// process's environment was put there by the parent for the Go runtime's
-// start only, and is not the user's.
-const unsetProcsEnv = "MITOSTAR_UNSET_GOMAXPROCS"
-
-// restoreGodebugEnv, set by the parent, holds this process's GODEBUG as
-// the parent had it ("set:VALUE" or "unset") before it added
-// memprofilerate=0 for the runtime's start (noMemProfileEnv).
-const restoreGodebugEnv = "MITOSTAR_RESTORE_GODEBUG"
 
 // A Transport starts the process at the far end of a new child stream:
 // a command line with a stdin and a stdout, plus a bootstrap step.
@@ -252,7 +243,10 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 	if fn, ok := r.Ext(helloExtKey{}); ok {
 		hello.Ext = fn.(func(string) []byte)(method)
 	}
-	data := encodeHelloRequest(&hello)
+	data, err := Marshal(&hello)
+	if err != nil {
+		return fail(fmt.Errorf("encoding the handshake: %w", err), "")
+	}
 	helloMsg := &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: HandleHello, Data: data}
 	var early error // writing the handshake before the marker failed
 	if conn.HelloNow {
@@ -282,7 +276,7 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 	if m.Handle != HandleHello {
 		return fail(fmt.Errorf("handshake: got a frame for handle %d", m.Handle), noise)
 	}
-	if err := decodeHelloReply(m.Data, &reply); err != nil {
+	if err := Unmarshal(m.Data, &reply); err != nil {
 		return fail(fmt.Errorf("handshake: %w", err), noise)
 	}
 	if reply.Error != "" {
@@ -366,24 +360,6 @@ func RunRole() {
 		return
 	}
 	os.Unsetenv(RoleEnv)
-	if os.Getenv(unsetProcsEnv) != "" {
-		os.Unsetenv("GOMAXPROCS")
-		os.Unsetenv(unsetProcsEnv)
-	}
-	if v, ok := os.LookupEnv(restoreGodebugEnv); ok {
-		if old, set := strings.CutPrefix(v, "set:"); set {
-			os.Setenv("GODEBUG", old)
-		} else {
-			os.Unsetenv("GODEBUG")
-		}
-		os.Unsetenv(restoreGodebugEnv)
-	}
-	if os.Getenv(ProfileDirEnv) == "" && goruntime.MemProfileRate != 0 {
-		// Heap profiles are written only with --profile. A local child
-		// starts with the rate at 0 already (noMemProfileEnv); others
-		// pay one sample at the next allocation, as the rate changes.
-		goruntime.MemProfileRate = 0
-	}
 	rolesMu.RLock()
 	fn := roles[name]
 	rolesMu.RUnlock()
@@ -407,9 +383,8 @@ func init() { RegisterRole("child", runChild) }
 
 // runChild is the child role: the stream is on fds 0 and 1.
 func runChild() int {
-	tuneChildRuntime()
 	defer startProfiles()()
-	in, out, err := takeStdio()
+	in, out, err := wire.TakeStdio()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitostar child: %v\n", err)
 		return 1
@@ -423,7 +398,7 @@ func runChild() int {
 	if _, err := out.Write(ReadyLine()); err != nil {
 		return 1
 	}
-	br := bufio.NewReaderSize(NewPipeReader(in), 64<<10)
+	br := bufio.NewReaderSize(in, 64<<10)
 	timer := time.AfterFunc(60*time.Second, func() {
 		fmt.Fprintln(os.Stderr, "mitostar child: no handshake from the parent within 60s")
 		os.Exit(1)
@@ -438,12 +413,14 @@ func runChild() int {
 	reply := HelloReply{Protocol: ProtocolVersion, Version: BuildVersion, PID: os.Getpid()}
 	if m.Handle != HandleHello {
 		reply.Error = fmt.Sprintf("expected a handshake, got a frame for handle %d", m.Handle)
-	} else if err := decodeHelloRequest(m.Data, &hello); err != nil {
+	} else if err := Unmarshal(m.Data, &hello); err != nil {
 		reply.Error = "bad handshake: " + err.Error()
 	} else if hello.Protocol != ProtocolVersion {
 		reply.Error = fmt.Sprintf("protocol version mismatch: parent speaks %d, child speaks %d", hello.Protocol, ProtocolVersion)
+	} else if len(hello.ParentIDs) == 0 || hello.ID == 0 || slices.Contains(hello.ParentIDs, hello.ID) {
+		reply.Error = fmt.Sprintf("bad handshake: context id %d with ancestors %v", hello.ID, hello.ParentIDs)
 	}
-	data := encodeHelloReply(&reply)
+	data, _ := Marshal(&reply)
 	var buf bytes.Buffer
 	WriteMessage(&buf, &Message{DstID: m.SrcID, SrcID: hello.ID, AuthID: hello.ID, Handle: HandleHello, Data: data})
 	if _, err := out.Write(buf.Bytes()); err != nil || reply.Error != "" {
@@ -470,19 +447,8 @@ func runChild() int {
 		}
 	}
 	r.parent.start()
-	r.exec.startEarly()
 	<-r.Done()
 	return 0
-}
-
-// tuneChildRuntime sets the Go runtime up for a child: one P unless
-// $GOMAXPROCS says otherwise (calls run one at a time and routing is I/O
-// bound, while waking idle Ps costs tens of microseconds per message on
-// small VMs).
-func tuneChildRuntime() {
-	if os.Getenv("GOMAXPROCS") == "" {
-		goruntime.GOMAXPROCS(1)
-	}
 }
 
 // ProfileDirEnv names a directory where every context of the tree writes

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // frame returns the wire bytes of m.
@@ -113,7 +115,7 @@ func TestReadMessageTruncated(t *testing.T) {
 // oversizedHeader is a frame header announcing a 4 GiB - 1 payload.
 func oversizedHeader() []byte {
 	var hdr [HeaderSize]byte
-	putHeader(hdr[:], &Message{SrcID: 9, Handle: 1000})
+	wire.PutHeader(hdr[:], wire.Header{Src: 9, Handle: 1000}, 0)
 	binary.BigEndian.PutUint32(hdr[22:], 0xffffffff)
 	return hdr[:]
 }
@@ -226,12 +228,12 @@ func TestDecodeLimits(t *testing.T) {
 
 func TestCallRequestLayout(t *testing.T) {
 	args, _ := Marshal([]any{"a", 1})
-	data, err := EncodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 2.5})
+	data, _, err := EncodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 2.5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var req CallRequest
-	if err := DecodeCallRequest(data.Join(), &req); err != nil {
+	if err := DecodeCallRequest(data, &req); err != nil {
 		t.Fatal(err)
 	}
 	if req.Func != "test.echo" || req.Timeout != 2.5 || !bytes.Equal(req.Args, args) {
@@ -241,13 +243,13 @@ func TestCallRequestLayout(t *testing.T) {
 		t.Fatal("a truncated call header decoded")
 	}
 
-	ok := EncodeCallReply(Pieces{{0x63, 'a'}, {'b', 'c'}}, nil)
-	val, err := DecodeCallReply(&Message{Data: ok.Join()})
+	ok := EncodeCallReply([]byte{0x63, 'a', 'b', 'c'}, nil)
+	val, err := DecodeCallReply(&Message{Data: ok})
 	if err != nil || !bytes.Equal(val, []byte{0x63, 'a', 'b', 'c'}) {
 		t.Fatalf("reply: %x, %v", val, err)
 	}
 	bad := EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Context: "local.1"})
-	_, err = DecodeCallReply(&Message{Data: bad.Join()})
+	_, err = DecodeCallReply(&Message{Data: bad})
 	var re *RemoteError
 	if !errors.As(err, &re) || re.Kind != CallError || re.Message != "boom" || re.Context != "local.1" {
 		t.Fatalf("error reply: %v", err)
@@ -264,7 +266,7 @@ func TestCallRequestLayout(t *testing.T) {
 }
 
 func TestReadUntilReady(t *testing.T) {
-	in := "Last login: yesterday\nwelcome to host\nnoise MITOSTAR-READY 1\n" + "rest"
+	in := "Last login: yesterday\nwelcome to host\nnoise MITOSTAR-READY 2\n" + "rest"
 	br := bufio.NewReader(strings.NewReader(in))
 	noise, err := readUntilReady(br)
 	if err != nil {
@@ -277,12 +279,12 @@ func TestReadUntilReady(t *testing.T) {
 	if string(rest) != "rest" {
 		t.Fatalf("after the marker: %q", rest)
 	}
-	if string(ReadyLine()) != "MITOSTAR-READY 1\n" {
+	if string(ReadyLine()) != "MITOSTAR-READY 2\n" {
 		t.Fatalf("ReadyLine = %q", ReadyLine())
 	}
 
 	_, err = readUntilReady(bufio.NewReader(strings.NewReader("MITOSTAR-READY 99\n")))
-	want := "protocol version mismatch: the child speaks mitostar protocol 99, this binary speaks 1 (different mitostar builds?)"
+	want := "protocol version mismatch: the child speaks mitostar protocol 99, this binary speaks 2 (different mitostar builds?)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("version mismatch: err = %v", err)
 	}
@@ -303,12 +305,12 @@ func TestReadUntilReady(t *testing.T) {
 	}
 }
 
-// A payload in pieces is written as one frame, through a bufio.Writer
-// (large pieces bypass its buffer) or any other writer, and read back
-// whole.
+// A payload with a tail is written as one frame, through a link's
+// buffered writer (large strings bypass its buffer) or as one write, and
+// read back whole.
 func TestWriteMessageTail(t *testing.T) {
-	big := bytes.Repeat([]byte("x"), 200<<10)
-	m := &Message{DstID: 1, Handle: 1000, Data: []byte{0x5a, 0, 3, 0x20, 0}, Tail: Pieces{big, {0xf6}}}
+	big := strings.Repeat("x", 200<<10)
+	m := &Message{DstID: 1, Handle: 1000, Data: []byte{0x5a, 0, 3, 0x20, 0}, Tail: []string{big, "\xf6"}}
 	want := append(append([]byte{0x5a, 0, 3, 0x20, 0}, big...), 0xf6)
 	if m.Len() != len(want) {
 		t.Fatalf("Len = %d, want %d", m.Len(), len(want))
@@ -318,7 +320,8 @@ func TestWriteMessageTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	bw := bufio.NewWriterSize(&buffered, 4096)
-	if err := WriteMessage(bw, m); err != nil {
+	f := m.frame()
+	if err := wire.WriteFrame(bw, &f); err != nil {
 		t.Fatal(err)
 	}
 	bw.Flush()
@@ -331,41 +334,51 @@ func TestWriteMessageTail(t *testing.T) {
 			t.Fatalf("%s: read back %s with %d payload bytes", name, got, len(got.Data))
 		}
 	}
-	local := &Message{Data: []byte{1}, Tail: Pieces{{2, 3}, {4}}}
+	local := &Message{Data: []byte{1}, Tail: []string{"\x02\x03", "\x04"}}
 	local.join()
 	if !bytes.Equal(local.Data, []byte{1, 2, 3, 4}) || local.Tail != nil {
 		t.Fatalf("join: Data %v Tail %v", local.Data, local.Tail)
 	}
 }
 
-// The hand-written call header is the layout Marshal gives the struct,
-// both ways, with and without the optional fields.
-func TestCallHeaderMatchesMarshal(t *testing.T) {
+// A call request is its header, as Marshal lays it out, then the
+// arguments as they are; decoding gives both back.
+func TestCallRequestRoundTrip(t *testing.T) {
 	for _, req := range []CallRequest{
 		{Func: "f"},
 		{Func: "star:abc:name:path.star", Timeout: 2.5, Ext: []byte{0x80}},
 		{Func: strings.Repeat("x", 300), Ext: bytes.Repeat([]byte{1}, 70000)},
 	} {
-		want, err := Marshal(&req)
+		head, err := Marshal(&req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendCallHeader(nil, &req); !bytes.Equal(got, want) {
-			t.Fatalf("header of %.40q: %x, Marshal gives %x", req.Func, got[:min(len(got), 40)], want[:min(len(want), 40)])
-		}
-		args := []byte{0x82, 0x80, 0x80}
-		var back CallRequest
-		if err := DecodeCallRequest(append(want, args...), &back); err != nil {
+		req.Args = []byte{0x82, 0x80, 0x80}
+		req.ArgsTail = []string{"\x41x"}
+		m, err := NewCallMessage(&req)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if back.Func != req.Func || back.Timeout != req.Timeout || !bytes.Equal(back.Ext, req.Ext) || !bytes.Equal(back.Args, args) {
+		m.join()
+		if whole := m.Data; !bytes.Equal(whole, append(append(head, req.Args...), 0x41, 'x')) {
+			t.Fatalf("payload of %.40q: %x", req.Func, whole[:min(len(whole), 40)])
+		}
+		var back CallRequest
+		if err := DecodeCallRequest(m.Data, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.Func != req.Func || back.Timeout != req.Timeout || !bytes.Equal(back.Ext, req.Ext) || !bytes.Equal(back.Args, []byte{0x82, 0x80, 0x80, 0x41, 'x'}) {
 			t.Fatalf("decoded %.60v, want %.60v", back, req)
 		}
 	}
-	// A layout the fast path does not take (a duplicate key) still gets
-	// the general decoder's verdict.
-	dup := []byte{0xa2, 0x01, 0x61, 'f', 0x01, 0x61, 'g'}
-	if err := DecodeCallRequest(dup, &CallRequest{}); err == nil {
-		t.Fatal("a call header with a duplicate key decoded")
+	// Anything but the header's array is refused.
+	for _, bad := range [][]byte{
+		{0xa2, 0x01, 0x61, 'f', 0x01, 0x61, 'g'}, // a map
+		{0x83, 0x61, 'f', 0x00},                  // cut short
+		{0x83, 0x01, 0x00, 0x40},                 // Func not text
+	} {
+		if err := DecodeCallRequest(bad, &CallRequest{}); err == nil {
+			t.Fatalf("call header %x decoded", bad)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // fuzzMaxSize is the message size limit FuzzReadMessage reads with: small,
@@ -53,7 +55,7 @@ func checkReadError(t *testing.T, rest []byte, err error) {
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("short header: %v", err)
 		}
-	case binary.BigEndian.Uint16(rest) != frameMagic:
+	case binary.BigEndian.Uint16(rest) != wire.Magic:
 		if err.Error()[:14] != "corrupt stream" {
 			t.Fatalf("bad magic: %v", err)
 		}
@@ -113,16 +115,16 @@ func fuzzSeeds() [][]byte {
 		return b.Bytes()
 	}
 	args := enc([]any{"a", uint64(2), []byte{1, 2}, map[string]any{"k": 1.5}})
-	call, _ := EncodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 1})
+	call, _, _ := EncodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 1})
 	seeds := [][]byte{
 		fr(&Message{DstID: 1, Handle: HandleHello, Data: enc(&HelloRequest{
 			Protocol: ProtocolVersion, Version: "dev", ID: 1, ParentIDs: []uint32{0}, Name: "local.1",
 			MaxMessageSize: DefaultMaxMessageSize, LogLevel: 0, Ext: []byte{0xa0},
 		})}),
 		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleHello, Data: enc(&HelloReply{Protocol: 1, Version: "dev", PID: 42})}),
-		fr(&Message{DstID: 1, Handle: HandleCallFunction, ReplyTo: 1000, Data: call.Join()}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: EncodeCallReply(Pieces{enc("ok")}, nil).Join()}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Frames: []Frame{{Context: "c", Function: "f", Pos: "x:1:2"}}}).Join()}),
+		fr(&Message{DstID: 1, Handle: HandleCallFunction, ReplyTo: 1000, Data: call}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: EncodeCallReply(enc("ok"), nil)}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Frames: []Frame{{Context: "c", Function: "f", Pos: "x:1:2"}}})}),
 		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleAddRoute, Data: enc(RouteUpdate{ID: 2, Name: "local.2"})}),
 		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleDelRoute, Data: enc(RouteUpdate{ID: 2, Reason: msgRespondentDisconnect})}),
 		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1001, Data: enc(IDBlock{Start: 1000, Count: IDBlockSize})}),

@@ -93,7 +93,9 @@ func (r *Router) EmitAs(contextName string, level slog.Level, text string) {
 	if err != nil {
 		return
 	}
-	r.Route(&Message{DstID: 0, Handle: HandleForwardLog, Data: data})
+	// Logging never waits: a record that finds the way to the master
+	// full is dropped.
+	r.routeNoWait(&Message{DstID: 0, Handle: HandleForwardLog, Data: data}, 0)
 }
 
 func (r *Router) onForwardLog(m *Message) {

@@ -1,5 +1,7 @@
 package core
 
+import "github.com/mitostar/mitostar/internal/wire"
+
 // The mitostar wire protocol. docs/protocol.md mirrors this file; change
 // both together and bump ProtocolVersion on any incompatible change.
 //
@@ -27,17 +29,15 @@ package core
 // parent already routes the child's id to the new stream and announces it
 // upward with ADD_ROUTE itself.
 
-// ProtocolVersion is the version of the frame layout and reserved handles.
-// History:
+// ProtocolVersion is the version of the frame layout, payloads and
+// reserved handles. History:
 //
 //	1  first version (2026-11).
-const ProtocolVersion = 1
-
-// frameMagic starts every frame; a mismatch means the stream is corrupt.
-const frameMagic uint16 = 0x6d73 // "ms"
+//	2  handshake and call headers as CBOR arrays (2026-12).
+const ProtocolVersion = 2
 
 // HeaderSize is the size in bytes of a frame header.
-const HeaderSize = 2 + 6*4
+const HeaderSize = wire.HeaderSize
 
 // readyMarker is printed by a child on its stdout, as a line of its own,
 // right before its first frame. Everything before it is noise from the
@@ -107,26 +107,30 @@ const (
 	FirstUserHandle uint32 = 1000
 )
 
-// HelloRequest is the parent's half of the handshake.
+// HelloRequest is the parent's half of the handshake, a CBOR array of
+// its fields in order.
 type HelloRequest struct {
-	Protocol       int      `cbor:"1,keyasint"`
-	Version        string   `cbor:"2,keyasint"` // BuildVersion of the parent
-	ID             uint32   `cbor:"3,keyasint"` // the child's context id
-	ParentIDs      []uint32 `cbor:"4,keyasint"` // nearest ancestor first
-	Name           string   `cbor:"5,keyasint"` // the child's context name
-	MaxMessageSize int      `cbor:"6,keyasint"`
-	LogLevel       int      `cbor:"7,keyasint"` // slog level
-	Debug          bool     `cbor:"8,keyasint"`
-	Unidirectional bool     `cbor:"9,keyasint"`
-	Ext            []byte   `cbor:"10,keyasint"` // runtime extension (module cache for fork, argv, roots)
+	_              struct{} `cbor:",toarray"`
+	Protocol       int
+	Version        string   // BuildVersion of the parent
+	ID             uint32   // the child's context id
+	ParentIDs      []uint32 // nearest ancestor first
+	Name           string   // the child's context name
+	MaxMessageSize int
+	LogLevel       int // slog level
+	Debug          bool
+	Unidirectional bool
+	Ext            []byte // runtime extension (argv, check mode, for fork the module cache)
 }
 
-// HelloReply is the child's half of the handshake.
+// HelloReply is the child's half of the handshake, a CBOR array of its
+// fields in order.
 type HelloReply struct {
-	Protocol int    `cbor:"1,keyasint"`
-	Version  string `cbor:"2,keyasint"`
-	PID      int    `cbor:"3,keyasint"`
-	Error    string `cbor:"4,keyasint"` // non-empty: the child refuses and exits
+	_        struct{} `cbor:",toarray"`
+	Protocol int
+	Version  string
+	PID      int
+	Error    string // non-empty: the child refuses and exits
 }
 
 // RouteUpdate is the payload of ADD_ROUTE and DEL_ROUTE.
@@ -150,23 +154,25 @@ type LogRecord struct {
 }
 
 // CallRequest is the payload of CALL_FUNCTION: two CBOR items back to
-// back, this header (Args omitted) and then the arguments, so that large
-// arguments are never copied while decoding the header.
+// back, this header (a CBOR array of Func, Timeout and Ext) and then the
+// arguments, so that large arguments are never copied while decoding the
+// header.
 type CallRequest struct {
+	_ struct{} `cbor:",toarray"`
 	// Func names what to call: a function registered with RegisterFunc, or
 	// a reference the installed CallHandler understands.
-	Func string `cbor:"1,keyasint"`
+	Func string
 	// Args is the CBOR encoding of the arguments; its layout belongs to the
 	// function's kind (for RegisterFunc: a CBOR array).
 	Args []byte `cbor:"-"`
 	// ArgsTail continues Args when sending: large strings of the
 	// arguments, sent from their own memory (see Message.Tail).
-	ArgsTail Pieces `cbor:"-"`
+	ArgsTail []string `cbor:"-"`
 	// Timeout in seconds; zero means none. The call's context is cancelled
 	// when it passes and the call fails with TimeoutError.
-	Timeout float64 `cbor:"3,keyasint,omitempty"`
+	Timeout float64
 	// Ext carries extensions of the runtime (modules pushed with the call).
-	Ext []byte `cbor:"4,keyasint,omitempty"`
+	Ext []byte
 }
 
 // The reply to CALL_FUNCTION and CALL_SERVICE is two CBOR items back to

@@ -153,9 +153,9 @@ func (s *Sender) Send(v any) error {
 	return s.SendRaw(data)
 }
 
-// SendRaw delivers already-encoded CBOR: data followed by the pieces of
-// tail (see Message.Tail). Their memory must not change afterwards.
-func (s *Sender) SendRaw(data []byte, tail ...[]byte) error {
+// SendRaw delivers already-encoded CBOR: data followed by the strings of
+// tail (see Message.Tail).
+func (s *Sender) SendRaw(data []byte, tail ...string) error {
 	return s.ctx.Send(&Message{Handle: s.handle, Data: data, Tail: tail})
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // A Policy decides whether a handler accepts a message.
@@ -334,7 +336,16 @@ func (r *Router) RouteContext(ctx context.Context, m *Message) error {
 		return &ChannelError{Reason: msgRouterClosed}
 	default:
 	}
-	return r.dispatch(ctx, m, nil)
+	return r.dispatch(ctx, m, nil, -1)
+}
+
+// routeNoWait sends m from this context without ever waiting for room
+// in a queue, which may take extra bytes past its limit: for replies and
+// notices sent from a stream's reader, which must never wait on a
+// neighbour, and for log records. What does not fit is dropped.
+func (r *Router) routeNoWait(m *Message, extra int) error {
+	m.SrcID, m.AuthID = r.id, r.id
+	return r.dispatch(r.ctx, m, nil, extra)
 }
 
 // streamForLocked is where a message for id goes: the child stream that
@@ -365,7 +376,7 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 	if m.DstID != r.id && !in.isParent {
 		in.noteEgress(m.DstID)
 	}
-	r.dispatch(r.ctx, m, in)
+	r.dispatch(r.ctx, m, in, 0)
 }
 
 // refuse drops a frame that failed a security check: a log line, and a
@@ -379,11 +390,17 @@ func (r *Router) refuse(m *Message, in *Stream, srcOK bool, why string) {
 		if !srcOK {
 			d.DstID = in.remoteID
 		}
-		in.send(r.ctx, d)
+		in.forward(d, controlReserve)
 	}
 }
 
-func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
+// dispatch delivers m here or queues it on the stream towards its
+// destination. A message that starts here (in == nil, extra < 0) may
+// wait for room until ctx ends; a frame read from stream in, and one sent
+// with routeNoWait (extra bytes of room past the queue's limit), is never
+// waited for: when the queue towards its next hop is full the sender
+// gets a dead message naming the context that is not reading.
+func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream, extra int) error {
 	if m.DstID == r.id {
 		m.join()
 		r.invoke(m)
@@ -416,24 +433,37 @@ func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
 			return nil
 		}
 	}
-	if err := out.send(ctx, m); err != nil {
-		reason := fmt.Sprintf(msgNoRoute, m.DstID, r.id)
-		var se *StreamError
-		if errors.As(err, &se) {
-			// The stream towards it has closed: for callers this is the
-			// context disconnecting, whatever broke the stream.
-			reason = msgRespondentDisconnect
-			err = &ChannelError{Reason: reason}
-		}
-		r.sendDead(m, reason)
-		if in == nil {
-			return err
-		}
+	var err error
+	if in == nil && extra < 0 {
+		err = out.send(ctx, m)
+	} else {
+		err = out.forward(m, max(extra, 0))
 	}
-	return nil
+	switch {
+	case err == nil:
+		return nil
+	case err == wire.ErrFull:
+		reason := out.congested()
+		out.noteRefused(m, reason)
+		r.sendDead(m, reason)
+		return &ChannelError{Reason: reason}
+	}
+	reason := fmt.Sprintf(msgNoRoute, m.DstID, r.id)
+	var se *StreamError
+	if errors.As(err, &se) {
+		// The stream towards it has closed: for callers this is the
+		// context disconnecting, whatever broke the stream.
+		reason = msgRespondentDisconnect
+		err = &ChannelError{Reason: reason}
+	}
+	if in != nil || extra >= 0 || ctx.Err() == nil {
+		r.sendDead(m, reason)
+	}
+	return err
 }
 
-// sendDead answers m with a dead message when it expects a reply.
+// sendDead answers m with a dead message when it expects a reply. It
+// never waits: a dead message that does not fit its queue is dropped.
 func (r *Router) sendDead(m *Message, reason string) {
 	if m.ReplyTo == 0 || m.IsDead() {
 		return
@@ -447,7 +477,7 @@ func (r *Router) sendDead(m *Message, reason string) {
 	out := r.streamForLocked(d.DstID)
 	r.mu.Unlock()
 	if out != nil {
-		out.send(r.ctx, d)
+		out.forward(d, controlReserve)
 	}
 }
 
@@ -494,8 +524,7 @@ func (r *Router) addChild(s *Stream) {
 
 func (r *Router) sendRouteUpdate(s *Stream, handle uint32, u RouteUpdate) {
 	data, _ := Marshal(u)
-	dst := s.remoteID
-	s.send(r.ctx, &Message{DstID: dst, SrcID: r.id, AuthID: r.id, Handle: handle, Data: data})
+	s.forward(&Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: handle, Data: data}, controlReserve)
 }
 
 // onStreamClosed runs once when a stream ends.
@@ -643,8 +672,16 @@ func (r *Router) installCoreHandlers() {
 	must(r.AddHandler(r.onDetaching, HandlerOptions{Handle: HandleDetaching}))
 	must(r.AddHandler(r.onCallService, HandlerOptions{Handle: HandleCallService}))
 	if r.IsMaster() {
-		must(r.AddHandler(func(m *Message) { m.Reply(r.allocateBlock()) }, HandlerOptions{Handle: HandleAllocateID}))
+		must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: HandleAllocateID}))
 	}
+}
+
+func (r *Router) onAllocateID(m *Message) {
+	if m.IsDead() || m.ReplyTo == 0 {
+		return
+	}
+	data, _ := Marshal(r.allocateBlock())
+	r.routeNoWait(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data}, controlReserve)
 }
 
 func (r *Router) onAddRoute(m *Message) {
@@ -757,7 +794,7 @@ func (r *Router) CloseTimeout(wait time.Duration) {
 	r.mu.Unlock()
 
 	for _, s := range kids {
-		s.send(r.ctx, &Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: HandleShutdown})
+		s.forward(&Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: HandleShutdown}, controlReserve)
 	}
 	deadline := time.NewTimer(wait)
 	for _, s := range kids {

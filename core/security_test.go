@@ -102,10 +102,10 @@ func TestChildCannotCallParentOrSibling(t *testing.T) {
 	r := newMaster(t)
 	sib := linkChild(t, r, 1, Options{})
 	a := attachRaw(t, r, 2, "raw.2")
-	req, _ := EncodeCallRequest(&CallRequest{Func: "test.pid", Args: mustMarshal(t, []any{})})
+	req, _, _ := EncodeCallRequest(&CallRequest{Func: "test.pid", Args: mustMarshal(t, []any{})})
 	for _, dst := range []uint32{0, 1} {
 		for _, handle := range []uint32{HandleCallFunction, HandleShutdown} {
-			a.send(&Message{DstID: dst, SrcID: 2, AuthID: 2, Handle: handle, ReplyTo: 4000 + handle, Data: req.Join()})
+			a.send(&Message{DstID: dst, SrcID: 2, AuthID: 2, Handle: handle, ReplyTo: 4000 + handle, Data: req})
 			if reason := deadReasonOf(t, a.expect(), 2, 4000+handle); reason != "refused by policy" {
 				t.Fatalf("handle %d into %d: reason %q", handle, dst, reason)
 			}

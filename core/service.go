@@ -110,7 +110,7 @@ func (r *Router) onCallService(m *Message) {
 	}
 	var req ServiceRequest
 	fail := func(kind, text string) {
-		m.ReplyRaw(EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name})[0])
+		m.ReplyRaw(EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name}))
 	}
 	if err := m.Decode(&req); err != nil {
 		fail("Error", "bad service request: "+err.Error())
@@ -189,12 +189,12 @@ func (r *Router) serviceWorker(st *serviceState) {
 				rerr.Kind = CallError
 			}
 		}
-		data := EncodeCallReply(Pieces{value}, rerr)
-		if max := r.MaxMessageSize(); data.Len() > max {
+		data := EncodeCallReply(value, rerr)
+		if max := r.MaxMessageSize(); len(data) > max {
 			r.sendDead(job.m, fmt.Sprintf(msgTooLarge, max))
 			continue
 		}
-		if err := job.m.ReplyRaw(data[0], data[1:]...); err != nil {
+		if err := job.m.ReplyRaw(data); err != nil {
 			r.log.Debug("service reply not sent", "service", job.req.Service, "method", job.req.Method, "err", err)
 		}
 	}

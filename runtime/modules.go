@@ -24,85 +24,29 @@ var FileOptions = &syntax.FileOptions{
 }
 
 // moduleBlob is a module as it travels: in LOAD_MODULE, in a call's Ext,
-// in the reply to GET_MODULE and in a fork's handshake.
+// in the reply to GET_MODULE and in a fork's handshake; a CBOR array of
+// path, sha256 and source.
 type moduleBlob struct {
-	Path   string `cbor:"1,keyasint"`
-	SHA256 string `cbor:"2,keyasint"`
-	Source []byte `cbor:"3,keyasint"`
+	_      struct{} `cbor:",toarray"`
+	Path   string
+	SHA256 string
+	Source []byte
 }
 
-// encodeModuleBlobs returns the CBOR of blobs as core.Marshal writes it
-// (an array of maps {1: path, 2: sha256, 3: source}), by hand: modules
-// ride with the first call into every child.
+// encodeModuleBlobs returns the CBOR of blobs.
 func encodeModuleBlobs(blobs []moduleBlob) []byte {
-	n := 1
-	for _, b := range blobs {
-		n += 24 + len(b.Path) + len(b.SHA256) + len(b.Source)
+	data, err := core.Marshal(blobs)
+	if err != nil {
+		panic(fmt.Sprintf("encoding modules: %v", err)) // strings and bytes always encode
 	}
-	out := core.AppendHead(make([]byte, 0, n), 4, uint64(len(blobs)))
-	for _, b := range blobs {
-		out = core.AppendHead(out, 5, 3)
-		out = append(core.AppendHead(core.AppendHead(out, 0, 1), 3, uint64(len(b.Path))), b.Path...)
-		out = append(core.AppendHead(core.AppendHead(out, 0, 2), 3, uint64(len(b.SHA256))), b.SHA256...)
-		out = core.AppendHead(out, 0, 3)
-		if b.Source == nil {
-			out = append(out, 0xf6)
-		} else {
-			out = append(core.AppendHead(out, 2, uint64(len(b.Source))), b.Source...)
-		}
-	}
-	return out
+	return data
 }
 
-// decodeModuleBlobs reads what encodeModuleBlobs writes directly, and
-// any other layout with the general decoder: the first use of that
-// decoder in a new child costs it a reflection walk of the type.
+// decodeModuleBlobs reads what encodeModuleBlobs writes.
 func decodeModuleBlobs(data []byte) ([]moduleBlob, error) {
-	if blobs, ok := readModuleBlobs(data); ok {
-		return blobs, nil
-	}
 	var blobs []moduleBlob
 	err := core.Unmarshal(data, &blobs)
 	return blobs, err
-}
-
-func readModuleBlobs(data []byte) ([]moduleBlob, bool) {
-	major, _, n, rest, err := core.ReadHead(data)
-	if err != nil || major != 4 || n > uint64(len(rest)) {
-		return nil, false
-	}
-	blobs := make([]moduleBlob, n)
-	for i := range blobs {
-		if major, _, n, rest, err = core.ReadHead(rest); err != nil || major != 5 || n != 3 {
-			return nil, false
-		}
-		for key := uint64(1); key <= 3; key++ {
-			var k uint64
-			if major, _, k, rest, err = core.ReadHead(rest); err != nil || major != 0 || k != key {
-				return nil, false
-			}
-			if key == 3 && len(rest) > 0 && rest[0] == 0xf6 {
-				rest = rest[1:]
-				continue
-			}
-			var size uint64
-			if major, _, size, rest, err = core.ReadHead(rest); err != nil || size > uint64(len(rest)) ||
-				(key < 3 && major != 3) || (key == 3 && major != 2) {
-				return nil, false
-			}
-			v := rest[:size]
-			rest = rest[size:]
-			switch key {
-			case 1:
-				blobs[i].Path = string(v)
-			case 2:
-				blobs[i].SHA256 = string(v)
-			case 3:
-				blobs[i].Source = append(make([]byte, 0, len(v)), v...)
-			}
-		}
-	}
-	return blobs, len(rest) == 0
 }
 
 // moduleChunkSize bounds the module bytes in one LOAD_MODULE message, so

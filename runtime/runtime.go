@@ -197,8 +197,7 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
-	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn, OnMaxSteps: stepsDone}
-	thread.SetMaxExecutionSteps(wakeSteps)
+	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
 	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
 	builtins.SetThreadState(thread, st)
 	if ctx == rt.r.Lifetime() {
@@ -219,20 +218,6 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 	}
 	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
 	return thread, func() { stop() }
-}
-
-// wakeSteps is how many Starlark steps a thread runs between calls of
-// core.WakeSysmon (~1–3 ms of computation): a thread that loops without
-// blocking must be preemptible, or no timer (its _timeout among them)
-// fires and no message is routed while it runs.
-const wakeSteps = 1 << 16
-
-// stepsDone is every thread's OnMaxSteps: it wakes sysmon and sets the
-// next mark. A caller that wants a real step limit sets OnMaxSteps to
-// nil first.
-func stepsDone(thread *starlark.Thread) {
-	thread.SetMaxExecutionSteps(thread.ExecutionSteps() + wakeSteps)
-	core.WakeSysmon()
 }
 
 // cancelThread stops thread because ctx ended.
@@ -465,7 +450,7 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 }
 
 // handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
-func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.Pieces, error) {
+func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []string, error) {
 	if len(c.Request.Ext) > 0 {
 		blobs, err := decodeModuleBlobs(c.Request.Ext)
 		if err != nil {
@@ -501,52 +486,12 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.P
 	return head, tail, nil
 }
 
-// warmCall is the call a new child runs before its first real one
-// (core.Router.SetWarmCall): os.getpid, a builtin with no effects, takes
-// the whole path of a call (thread, builtin lookup, arguments decoded,
-// result encoded) except reading and writing the stream.
-var warmCall = func() *core.CallRequest {
-	args, _, err := builtins.EncodeArgs(nil, nil)
-	if err != nil {
-		panic(err)
-	}
-	return &core.CallRequest{Func: refBuiltin + "os.getpid", Args: args}
-}()
-
-// helloExt is what a new child receives in its handshake.
+// helloExt is what a new child receives in its handshake: a CBOR array
+// of argv and, for fork, the parent's module cache.
 type helloExt struct {
-	Argv    []string     `cbor:"1,keyasint"`
-	Modules []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module cache
-}
-
-// readHelloExt reads the common extension, {1: argv} without modules,
-// as Marshal writes it, without the reflecting decoder (whose first use
-// in a new child costs it ~0.2 ms); false means another layout.
-func readHelloExt(data []byte, h *helloExt) bool {
-	major, _, n, rest, err := core.ReadHead(data)
-	if err != nil || major != 5 || n != 1 || len(rest) == 0 || rest[0] != 0x01 {
-		return false
-	}
-	rest = rest[1:]
-	if len(rest) > 0 && rest[0] == 0xf6 { // null: no argv
-		return len(rest) == 1
-	}
-	if major, _, n, rest, err = core.ReadHead(rest); err != nil || major != 4 || n > uint64(len(rest)) {
-		return false
-	}
-	argv := make([]string, n)
-	for i := range argv {
-		var size uint64
-		if major, _, size, rest, err = core.ReadHead(rest); err != nil || major != 3 || size > uint64(len(rest)) {
-			return false
-		}
-		argv[i], rest = string(rest[:size]), rest[size:]
-	}
-	if len(rest) != 0 {
-		return false
-	}
-	h.Argv = argv
-	return true
+	_       struct{} `cbor:",toarray"`
+	Argv    []string
+	Modules []moduleBlob
 }
 
 func (rt *Runtime) helloExt(method string) []byte {
@@ -565,15 +510,13 @@ func (rt *Runtime) helloExt(method string) []byte {
 func init() {
 	core.RegisterChildHook(func(r *core.Router, ext []byte) error {
 		var h helloExt
-		if len(ext) > 0 && !readHelloExt(ext, &h) {
-			h = helloExt{}
+		if len(ext) > 0 {
 			if err := core.Unmarshal(ext, &h); err != nil {
 				return fmt.Errorf("runtime: handshake extension: %w", err)
 			}
 		}
 		rt := New(r, Options{Argv: h.Argv})
 		moduleOwner.Store(rt)
-		r.SetWarmCall(warmCall)
 		for _, b := range h.Modules {
 			if _, err := rt.addBlob(b); err != nil {
 				return err
