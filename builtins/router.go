@@ -368,11 +368,7 @@ func init() {
 			return nil, err
 		}
 		c := b.Receiver().(*Context).C
-		req, err := buildRequest(t, c, fn, rest, stripTimeout(kwargs), timeout)
-		if err != nil {
-			return nil, err
-		}
-		rv, err := c.CallAsync(ThreadContext(t), req)
+		rv, err := startCall(t, c, fn, rest, stripTimeout(kwargs), timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +388,12 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return starlark.None, c.SendContext(ThreadContext(t), m)
+		ctx, cancel := callContext(t, timeout)
+		defer cancel()
+		if err := c.SendContext(ctx, m); err != nil {
+			return nil, callError(c, err, timeout)
+		}
+		return starlark.None, nil
 	}
 	contextMethods["send"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -510,26 +511,69 @@ func buildRequest(thread *starlark.Thread, c *core.Context, fn starlark.Value, a
 	return req, nil
 }
 
-// callIn calls fn in c and waits for the result. With a timeout, the
-// remote thread is cancelled when it passes; the wait here allows a
-// little more so the remote TimeoutError arrives first.
-func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
+// callContext bounds what a call with _timeout seconds (0: none) waits
+// for locally: the script's own context, and the call's deadline.
+func callContext(t *starlark.Thread, timeout float64) (context.Context, context.CancelFunc) {
+	ctx := ThreadContext(t)
+	if timeout > 0 {
+		return context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second)))
+	}
+	return ctx, func() {}
+}
+
+// callTimeoutError is how a call that passed its _timeout fails, whether
+// the callee said so or the caller's own deadline passed first (a callee
+// that stopped reading never answers).
+func callTimeoutError(c *core.Context, timeout float64) error {
+	return &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", timeout), Context: c.Name()}
+}
+
+// callError turns a local timeout of a call into its TimeoutError.
+func callError(c *core.Context, err error, timeout float64) error {
+	var te *core.TimeoutError
+	if timeout > 0 && errors.As(err, &te) {
+		return callTimeoutError(c, timeout)
+	}
+	return err
+}
+
+// startCall sends a call of fn to c and returns the receiver of its
+// reply. With a timeout, the send waits for room in a full queue only
+// until the call's deadline, and the receiver yields the call's
+// TimeoutError at the deadline if no reply came: the remote thread is
+// cancelled at the same time.
+func startCall(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (*core.Receiver, error) {
 	req, err := buildRequest(thread, c, fn, args, kwargs, timeout)
 	if err != nil {
 		return nil, err
 	}
-	ctx := ThreadContext(thread)
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second))+2*time.Second)
-		defer cancel()
-	}
-	val, err := c.CallRaw(ctx, req)
+	ctx, cancel := callContext(thread, timeout)
+	defer cancel()
+	start := time.Now()
+	rv, err := c.CallAsync(ctx, req)
 	if err != nil {
-		var te *core.TimeoutError
-		if errors.As(err, &te) {
-			return nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call to %s timed out after %gs", c.Name(), timeout), Context: c.Name()}
-		}
+		return nil, callError(c, err, timeout)
+	}
+	if timeout > 0 {
+		rv.Expire(time.Duration(timeout*float64(time.Second))-time.Since(start), callTimeoutError(c, timeout))
+	}
+	return rv, nil
+}
+
+// callIn calls fn in c and waits for the result, until the call's
+// _timeout if it has one.
+func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
+	rv, err := startCall(thread, c, fn, args, kwargs, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer rv.Close()
+	m, err := rv.Get(ThreadContext(thread), true)
+	if err != nil {
+		return nil, err
+	}
+	val, err := core.DecodeCallReply(m)
+	if err != nil {
 		return nil, err
 	}
 	return runtimeOf(thread).Decoder().Decode(val)

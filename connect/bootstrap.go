@@ -263,7 +263,7 @@ func (s *session) logDiag(line string) {
 	if !s.up.Load() || strings.HasPrefix(line, "debug1:") || strings.HasPrefix(line, "debug2:") || strings.HasPrefix(line, "debug3:") {
 		level = slog.LevelDebug
 	}
-	s.env.Router.EmitAs(s.env.Name, level, line)
+	s.env.Log(level, line)
 }
 
 // readyPrefix is the start of the line a child prints when it is up.

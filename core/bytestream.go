@@ -289,7 +289,7 @@ func (s *ByteStream) onFrame(m *Message) {
 	s.notifyLocked()
 	s.mu.Unlock()
 	if perr != nil {
-		s.r.log.Error("byte stream protocol error", "stream", s.String(), "err", perr)
+		s.r.warnf("broke the %s: protocol error: %v", s, perr)
 	}
 	if failed {
 		s.release()
@@ -851,7 +851,7 @@ func IsTimeout(err error) bool {
 	if errors.As(err, &te) {
 		return true
 	}
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Minimal CBOR for the byte stream payloads (and call headers): unsigned

@@ -98,7 +98,7 @@ func (e *executor) enqueue(m *Message) {
 		queued := e.queued
 		e.mu.Unlock()
 		reason := fmt.Sprintf(msgCallQueueFull, e.r.name, queued)
-		e.r.log.Warn("call refused", "why", reason, "from", m.SrcID)
+		e.r.warnf("refused a call from %s: %s", e.r.nameOf(m.SrcID), reason)
 		e.r.sendDead(m, reason)
 		return
 	}
@@ -281,6 +281,9 @@ func (e *executor) send(m *Message, head []byte, tail []string) {
 // the result or the error it carries (*RemoteError, or *ChannelError for
 // a dead message).
 func DecodeCallReply(m *Message) ([]byte, error) {
+	if m.err != nil {
+		return nil, m.err
+	}
 	if m.IsDead() {
 		return nil, &ChannelError{Reason: m.DeadReason()}
 	}

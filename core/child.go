@@ -49,8 +49,12 @@ type StartEnv struct {
 
 // Output logs one line that the new child's process wrote on stderr,
 // tagged with its name.
-func (e *StartEnv) Output(line string) {
-	e.Router.EmitAs(e.Name, levelOutput, line)
+func (e *StartEnv) Output(line string) { e.Log(levelOutput, line) }
+
+// Log logs text at level as the new child: tagged with its name, and
+// forwarded to the master as a record about the child's id.
+func (e *StartEnv) Log(level slog.Level, text string) {
+	e.Router.emitFor(e.ID, e.Name, level, text)
 }
 
 // levelOutput is the level of a child's stdout/stderr lines: visible by

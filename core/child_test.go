@@ -2,6 +2,7 @@ package core
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -120,6 +121,30 @@ func TestMessageSizeLimit(t *testing.T) {
 	wantChannelError(t, g.Call(ctx, nil, "test.bigreply", 70000), "message too large (max 65536 bytes)")
 	pidOf(t, g)
 	pidOf(t, c)
+
+	// A relay whose limit was lowered after the grandchild started
+	// refuses the grandchild's larger reply, and the caller hears it at
+	// once instead of waiting for its timeout.
+	if err := c.Call(ctx, nil, "test.setmax", 8192); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tctx, cancel := context.WithTimeout(ctx, 7*time.Second)
+	defer cancel()
+	wantChannelError(t, g.Call(tctx, nil, "test.bigreply", 20000), "message too large (max 8192 bytes)")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the refused reply took %s to fail", d)
+	}
+}
+
+func init() {
+	RegisterFunc("test.setmax", func(ctx context.Context, c *Call) (any, error) {
+		var args []int
+		if err := c.Args(&args); err != nil {
+			return nil, err
+		}
+		return nil, c.Router.SetMaxMessageSize(args[0])
+	})
 }
 
 // recordSink keeps every record that reaches it.
@@ -152,6 +177,23 @@ func (s *recordSink) snapshot() []LogRecord {
 	return append([]LogRecord(nil), s.recs...)
 }
 
+func init() {
+	// test.forgelog(ids...) sends a warning record "forged" about each
+	// context id, naming it as the last argument says.
+	RegisterFunc("test.forgelog", func(ctx context.Context, c *Call) (any, error) {
+		var args []any
+		if err := c.Args(&args); err != nil {
+			return nil, err
+		}
+		name := args[len(args)-1].(string)
+		for _, id := range args[:len(args)-1] {
+			data, _ := Marshal(LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "forged", ID: uint32(id.(uint64))})
+			c.Router.Route(&Message{DstID: 0, Handle: HandleForwardLog, Data: data})
+		}
+		return nil, nil
+	})
+}
+
 func TestChildOutputAndLogsReachMaster(t *testing.T) {
 	sink := &recordSink{}
 	r := NewMaster(Options{Sink: sink})
@@ -164,10 +206,18 @@ func TestChildOutputAndLogsReachMaster(t *testing.T) {
 		if err := x.Call(ctx, nil, "test.output", "out of "+name, "err of "+name, "log of "+name); err != nil {
 			t.Fatal(err)
 		}
-		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "out of " + name})
-		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "err of " + name})
-		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "out of " + name, ID: x.ID})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "err of " + name, ID: x.ID})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name, ID: x.ID})
 	}
+	// A child cannot log under another context's name: the master names
+	// each record by the context that sent it (or a child of it).
+	if err := c.Call(ctx, nil, "test.forgelog", c.ID, g.ID, r.ID(), "ssh.prod:22"); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor(t, LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "forged", ID: c.ID})
+	sink.waitFor(t, LogRecord{Context: "talker.g", Level: int(slog.LevelWarn), Text: "forged", ID: g.ID})
+	sink.waitFor(t, LogRecord{Context: "talker/ssh.prod:22", Level: int(slog.LevelWarn), Text: "forged", ID: 0})
 	// The default sink formats records as "[context] LEVEL text" lines.
 	var b strings.Builder
 	NewWriterSink(&b).Log(LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "a\nb\n"})

@@ -116,13 +116,12 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 	if onStart != nil {
 		onStart(cmd.Process.Pid)
 	}
-	name := env.Name
 	exited := make(chan struct{})
 	errDone := make(chan struct{})
 	r := env.Router
 	r.Go(func() {
 		defer close(errDone)
-		ScanLines(errR, func(line string) { r.EmitAs(name, levelOutput, line) })
+		ScanLines(errR, env.Output)
 	})
 	r.Go(func() {
 		wire.WaitExited(pidfd)

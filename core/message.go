@@ -34,6 +34,9 @@ type Message struct {
 	from *Stream
 	// router is the router that delivered the message, for Reply.
 	router *Router
+	// err is set on a message a Receiver made itself to fail its reader
+	// (Receiver.Expire).
+	err error
 }
 
 // Len returns the length of the message's payload, tail included.
@@ -90,6 +93,9 @@ func (m *Message) String() string {
 // Decode unmarshals the payload into v. A dead message decodes to a
 // *ChannelError carrying its reason.
 func (m *Message) Decode(v any) error {
+	if m.err != nil {
+		return m.err
+	}
 	if m.IsDead() {
 		return &ChannelError{Reason: m.DeadReason()}
 	}

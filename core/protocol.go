@@ -74,8 +74,9 @@ const (
 	HandleAddRoute uint32 = 103
 	// HandleDelRoute announces that a context is gone. Payload: RouteUpdate. No reply.
 	HandleDelRoute uint32 = 104
-	// HandleAllocateID asks the master for a block of ids. Payload: nil.
-	// Reply: IDBlock. Handled only by the master.
+	// HandleAllocateID asks the parent for a block of ids. Payload: nil.
+	// Reply: IDBlock, taken from the master's counter (each router asks
+	// its own parent in turn). Accepted from a direct child only.
 	HandleAllocateID uint32 = 105
 	// HandleShutdown asks a context to exit. Payload: nil. No reply; the
 	// context shuts its own children down and its stream closes.
@@ -138,6 +139,7 @@ type RouteUpdate struct {
 	ID     uint32 `cbor:"1,keyasint"`
 	Name   string `cbor:"2,keyasint"`
 	Reason string `cbor:"3,keyasint,omitempty"` // DEL_ROUTE: why the context is gone
+	Parent uint32 `cbor:"4,keyasint,omitempty"` // ADD_ROUTE: the new context's parent
 }
 
 // IDBlock is the reply to ALLOCATE_ID: ids [Start, Start+Count).
@@ -146,11 +148,12 @@ type IDBlock struct {
 	Count uint32 `cbor:"2,keyasint"`
 }
 
-// LogRecord is the payload of FORWARD_LOG.
+// LogRecord is the payload of FORWARD_LOG, and what a LogSink receives.
 type LogRecord struct {
-	Context string `cbor:"1,keyasint"` // name of the context where it arose
+	Context string `cbor:"1,keyasint"` // name of the context where it arose (the master names it anew)
 	Level   int    `cbor:"2,keyasint"` // slog level
 	Text    string `cbor:"3,keyasint"`
+	ID      uint32 `cbor:"4,keyasint,omitempty"` // the context where it arose: the sender, or a child of it
 }
 
 // CallRequest is the payload of CALL_FUNCTION: two CBOR items back to

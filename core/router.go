@@ -83,8 +83,13 @@ type Router struct {
 	contexts    map[uint32]*Context
 	dead        map[uint32]string // contexts known gone → reason
 	nextHandle  uint32
-	idNext      uint32 // master: next free id; others: next id of the block
+	idNext      uint32 // next id of this router's current block
 	idEnd       uint32
+	idCounter   uint32                // master: the first id not yet handed out
+	granted     map[*Stream][]idRange // id blocks handed out through each child stream
+	parentOf    map[uint32]uint32     // each known descendant's parent
+	warnStart   time.Time             // warnf's rate limit: the current second
+	warnCount   int                   // and the warnings in it
 	closing     bool
 
 	exec     *executor
@@ -100,7 +105,7 @@ func NewMaster(opts Options) *Router {
 		opts.Name = "master"
 	}
 	r := newRouter(0, nil, opts)
-	r.idNext = 1
+	r.idCounter = 1
 	return r
 }
 
@@ -116,6 +121,8 @@ func newRouter(id uint32, parentIDs []uint32, opts Options) *Router {
 		respondents: make(map[uint32]map[uint32]struct{}),
 		contexts:    make(map[uint32]*Context),
 		dead:        make(map[uint32]string),
+		granted:     make(map[*Stream][]idRange),
+		parentOf:    make(map[uint32]uint32),
 		nextHandle:  FirstUserHandle,
 		closed:      make(chan struct{}),
 	}
@@ -384,7 +391,7 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 // the frame's src_id cannot be behind that stream, the dead message is
 // addressed to the neighbour itself, which sent it.
 func (r *Router) refuse(m *Message, in *Stream, srcOK bool, why string) {
-	r.log.Error("refused message", "why", why, "msg", m.String())
+	r.warnf("refused a message from %s for context %d handle %d: %s", in, m.DstID, m.Handle, why)
 	if m.ReplyTo != 0 && !m.IsDead() {
 		d := deadMessage(m, r.id, msgRefused)
 		if !srcOK {
@@ -420,16 +427,23 @@ func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream, extra int
 	}
 	if in != nil {
 		if out == in {
-			r.log.Error("dropping message that would loop back", "msg", m.String(), "stream", in.String())
+			r.warnf("dropped a message from %s for context %d: it would go back the way it came", in, m.DstID)
 			return nil
 		}
 		if r.unidir.Load() && !in.isParent && !out.isParent {
-			r.log.Error("refused message between children: router is unidirectional", "msg", m.String())
+			r.warnf("refused a message from %s to %s: this router is unidirectional", r.nameOf(m.SrcID), r.nameOf(m.DstID))
 			r.sendDead(m, fmt.Sprintf(msgUnidirectional, m.SrcID, m.DstID, r.id))
 			return nil
 		}
-		if m.Len() > r.MaxMessageSize() {
-			r.sendDead(m, fmt.Sprintf(msgTooLarge, r.MaxMessageSize()))
+		if max := r.MaxMessageSize(); m.Len() > max {
+			reason := fmt.Sprintf(msgTooLarge, max)
+			r.warnf("refused a message from %s to %s: %s", r.nameOf(m.SrcID), r.nameOf(m.DstID), reason)
+			if m.ReplyTo == 0 && !m.IsDead() {
+				// A reply, or a message for a receiver: whoever waits
+				// for it hears why it will not come.
+				r.sendDeadTo(m.DstID, m.Handle, reason)
+			}
+			r.sendDead(m, reason)
 			return nil
 		}
 	}
@@ -468,7 +482,14 @@ func (r *Router) sendDead(m *Message, reason string) {
 	if m.ReplyTo == 0 || m.IsDead() {
 		return
 	}
-	d := deadMessage(m, r.id, reason)
+	r.sendDeadTo(m.SrcID, m.ReplyTo, reason)
+}
+
+// sendDeadTo sends a dead message with reason to handle in context dst,
+// without waiting.
+func (r *Router) sendDeadTo(dst, handle uint32, reason string) {
+	data, _ := Marshal(reason)
+	d := &Message{DstID: dst, SrcID: r.id, AuthID: r.id, Handle: handle, ReplyTo: IsDead, Data: data}
 	if d.DstID == r.id {
 		r.invoke(d)
 		return
@@ -481,50 +502,56 @@ func (r *Router) sendDead(m *Message, reason string) {
 	}
 }
 
-// invoke delivers m to the handler of its handle.
+// invoke delivers m to the handler of its handle, once the handler's
+// policy and respondent accept it.
 func (r *Router) invoke(m *Message) {
 	m.router = r
 	r.mu.Lock()
 	h, ok := r.handlers[m.Handle]
-	if ok && h.policy != nil && !h.policy(m) {
-		r.mu.Unlock()
-		r.log.Error("refused by policy", "msg", m.String())
-		r.sendDead(m, msgRefused)
-		return
-	}
-	if ok && h.once {
-		r.delHandlerLocked(m.Handle)
-	}
 	r.mu.Unlock()
 	if !ok {
 		if !m.IsDead() {
-			r.log.Debug("invalid handle", "msg", m.String())
+			r.warnf("refused a message from %s for handle %d: %s", r.nameOf(m.SrcID), m.Handle, msgInvalidHandle)
 			r.sendDead(m, msgInvalidHandle)
 		}
 		return
 	}
+	if h.hasResp && !r.fromRespondent(m, h.respondent) {
+		r.warnf("dropped a message from %s for handle %d: reply from unexpected context (the handle waits for %s)",
+			r.nameOf(m.SrcID), m.Handle, r.nameOf(h.respondent))
+		return
+	}
+	if h.policy != nil && !h.policy(m) {
+		r.warnf("refused a message from %s for handle %d: %s", r.nameOf(m.SrcID), m.Handle, msgRefused)
+		r.sendDead(m, msgRefused)
+		return
+	}
+	if h.once {
+		r.mu.Lock()
+		mine := r.handlers[m.Handle] == h
+		if mine {
+			r.delHandlerLocked(m.Handle)
+		}
+		r.mu.Unlock()
+		if !mine {
+			return // another message took the handler first
+		}
+	}
 	h.fn(m)
 }
 
-// addChild registers a started child's stream and announces it upward.
-func (r *Router) addChild(s *Stream) {
-	r.mu.Lock()
-	r.children[s.remoteID] = s
-	r.routes[s.remoteID] = s
-	delete(r.dead, s.remoteID)
-	c := r.contextLocked(s.remoteID, s.name)
-	parent := r.parent
-	r.mu.Unlock()
-	_ = c
-	if parent != nil {
-		r.sendRouteUpdate(parent, HandleAddRoute, RouteUpdate{ID: s.remoteID, Name: s.name})
+// fromRespondent reports whether m may reach a handler waiting for
+// context resp: it comes from resp itself, or it is a dead message from
+// this context or from one between it and resp (a relay that could not
+// deliver, or a parent of this context), which may speak for resp.
+func (r *Router) fromRespondent(m *Message, resp uint32) bool {
+	if m.SrcID == resp && m.AuthID == resp {
+		return true
 	}
-	s.start()
-}
-
-func (r *Router) sendRouteUpdate(s *Stream, handle uint32, u RouteUpdate) {
-	data, _ := Marshal(u)
-	s.forward(&Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: handle, Data: data}, controlReserve)
+	if !m.IsDead() {
+		return false
+	}
+	return m.SrcID == r.id || r.isAncestorOf(m.SrcID, resp)
 }
 
 // onStreamClosed runs once when a stream ends.
@@ -538,6 +565,7 @@ func (r *Router) onStreamClosed(s *Stream, cause error) {
 	if r.children[s.remoteID] == s {
 		delete(r.children, s.remoteID)
 	}
+	delete(r.granted, s)
 	var gone []uint32
 	for id, via := range r.routes {
 		if via == s {
@@ -579,6 +607,7 @@ func (r *Router) contextGone(id uint32, reason string, from *Stream) {
 	}
 	r.dead[id] = reason
 	delete(r.routes, id)
+	delete(r.parentOf, id)
 	handles := r.respondents[id]
 	delete(r.respondents, id)
 	var fns []func(*Message)
@@ -616,46 +645,6 @@ func (r *Router) contextGone(id uint32, reason string, from *Stream) {
 	}
 }
 
-// AllocateID returns a fresh context id: from the master's counter in the
-// master, from a block asked of the master (ALLOCATE_ID) elsewhere.
-func (r *Router) AllocateID(ctx context.Context) (uint32, error) {
-	r.mu.Lock()
-	if r.IsMaster() || r.idNext < r.idEnd {
-		id := r.idNext
-		r.idNext++
-		r.mu.Unlock()
-		return id, nil
-	}
-	r.mu.Unlock()
-	var blk IDBlock
-	m, err := r.ContextByID(0).SendAwait(ctx, &Message{Handle: HandleAllocateID})
-	if err != nil {
-		return 0, fmt.Errorf("allocating a context id: %w", err)
-	}
-	if err := m.Decode(&blk); err != nil {
-		return 0, err
-	}
-	if blk.Count == 0 {
-		return 0, errors.New("allocating a context id: master returned an empty block")
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.idNext >= r.idEnd {
-		r.idNext, r.idEnd = blk.Start, blk.Start+blk.Count
-	}
-	id := r.idNext
-	r.idNext++
-	return id, nil
-}
-
-func (r *Router) allocateBlock() IDBlock {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b := IDBlock{Start: r.idNext, Count: IDBlockSize}
-	r.idNext += IDBlockSize
-	return b
-}
-
 // installCoreHandlers registers the reserved handles core serves itself.
 func (r *Router) installCoreHandlers() {
 	must := func(_ uint32, err error) {
@@ -671,68 +660,7 @@ func (r *Router) installCoreHandlers() {
 	must(r.AddHandler(r.onShutdown, HandlerOptions{Handle: HandleShutdown, Policy: r.HasParentAuthority}))
 	must(r.AddHandler(r.onDetaching, HandlerOptions{Handle: HandleDetaching}))
 	must(r.AddHandler(r.onCallService, HandlerOptions{Handle: HandleCallService}))
-	if r.IsMaster() {
-		must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: HandleAllocateID}))
-	}
-}
-
-func (r *Router) onAllocateID(m *Message) {
-	if m.IsDead() || m.ReplyTo == 0 {
-		return
-	}
-	data, _ := Marshal(r.allocateBlock())
-	r.routeNoWait(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data}, controlReserve)
-}
-
-func (r *Router) onAddRoute(m *Message) {
-	var u RouteUpdate
-	if err := m.Decode(&u); err != nil {
-		r.log.Error("bad ADD_ROUTE", "err", err)
-		return
-	}
-	in := m.from
-	r.mu.Lock()
-	existing, routed := r.routes[u.ID]
-	if u.ID == r.id || slices.Contains(r.parentIDs, u.ID) || (routed && existing != in) {
-		r.mu.Unlock()
-		r.log.Error("refused ADD_ROUTE: id belongs elsewhere", "id", u.ID, "stream", in.String())
-		return
-	}
-	r.routes[u.ID] = in
-	delete(r.dead, u.ID)
-	r.contextLocked(u.ID, u.Name)
-	parent := r.parent
-	r.mu.Unlock()
-	if parent != nil {
-		r.sendRouteUpdate(parent, HandleAddRoute, u)
-	}
-}
-
-func (r *Router) onDelRoute(m *Message) {
-	var u RouteUpdate
-	if err := m.Decode(&u); err != nil {
-		r.log.Error("bad DEL_ROUTE", "err", err)
-		return
-	}
-	in := m.from
-	if in == nil {
-		return
-	}
-	r.mu.Lock()
-	via, routed := r.routes[u.ID]
-	r.mu.Unlock()
-	if in.isParent {
-		if routed {
-			return // one of ours: the parent cannot declare it gone
-		}
-	} else if !routed || via != in {
-		r.log.Error("refused DEL_ROUTE for a context not behind the sender", "id", u.ID, "stream", in.String())
-		return
-	}
-	if u.Reason == "" {
-		u.Reason = msgRespondentDisconnect
-	}
-	r.contextGone(u.ID, u.Reason, in)
+	must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: HandleAllocateID, Policy: r.IsImmediateChild}))
 }
 
 func (r *Router) onDetaching(m *Message) {

@@ -67,7 +67,7 @@ func TestOversizedFrameClosesStream(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("stream stayed open after an oversized frame")
 	}
-	logs.waitFor(t, "closing stream: received message over the size limit", "frame of 8193 bytes (max 8192 bytes) from context 5")
+	logs.waitFor(t, "WARNING closed the stream to raw.5 (id 5): it sent a message over the size limit", "frame of 8193 bytes (max 8192 bytes) from context 5")
 	if got := c.DisconnectReason(); got != "the respondent Context has disconnected" {
 		t.Fatalf("reason %q", got)
 	}

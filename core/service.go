@@ -133,7 +133,7 @@ func (r *Router) onCallService(m *Message) {
 		policy = r.HasParentAuthority
 	}
 	if !policy(m) {
-		r.log.Error("service call refused by policy", "service", req.Service, "method", req.Method, "src", m.SrcID)
+		r.warnf("refused a call of service %s.%s from %s: %s", req.Service, req.Method, r.nameOf(m.SrcID), msgRefused)
 		r.sendDead(m, msgRefused)
 		return
 	}

@@ -258,3 +258,72 @@ func testStoppedBehindRelays(t *testing.T, hops int, mode string) {
 		}
 	}
 }
+
+func init() {
+	// test.flood(handle, n, size) sends n messages of size bytes to handle
+	// in the master, without waiting for anything.
+	RegisterFunc("test.flood", func(ctx context.Context, c *Call) (any, error) {
+		var a struct {
+			_             struct{} `cbor:",toarray"`
+			Handle, N, Sz int
+		}
+		if err := c.Args(&a); err != nil {
+			return nil, err
+		}
+		s := NewSender(c.Router.ContextByID(0), uint32(a.Handle))
+		for range a.N {
+			if err := s.SendRaw(mustEncodeBytes(a.Sz)); err != nil {
+				return nil, err
+			}
+		}
+		// One more that asks for a reply, to hear why it was refused.
+		m, err := c.Router.ContextByID(0).SendAwait(ctx, &Message{Handle: uint32(a.Handle), Data: mustEncodeBytes(a.Sz)})
+		if err == nil {
+			return "accepted: " + m.String(), nil
+		}
+		return err.Error(), nil
+	})
+}
+
+func mustEncodeBytes(n int) []byte {
+	b, _ := Marshal(make([]byte, n))
+	return b
+}
+
+// A receiver nobody reads holds a bounded number of bytes: a child
+// flooding it with 200,000 messages of 1 KiB does not grow the master
+// past the bound, and a sender that expects a reply hears why.
+func TestUnreadReceiverIsBounded(t *testing.T) {
+	r := newMaster(t)
+	ctx := testCtx(t)
+	c := connectLocal(t, r, nil, "flooder")
+	rv, err := r.NewReceiver(ReceiverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rv.Close()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var res string
+	if err := c.Call(ctx, &res, "test.flood", rv.Handle(), 200000, 1024); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("receiver %d in master holds", rv.Handle())
+	if !strings.HasPrefix(res, want) || !strings.HasSuffix(res, "bytes not yet read: refused") {
+		t.Fatalf("the last send got %q, want %q ...", res, want)
+	}
+	if q := rv.queued.Load(); q > receiverQueueLimit+2048 {
+		t.Fatalf("the receiver holds %d bytes", q)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 2*receiverQueueLimit {
+		t.Fatalf("the master's heap grew by %d MiB", grew>>20)
+	}
+	// What it holds is still readable, in order.
+	if _, err := rv.Get(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+}

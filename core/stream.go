@@ -76,7 +76,7 @@ func (s *Stream) ended() {
 	s.closed.Do(func() {
 		err := s.link.Err()
 		if errors.Is(err, wire.ErrTooLarge) {
-			s.router.log.Error("closing stream: received message over the size limit", "stream", s.String(), "err", err)
+			s.router.warnf("closed the %s: it sent a message over the size limit: %v", s, err)
 		}
 		s.router.onStreamClosed(s, err)
 	})
