@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -259,8 +260,14 @@ func (e *executor) call(ctx context.Context, c *Call) (head []byte, tail []strin
 	return h(ctx, c)
 }
 
-// fail sends the reply of a call that failed.
+// fail sends the reply of a call that failed. A call that wants no reply
+// (call_no_reply) has nobody to tell: its failure is logged, as
+// Mitogen logs it.
 func (e *executor) fail(m *Message, rerr *RemoteError) {
+	if m.ReplyTo == 0 {
+		e.r.Emit(slog.LevelWarn, fmt.Sprintf("No-reply function call failed: %s: %s", rerr.Kind, rerr.Message))
+		return
+	}
 	e.send(m, EncodeCallReply(nil, rerr), nil)
 }
 

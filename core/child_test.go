@@ -210,6 +210,11 @@ func TestChildOutputAndLogsReachMaster(t *testing.T) {
 		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "err of " + name, ID: x.ID})
 		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name, ID: x.ID})
 	}
+	// A failing call that wants no reply is logged where it failed.
+	if err := c.CallNoReply("test.fail"); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor(t, LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "No-reply function call failed: Error: boom", ID: c.ID})
 	// A child cannot log under another context's name: the master names
 	// each record by the context that sent it (or a child of it).
 	if err := c.Call(ctx, nil, "test.forgelog", c.ID, g.ID, r.ID(), "ssh.prod:22"); err != nil {
