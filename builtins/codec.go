@@ -65,8 +65,8 @@ const bigPiece = 32 << 10
 // Encode returns the CBOR encoding of a Starlark value in one buffer.
 // Values of a type that cannot cross contexts are an error naming the
 // type.
-func Encode(v starlark.Value) ([]byte, error) {
-	head, tail, err := EncodePieces(nil, v)
+func Encode(refs FuncRefs, v starlark.Value) ([]byte, error) {
+	head, tail, err := EncodePieces(refs, nil, v)
 	if err != nil {
 		return nil, err
 	}
@@ -80,8 +80,8 @@ func Encode(v starlark.Value) ([]byte, error) {
 // (see core.Message.Tail). Large strings and bytes stay in the value's
 // own memory as pieces of their own, so sending them copies nothing;
 // tail is nil when there are none.
-func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail []string, err error) {
-	e := encoder{buf: append(make([]byte, 0, 64), prefix...)}
+func EncodePieces(refs FuncRefs, prefix []byte, v starlark.Value) (head []byte, tail []string, err error) {
+	e := encoder{buf: append(make([]byte, 0, 64), prefix...), refs: refs}
 	if err := e.value(v, 0); err != nil {
 		return nil, nil, err
 	}
@@ -91,8 +91,8 @@ func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail []string, 
 
 // EncodeArgs encodes a call's positional and keyword arguments as one
 // value, [[args...], [name1, value1, ...]], in pieces as EncodePieces.
-func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail []string, err error) {
-	e := encoder{buf: make([]byte, 0, 64)}
+func EncodeArgs(refs FuncRefs, args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail []string, err error) {
+	e := encoder{buf: make([]byte, 0, 64), refs: refs}
 	e.item(majorArray, 2)
 	e.item(majorArray, uint64(len(args)))
 	for i, x := range args {
@@ -119,6 +119,7 @@ type encoder struct {
 	head  []byte
 	tail  []string
 	split bool
+	refs  FuncRefs // how Starlark functions travel; nil: they cannot
 }
 
 func (e *encoder) finish() (head []byte, tail []string) {
@@ -285,7 +286,7 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 	case *Error:
 		e.texts(TagError, x.Kind, x.Message, x.Traceback, x.Context)
 	case *starlark.Builtin, *starlark.Function, FuncRefValue:
-		ref, err := refOf(x)
+		ref, err := refOf(e.refs, x)
 		if err != nil {
 			return err
 		}
@@ -305,7 +306,7 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 // Starlark function by module path, sha256 and name.
 type funcRef struct{ builtin, path, sha, name string }
 
-func refOf(v starlark.Value) (funcRef, error) {
+func refOf(refs FuncRefs, v starlark.Value) (funcRef, error) {
 	switch x := v.(type) {
 	case *starlark.Builtin:
 		if !IsRegistered(x) {
@@ -313,10 +314,10 @@ func refOf(v starlark.Value) (funcRef, error) {
 		}
 		return funcRef{builtin: x.Name()}, nil
 	case *starlark.Function:
-		if FuncRefOf == nil {
+		if refs == nil {
 			return funcRef{}, fmt.Errorf("cannot send function %s: no runtime", x.Name())
 		}
-		path, sha, name, err := FuncRefOf(x)
+		path, sha, name, err := refs.FuncRef(x)
 		if err != nil {
 			return funcRef{}, err
 		}
@@ -330,8 +331,8 @@ func refOf(v starlark.Value) (funcRef, error) {
 
 // refTree is a function reference as plain Go data, in the layout the
 // encoder writes (for ToGo).
-func refTree(v starlark.Value) (any, error) {
-	ref, err := refOf(v)
+func refTree(refs FuncRefs, v starlark.Value) (any, error) {
+	ref, err := refOf(refs, v)
 	if err != nil {
 		return nil, err
 	}
@@ -343,16 +344,20 @@ func refTree(v starlark.Value) (any, error) {
 
 // A FuncRefValue is a Starlark value that can travel as a function
 // reference (a top-level function of a module, or a registered builtin).
-// The runtime resolves *starlark.Function values through FuncRefOf.
+// *starlark.Function values are resolved through a FuncRefs.
 type FuncRefValue interface {
 	starlark.Value
 	FuncRef() (path, sha, name string)
 }
 
-// FuncRefOf resolves a *starlark.Function to its module path and hash;
-// the runtime installs it. It returns an error saying why a function
-// cannot travel (a lambda, a nested function).
-var FuncRefOf func(fn *starlark.Function) (path, sha, name string, err error)
+// FuncRefs says how a Starlark function travels: its module's path and
+// sha256, and its name, or an error saying why it cannot (a lambda, a
+// nested function, a module this context does not know). Each context's
+// runtime is one; the encoder asks the runtime of the thread it encodes
+// for.
+type FuncRefs interface {
+	FuncRef(fn *starlark.Function) (path, sha, name string, err error)
+}
 
 // A Decoder turns CBOR back into fresh, mutable Starlark values. Router
 // makes Context and Sender values; Resolve (set by the runtime) turns a

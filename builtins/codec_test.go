@@ -16,7 +16,7 @@ import (
 
 func roundTrip(t *testing.T, v starlark.Value) starlark.Value {
 	t.Helper()
-	head, tail, err := EncodePieces(nil, v)
+	head, tail, err := EncodePieces(nil, nil, v)
 	if err != nil {
 		t.Fatalf("encoding %s: %v", v, err)
 	}
@@ -88,7 +88,7 @@ func TestCodecLargeStringsAreNotCopied(t *testing.T) {
 	value := starlark.Tuple{starlark.MakeInt(1), big, starlark.String("tail")}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	head, tail, err := EncodePieces([]byte{0xf6}, value)
+	head, tail, err := EncodePieces(nil, []byte{0xf6}, value)
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestCodecLargeStringsAreNotCopied(t *testing.T) {
 func TestCodecArgs(t *testing.T) {
 	args := starlark.Tuple{starlark.MakeInt(7), starlark.Bytes(strings.Repeat("a", 2*bigPiece))}
 	kwargs := []starlark.Tuple{{starlark.String("name"), starlark.String("v")}}
-	head, tail, err := EncodeArgs(args, kwargs)
+	head, tail, err := EncodeArgs(nil, args, kwargs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestCodecArgs(t *testing.T) {
 	if eq, _ := starlark.Equal(gotArgs, args); !eq || len(gotKw) != 1 || gotKw[0][0] != starlark.String("name") || gotKw[0][1] != starlark.String("v") {
 		t.Fatalf("args %v kwargs %v", gotArgs, gotKw)
 	}
-	if _, _, err := EncodeArgs(starlark.Tuple{starlark.None, &Receiver{}}, nil); err == nil || !strings.Contains(err.Error(), "argument 2:") {
+	if _, _, err := EncodeArgs(nil, starlark.Tuple{starlark.None, &Receiver{}}, nil); err == nil || !strings.Contains(err.Error(), "argument 2:") {
 		t.Fatalf("unsendable argument: %v", err)
 	}
 }
@@ -145,7 +145,7 @@ func TestCodecRefusesWhatCannotTravel(t *testing.T) {
 		{starlarkstruct.FromStringDict(starlark.String("point"), nil), "only struct() values travel"},
 		{&Receiver{}, "cannot send a value of type receiver"},
 	} {
-		if _, err := Encode(c.v); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Encode(nil, c.v); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("encoding %s: got %v, want an error containing %q", c.v.Type(), err, c.want)
 		}
 	}
@@ -215,7 +215,7 @@ func FuzzDecode(f *testing.F) {
 		starlark.Tuple{starlark.Bytes("b"), starlark.None, starlark.True},
 		starlark.MakeBigInt(new(big.Int).Lsh(big.NewInt(3), 80)),
 	} {
-		data, err := Encode(v)
+		data, err := Encode(nil, v)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -227,7 +227,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := Encode(v)
+		again, err := Encode(nil, v)
 		if err != nil {
 			return // a decoded value that cannot travel back (a Go map with list keys, ...)
 		}

@@ -16,14 +16,26 @@ import (
 // Runtime is what the builtins need from the runtime of their context:
 // the runtime package implements it and attaches it to every thread.
 type Runtime interface {
+	// FuncRefs says how this context's Starlark functions travel.
+	FuncRefs
 	// Decoder decodes values received in this context.
 	Decoder() *Decoder
 	// CallRequest builds the request for calling fn in target: fn travels
-	// as a reference, with the modules target still lacks.
-	CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
+	// as a reference, with the modules target still lacks (pushed ahead
+	// of the call when large, waiting for room until ctx ends).
+	CallRequest(ctx context.Context, target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
 	// NewThread returns a thread for running Starlark code (a handler),
 	// and a function to call when done with it.
 	NewThread(name string) (*starlark.Thread, func())
+}
+
+// refsOf is how functions encoded on thread travel: its runtime, or nil
+// (they cannot) on a thread without one.
+func refsOf(thread *starlark.Thread) FuncRefs {
+	if rt := runtimeOf(thread); rt != nil {
+		return rt
+	}
+	return nil
 }
 
 func mustRuntime(thread *starlark.Thread, fn string) (Runtime, error) {
@@ -106,7 +118,7 @@ var routerMethods = methodTable{
 			return nil, err
 		}
 		cp := *m.M
-		if err := b.Receiver().(*Router).R.RouteContext(ThreadContext(t), &cp); err != nil {
+		if err := b.Receiver().(*Router).R.Route(ThreadContext(t), &cp); err != nil {
 			return nil, fmt.Errorf("route: %w", err)
 		}
 		return starlark.None, nil
@@ -218,7 +230,7 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 			}
 			onStart = v
 		default:
-			if opts.Kwargs[k], err = ToGo(v); err != nil {
+			if opts.Kwargs[k], err = ToGo(refsOf(thread), v); err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", fname, k, err)
 			}
 		}
@@ -390,7 +402,7 @@ func init() {
 		}
 		ctx, cancel := callContext(t, timeout)
 		defer cancel()
-		if err := c.SendContext(ctx, m); err != nil {
+		if err := c.Send(ctx, m); err != nil {
 			return nil, callError(c, err, timeout)
 		}
 		return starlark.None, nil
@@ -401,7 +413,7 @@ func init() {
 			return nil, err
 		}
 		cp := *m.M
-		return starlark.None, b.Receiver().(*Context).C.SendContext(ThreadContext(t), &cp)
+		return starlark.None, b.Receiver().(*Context).C.Send(ThreadContext(t), &cp)
 	}
 	contextMethods["send_async"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -455,7 +467,7 @@ func init() {
 		}
 		kw := map[string]any{}
 		for _, kv := range kwargs {
-			v, err := ToGo(kv[1])
+			v, err := ToGo(refsOf(t), kv[1])
 			if err != nil {
 				return nil, fmt.Errorf("call_service: %s: %w", kv[0], err)
 			}
@@ -503,7 +515,7 @@ func buildRequest(thread *starlark.Thread, c *core.Context, fn starlark.Value, a
 	if err != nil {
 		return nil, err
 	}
-	req, err := rt.CallRequest(c, fn, args, kwargs)
+	req, err := rt.CallRequest(ThreadContext(thread), c, fn, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -581,10 +593,10 @@ func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args st
 
 // ---- plain Go values (keywords of connection methods and services) ----
 
-// ToGo converts a Starlark value to plain Go data (nil, bool, int64 or
+// ToGo converts a Starlark value to plain Go data (functions by refs) (nil, bool, int64 or
 // *big.Int, float64, string, []byte, []any, map[string]any), or names the
 // type it cannot convert.
-func ToGo(v starlark.Value) (any, error) {
+func ToGo(refs FuncRefs, v starlark.Value) (any, error) {
 	switch x := v.(type) {
 	case starlark.NoneType:
 		return nil, nil
@@ -607,7 +619,7 @@ func ToGo(v starlark.Value) (any, error) {
 		defer iter.Done()
 		var e starlark.Value
 		for iter.Next(&e) {
-			g, err := ToGo(e)
+			g, err := ToGo(refs, e)
 			if err != nil {
 				return nil, err
 			}
@@ -621,7 +633,7 @@ func ToGo(v starlark.Value) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("dict keys must be strings here, got %s", kv[0].Type())
 			}
-			g, err := ToGo(kv[1])
+			g, err := ToGo(refs, kv[1])
 			if err != nil {
 				return nil, err
 			}
@@ -629,7 +641,7 @@ func ToGo(v starlark.Value) (any, error) {
 		}
 		return out, nil
 	case *starlark.Function, *starlark.Builtin, FuncRefValue:
-		return refTree(x)
+		return refTree(refs, x)
 	}
 	return nil, fmt.Errorf("cannot use a value of type %s here", v.Type())
 }

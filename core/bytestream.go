@@ -325,7 +325,7 @@ func (s *ByteStream) send(ctx context.Context, payload []byte) error {
 	dst := s.peerHandle
 	s.mu.Unlock()
 	m := &Message{DstID: s.peer.ID, Handle: dst, ReplyTo: s.handle, Data: payload}
-	if err := s.r.RouteContext(ctx, m); err != nil {
+	if err := s.r.Route(ctx, m); err != nil {
 		return &StreamError{Op: s.String(), Err: err}
 	}
 	return nil

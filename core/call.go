@@ -279,7 +279,7 @@ func (e *executor) send(m *Message, head []byte, tail []string) {
 		e.r.sendDead(m, fmt.Sprintf(msgTooLarge, max))
 		return
 	}
-	if err := m.ReplyRaw(head, tail...); err != nil {
+	if err := m.ReplyRaw(e.r.ctx, head, tail...); err != nil {
 		e.r.log.Debug("call reply not sent", "err", err)
 	}
 }
@@ -352,8 +352,9 @@ func (c *Context) Call(ctx context.Context, out any, fn string, args ...any) err
 	return Unmarshal(val, out)
 }
 
-// CallNoReply calls fn without waiting for, or receiving, a result.
-func (c *Context) CallNoReply(fn string, args ...any) error {
+// CallNoReply calls fn without waiting for, or receiving, a result; ctx
+// bounds the wait for room in a full queue.
+func (c *Context) CallNoReply(ctx context.Context, fn string, args ...any) error {
 	a, err := Marshal(args)
 	if err != nil {
 		return err
@@ -362,5 +363,5 @@ func (c *Context) CallNoReply(fn string, args ...any) error {
 	if err != nil {
 		return err
 	}
-	return c.Send(m)
+	return c.Send(ctx, m)
 }

@@ -201,9 +201,11 @@ func (r *Router) Connect(ctx context.Context, method string, opts *ConnectOption
 // SetHelloExt installs fn, called for each new child to fill
 // HelloRequest.Ext (the runtime passes module roots, argv and, for fork,
 // its module cache).
-func (r *Router) SetHelloExt(fn func(method string) []byte) { r.SetExt(helloExtKey{}, fn) }
-
-type helloExtKey struct{}
+func (r *Router) SetHelloExt(fn func(method string) []byte) {
+	r.mu.Lock()
+	r.helloExt = fn
+	r.mu.Unlock()
+}
 
 func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method string, opts *ConnectOptions) (*Context, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
@@ -244,8 +246,11 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		Debug:          opts.Debug || r.debug.Load(),
 		Unidirectional: opts.Unidirectional || r.Unidirectional(),
 	}
-	if fn, ok := r.Ext(helloExtKey{}); ok {
-		hello.Ext = fn.(func(string) []byte)(method)
+	r.mu.Lock()
+	helloExt := r.helloExt
+	r.mu.Unlock()
+	if helloExt != nil {
+		hello.Ext = helloExt(method)
 	}
 	data, err := Marshal(&hello)
 	if err != nil {

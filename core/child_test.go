@@ -188,7 +188,7 @@ func init() {
 		name := args[len(args)-1].(string)
 		for _, id := range args[:len(args)-1] {
 			data, _ := Marshal(LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "forged", ID: uint32(id.(uint64))})
-			c.Router.Route(&Message{DstID: 0, Handle: HandleForwardLog, Data: data})
+			c.Router.Route(context.Background(), &Message{DstID: 0, Handle: HandleForwardLog, Data: data})
 		}
 		return nil, nil
 	})
@@ -211,7 +211,7 @@ func TestChildOutputAndLogsReachMaster(t *testing.T) {
 		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name, ID: x.ID})
 	}
 	// A failing call that wants no reply is logged where it failed.
-	if err := c.CallNoReply("test.fail"); err != nil {
+	if err := c.CallNoReply(context.Background(), "test.fail"); err != nil {
 		t.Fatal(err)
 	}
 	sink.waitFor(t, LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "No-reply function call failed: Error: boom", ID: c.ID})

@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -105,25 +106,26 @@ func (m *Message) Decode(v any) error {
 	return nil
 }
 
-// Reply sends value back to the message's reply_to handle.
-func (m *Message) Reply(value any) error {
+// Reply sends value back to the message's reply_to handle, waiting for
+// room in a full queue until ctx ends.
+func (m *Message) Reply(ctx context.Context, value any) error {
 	data, err := Marshal(value)
 	if err != nil {
 		return err
 	}
-	return m.ReplyRaw(data)
+	return m.ReplyRaw(ctx, data)
 }
 
 // ReplyRaw sends already-encoded CBOR back to the reply_to handle: data
 // followed by the strings of tail.
-func (m *Message) ReplyRaw(data []byte, tail ...string) error {
+func (m *Message) ReplyRaw(ctx context.Context, data []byte, tail ...string) error {
 	if m.router == nil {
 		return errors.New("reply: message was not received by a router")
 	}
 	if m.ReplyTo == 0 || m.IsDead() {
 		return nil
 	}
-	return m.router.Route(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data, Tail: tail})
+	return m.router.Route(ctx, &Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data, Tail: tail})
 }
 
 // NewMessage returns a message carrying the CBOR encoding of value.

@@ -193,23 +193,25 @@ func (s *Sender) Context() *Context { return s.ctx }
 // Handle is the handle the sender delivers to.
 func (s *Sender) Handle() uint32 { return s.handle }
 
-// Send delivers the CBOR encoding of v.
-func (s *Sender) Send(v any) error {
+// Send delivers the CBOR encoding of v, waiting for room in a full queue
+// until ctx ends.
+func (s *Sender) Send(ctx context.Context, v any) error {
 	data, err := Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.SendRaw(data)
+	return s.SendRaw(ctx, data)
 }
 
 // SendRaw delivers already-encoded CBOR: data followed by the strings of
 // tail (see Message.Tail).
-func (s *Sender) SendRaw(data []byte, tail ...string) error {
-	return s.ctx.Send(&Message{Handle: s.handle, Data: data, Tail: tail})
+func (s *Sender) SendRaw(ctx context.Context, data []byte, tail ...string) error {
+	return s.ctx.Send(ctx, &Message{Handle: s.handle, Data: data, Tail: tail})
 }
 
-// Close sends a dead message so the remote receiver's iteration ends.
+// Close sends a dead message so the remote receiver's iteration ends. It
+// never waits: the dead message gets through a full queue.
 func (s *Sender) Close() error {
 	data, _ := Marshal(msgSenderClosed)
-	return s.ctx.Send(&Message{Handle: s.handle, ReplyTo: IsDead, Data: data})
+	return s.ctx.router.routeNoWait(&Message{DstID: s.ctx.ID, Handle: s.handle, ReplyTo: IsDead, Data: data}, controlReserve)
 }

@@ -96,7 +96,7 @@ type Router struct {
 	services *serviceTable
 	wg       sync.WaitGroup // goroutines owned by the router
 	closed   chan struct{}
-	ext      sync.Map // runtime extensions keyed by type
+	helloExt func(method string) []byte // fills a new child's HelloRequest.Ext
 }
 
 // NewMaster returns the router of a master: context 0, no parent.
@@ -216,13 +216,6 @@ func (r *Router) Go(fn func()) {
 	}()
 }
 
-// Ext returns the extension stored under key, for upper layers (runtime)
-// that attach state to a router.
-func (r *Router) Ext(key any) (any, bool) { return r.ext.Load(key) }
-
-// SetExt stores an extension under key.
-func (r *Router) SetExt(key, v any) { r.ext.Store(key, v) }
-
 // Myself returns the Context for this router's own context.
 func (r *Router) Myself() *Context { return r.ContextByID(r.id) }
 
@@ -327,13 +320,10 @@ func (r *Router) IsImmediateChild(m *Message) bool {
 }
 
 // Route sends m from this context: its src_id and auth_id are set to this
-// context's id. A payload over the size limit is refused here.
-func (r *Router) Route(m *Message) error {
-	return r.RouteContext(r.ctx, m)
-}
-
-// RouteContext is Route with a context bounding the wait for queue space.
-func (r *Router) RouteContext(ctx context.Context, m *Message) error {
+// context's id. A payload over the size limit is refused here. When the
+// queue towards m's next hop is full, Route waits for room until ctx ends
+// (TimeoutError for a deadline) or the router closes.
+func (r *Router) Route(ctx context.Context, m *Message) error {
 	if max := r.MaxMessageSize(); m.Len() > max {
 		return fmt.Errorf(msgTooLarge, max)
 	}

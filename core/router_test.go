@@ -193,7 +193,7 @@ func TestInProcessTreeRoutes(t *testing.T) {
 	// A grandchild can send to the master (not call it).
 	rv, _ := r.NewReceiver(ReceiverOptions{})
 	defer rv.Close()
-	NewSender(c3.ContextByID(0), rv.Handle()).Send("from 3")
+	NewSender(c3.ContextByID(0), rv.Handle()).Send(context.Background(), "from 3")
 	var s string
 	if err := rv.GetData(ctx, &s); err != nil || s != "from 3" {
 		t.Fatalf("%q %v", s, err)

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -142,7 +143,7 @@ func TestRouteAnnouncementsChecked(t *testing.T) {
 		t.Fatalf("sibling marked gone: %q", got)
 	}
 	// Routing to 6 still goes to 6.
-	r.ContextByID(6).Send(&Message{Handle: 1234})
+	r.ContextByID(6).Send(context.Background(), &Message{Handle: 1234})
 	if m := b.expect(); m.Handle != 1234 || m.DstID != 6 {
 		t.Fatalf("got %v", m)
 	}
@@ -197,7 +198,7 @@ func TestUnidirectional(t *testing.T) {
 	// The grandchild's own message to a sibling of its parent is refused
 	// at the master.
 	rv := c2.newReceiver(true, nil)
-	c2.Route(&Message{DstID: 5, Handle: 1000, ReplyTo: rv.Handle()})
+	c2.Route(context.Background(), &Message{DstID: 5, Handle: 1000, ReplyTo: rv.Handle()})
 	_, err := rv.Get(ctx, true)
 	var ce *ChannelError
 	if !errors.As(err, &ce) || ce.Reason != "routing mode prevents forward of message from context 2 to context 5 via context 0" {

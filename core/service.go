@@ -110,7 +110,11 @@ func (r *Router) onCallService(m *Message) {
 	}
 	var req ServiceRequest
 	fail := func(kind, text string) {
-		m.ReplyRaw(EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name}))
+		if m.ReplyTo == 0 {
+			return
+		}
+		data := EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name})
+		r.routeNoWait(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data}, controlReserve)
 	}
 	if err := m.Decode(&req); err != nil {
 		fail("Error", "bad service request: "+err.Error())
@@ -194,7 +198,7 @@ func (r *Router) serviceWorker(st *serviceState) {
 			r.sendDead(job.m, fmt.Sprintf(msgTooLarge, max))
 			continue
 		}
-		if err := job.m.ReplyRaw(data); err != nil {
+		if err := job.m.ReplyRaw(r.ctx, data); err != nil {
 			r.log.Debug("service reply not sent", "service", job.req.Service, "method", job.req.Method, "err", err)
 		}
 	}

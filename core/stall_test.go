@@ -55,7 +55,7 @@ func TestStoppedChildDoesNotBlockSiblings(t *testing.T) {
 			// queue holds is what the heap holds.
 			data := make([]byte, msgSize)
 			sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			err := stuck.SendContext(sctx, &Message{Handle: 5000, Data: data})
+			err := stuck.Send(sctx, &Message{Handle: 5000, Data: data})
 			cancel()
 			if err != nil {
 				flood <- result{sent, err}
@@ -179,7 +179,7 @@ func testStoppedBehindRelays(t *testing.T, hops int, mode string) {
 			}
 			replies = append(replies, rv)
 		case "messages":
-			if err := stuck.SendContext(sctx, &Message{Handle: 5000, Data: arg}); err != nil {
+			if err := stuck.Send(sctx, &Message{Handle: 5000, Data: arg}); err != nil {
 				t.Fatalf("send towards the stopped context: %v", err)
 			}
 		}
@@ -272,7 +272,7 @@ func init() {
 		}
 		s := NewSender(c.Router.ContextByID(0), uint32(a.Handle))
 		for range a.N {
-			if err := s.SendRaw(mustEncodeBytes(a.Sz)); err != nil {
+			if err := s.SendRaw(context.Background(), mustEncodeBytes(a.Sz)); err != nil {
 				return nil, err
 			}
 		}

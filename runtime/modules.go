@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -294,6 +296,9 @@ func (rt *Runtime) closure(m *module) ([]*module, error) {
 // on its own goroutine: fetching may wait on the parent.
 func (rt *Runtime) onGetModule(msg *core.Message) {
 	rt.r.Go(func() {
+		// A child that stops reading gets a minute before it is dropped.
+		ctx, cancel := context.WithTimeout(rt.r.Lifetime(), time.Minute)
+		defer cancel()
 		var req core.GetModuleRequest
 		if err := msg.Decode(&req); err != nil {
 			rt.r.Logger().Error("bad GET_MODULE", "err", err)
@@ -305,7 +310,7 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 			mods, err = rt.closure(m)
 		}
 		if err != nil {
-			rt.replyDead(msg, err.Error())
+			rt.replyDead(ctx, msg, err.Error())
 			return
 		}
 		blobs := make([]moduleBlob, len(mods))
@@ -314,19 +319,19 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 			blobs[i] = moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
 			paths[i] = m.path
 		}
-		if err := rt.pushModules(rt.r.ContextByID(msg.SrcID), blobs); err != nil {
-			rt.replyDead(msg, err.Error())
+		if err := rt.pushModules(ctx, rt.r.ContextByID(msg.SrcID), blobs); err != nil {
+			rt.replyDead(ctx, msg, err.Error())
 			return
 		}
-		if err := msg.Reply(paths); err != nil {
-			rt.replyDead(msg, err.Error())
+		if err := msg.Reply(ctx, paths); err != nil {
+			rt.replyDead(ctx, msg, err.Error())
 		}
 	})
 }
 
-// pushModules sends modules to target as LOAD_MODULE chunks.
-func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
-	ctx := rt.r.Lifetime()
+// pushModules sends modules to target as LOAD_MODULE chunks; ctx bounds
+// the wait for room in a full queue.
+func (rt *Runtime) pushModules(ctx context.Context, target *core.Context, blobs []moduleBlob) error {
 	for _, b := range blobs {
 		for off := 0; ; off += moduleChunkSize {
 			end := min(off+moduleChunkSize, len(b.Source))
@@ -334,7 +339,7 @@ func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
 			if err != nil {
 				return err
 			}
-			if err := target.SendContext(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
+			if err := target.Send(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
 				return err // the same error the call itself would meet
 			}
 			if end == len(b.Source) {
@@ -345,9 +350,9 @@ func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
 	return nil
 }
 
-func (rt *Runtime) replyDead(msg *core.Message, reason string) {
+func (rt *Runtime) replyDead(ctx context.Context, msg *core.Message, reason string) {
 	data, _ := core.Marshal(reason)
-	rt.r.Route(&core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
+	rt.r.Route(ctx, &core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
 }
 
 // onLoadModule assembles the module chunks a parent pushes, ahead of

@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.starlark.net/lib/json"
@@ -81,6 +80,8 @@ type Runtime struct {
 	// module of a path and sha executes once, so the function it defines
 	// under a name never changes.
 	resolved sync.Map // reference → starlark.Callable
+	// topLevel caches how this context's top-level functions travel.
+	topLevel sync.Map // *starlark.Function → *starRef
 }
 
 // RegisterBuiltin makes fn callable from Starlark in every context under
@@ -101,7 +102,6 @@ func New(r *core.Router, opts Options) *Runtime {
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
 	rt.predeclared = rt.makePredeclared()
-	r.SetExt(runtimeKey{}, rt)
 	r.SetCallHandler(rt.handleCall)
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
@@ -113,15 +113,6 @@ func New(r *core.Router, opts Options) *Runtime {
 			r.Logger().Error("installing the file service", "err", err)
 		}
 	}
-	return rt
-}
-
-type runtimeKey struct{}
-
-// Of returns the runtime attached to r, if any.
-func Of(r *core.Router) *Runtime {
-	v, _ := r.Ext(runtimeKey{})
-	rt, _ := v.(*Runtime)
 	return rt
 }
 
@@ -261,13 +252,9 @@ const (
 	refBuiltin = "builtin:"
 )
 
-func init() {
-	builtins.FuncRefOf = funcRefOf
-}
-
-// funcRefOf says how fn travels, or why it cannot.
-func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
-	r, err := starRefOf(fn)
+// FuncRef implements builtins.FuncRefs: how fn travels, or why it cannot.
+func (rt *Runtime) FuncRef(fn *starlark.Function) (path, sha, name string, err error) {
+	r, err := rt.starRefOf(fn)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -279,9 +266,10 @@ func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
 type starRef struct{ path, sha, ref string }
 
 // starRefOf says how fn travels, or why it cannot; the answer for a
-// top-level function is worked out once and cached.
-func starRefOf(fn *starlark.Function) (*starRef, error) {
-	if r, ok := topLevel.Load(fn); ok {
+// top-level function is worked out once and cached (a global binding
+// never changes once made).
+func (rt *Runtime) starRefOf(fn *starlark.Function) (*starRef, error) {
+	if r, ok := rt.topLevel.Load(fn); ok {
 		return r.(*starRef), nil
 	}
 	name := fn.Name()
@@ -294,10 +282,6 @@ func starRefOf(fn *starlark.Function) (*starRef, error) {
 		return nil, fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
 	}
 	path := fn.Position().Filename()
-	rt := moduleOwner.Load()
-	if rt == nil {
-		return nil, errors.New("no runtime knows the module of " + name)
-	}
 	rt.mu.Lock()
 	m, ok := rt.modules[path]
 	rt.mu.Unlock()
@@ -305,21 +289,13 @@ func starRefOf(fn *starlark.Function) (*starRef, error) {
 		return nil, fmt.Errorf("function %s: module %s is not known to this context", name, path)
 	}
 	r := &starRef{path: path, sha: m.sha, ref: refStar + m.sha + ":" + name + ":" + path}
-	topLevel.Store(fn, r)
+	rt.topLevel.Store(fn, r)
 	return r, nil
 }
 
-// topLevel holds the functions funcRefOf found to be top-level functions
-// of their module (a global binding never changes once made), with how
-// they travel.
-var topLevel sync.Map // *starlark.Function → *starRef
-
-// moduleOwner is the runtime of this process (one context per process).
-var moduleOwner atomic.Pointer[Runtime]
-
 // CallRequest implements builtins.Runtime: fn as a reference plus the
 // modules target lacks (the function's module and its transitive loads).
-func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error) {
+func (rt *Runtime) CallRequest(ctx context.Context, target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error) {
 	req := &core.CallRequest{}
 	var mod *module
 	switch f := fn.(type) {
@@ -329,7 +305,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		}
 		req.Func = refBuiltin + f.Name()
 	case *starlark.Function:
-		ref, err := starRefOf(f)
+		ref, err := rt.starRefOf(f)
 		if err != nil {
 			return nil, err
 		}
@@ -349,7 +325,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		return nil, fmt.Errorf("call: want a top-level function or a registered builtin, got %s", fn.Type())
 	}
 	var err error
-	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(args, kwargs); err != nil {
+	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(rt, args, kwargs); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
 	if mod != nil && target.ID != rt.r.ID() {
@@ -364,7 +340,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 			ext := encodeModuleBlobs(blobs)
 			if len(ext) <= moduleChunkSize {
 				req.Ext = ext
-			} else if err := rt.pushModules(target, blobs); err != nil {
+			} else if err := rt.pushModules(ctx, target, blobs); err != nil {
 				return nil, err
 			}
 		}
@@ -479,7 +455,7 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 		}
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
 	}
-	head, tail, err := builtins.EncodePieces(core.ReplyOK, v)
+	head, tail, err := builtins.EncodePieces(rt, core.ReplyOK, v)
 	if err != nil {
 		return nil, nil, &core.RemoteError{Kind: core.CallError, Message: "encoding the result: " + err.Error(), Context: rt.r.Name()}
 	}
@@ -516,7 +492,6 @@ func init() {
 			}
 		}
 		rt := New(r, Options{Argv: h.Argv})
-		moduleOwner.Store(rt)
 		for _, b := range h.Modules {
 			if _, err := rt.addBlob(b); err != nil {
 				return err
@@ -533,7 +508,6 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if !rt.r.IsMaster() {
 		return errors.New("RunScript: only the master runs scripts")
 	}
-	moduleOwner.Store(rt)
 	dir, base := filepath.Split(script)
 	if dir == "" {
 		dir = "."
