@@ -13,6 +13,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/cborhead"
 )
 
 // Values travel as CBOR (RFC 8949), encoded and decoded here straight
@@ -133,7 +134,7 @@ func (e *encoder) finish() (head []byte, tail []string) {
 }
 
 // item appends an item head: the major type and its argument.
-func (e *encoder) item(major byte, n uint64) { e.buf = core.AppendHead(e.buf, major, n) }
+func (e *encoder) item(major byte, n uint64) { e.buf = cborhead.Append(e.buf, major, n) }
 
 // str appends a byte or text string; a large one becomes a piece.
 func (e *encoder) str(major byte, s string) {
@@ -403,7 +404,7 @@ type decodeState struct {
 
 // head reads an item head (core.ReadHead).
 func (s *decodeState) head() (major byte, info byte, n uint64, err error) {
-	major, info, n, rest, err := core.ReadHead(s.data[s.off:])
+	major, info, n, rest, err := cborhead.Read(s.data[s.off:])
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("at offset %d: %w", s.off, err)
 	}
@@ -423,7 +424,7 @@ func (s *decodeState) count(n uint64, per int) (int, error) {
 // raw returns the next n bytes of string content.
 func (s *decodeState) raw(n uint64) ([]byte, error) {
 	if n > uint64(len(s.data)-s.off) {
-		return nil, core.ErrCBORTruncated
+		return nil, cborhead.ErrTruncated
 	}
 	b := s.data[s.off : s.off+int(n)]
 	s.off += int(n)

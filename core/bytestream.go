@@ -43,6 +43,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/cborhead"
 )
 
 // Byte stream frame opcodes (first element of the payload array).
@@ -55,9 +57,9 @@ const (
 	bsReset  = 6 // [6, kind, message]
 )
 
-// DefaultStreamWindow is the receive window of a byte stream unless
+// defaultStreamWindow is the receive window of a byte stream unless
 // ByteStreamOptions says otherwise.
-const DefaultStreamWindow = 1 << 20
+const defaultStreamWindow = 1 << 20
 
 // maxStreamChunk bounds a DATA frame's bytes; smaller message size
 // limits make chunks smaller.
@@ -80,7 +82,7 @@ type StreamAddr struct {
 
 // ByteStreamOptions configure a byte stream end.
 type ByteStreamOptions struct {
-	// Window is the receive window in bytes (DefaultStreamWindow when
+	// Window is the receive window in bytes (defaultStreamWindow when
 	// zero; at least 4096).
 	Window int
 }
@@ -132,7 +134,7 @@ func (r *Router) newByteStream(peer *Context, opts *ByteStreamOptions) (*ByteStr
 	if peer == nil {
 		return nil, errors.New("byte stream: no peer context")
 	}
-	w := DefaultStreamWindow
+	w := defaultStreamWindow
 	if opts != nil && opts.Window != 0 {
 		w = opts.Window
 	}
@@ -174,10 +176,10 @@ func (r *Router) DialByteStream(ctx context.Context, addr StreamAddr, opts *Byte
 	s.mu.Lock()
 	s.peerHandle, s.credit, s.peerChunk, s.peerWindow = addr.Handle, addr.Window, addr.MaxChunk, addr.Window
 	s.mu.Unlock()
-	payload := AppendHead(nil, 4, 3)
-	payload = AppendHead(payload, 0, bsOpen)
-	payload = AppendHead(payload, 0, uint64(s.window))
-	payload = AppendHead(payload, 0, uint64(s.chunk))
+	payload := cborhead.Append(nil, 4, 3)
+	payload = cborhead.Append(payload, 0, bsOpen)
+	payload = cborhead.Append(payload, 0, uint64(s.window))
+	payload = cborhead.Append(payload, 0, uint64(s.chunk))
 	if err := s.send(ctx, payload); err != nil {
 		s.fail(err)
 		s.release()
@@ -432,9 +434,9 @@ func (s *ByteStream) grantLocked() int {
 }
 
 func (s *ByteStream) sendWindow(n int) {
-	payload := AppendHead(nil, 4, 2)
-	payload = AppendHead(payload, 0, bsWindow)
-	payload = AppendHead(payload, 0, uint64(n))
+	payload := cborhead.Append(nil, 4, 2)
+	payload = cborhead.Append(payload, 0, bsWindow)
+	payload = cborhead.Append(payload, 0, uint64(n))
 	if err := s.send(s.r.ctx, payload); err != nil {
 		s.fail(err)
 	}
@@ -603,9 +605,9 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 // buf, which is the frame's payload from then on.
 func (s *ByteStream) sendData(ctx context.Context, buf []byte, n int) error {
 	var head [dataHead]byte
-	h := AppendHead(head[:0], 4, 2)
-	h = AppendHead(h, 0, bsData)
-	h = AppendHead(h, 2, uint64(n))
+	h := cborhead.Append(head[:0], 4, 2)
+	h = cborhead.Append(h, 0, bsData)
+	h = cborhead.Append(h, 2, uint64(n))
 	start := dataHead - len(h)
 	copy(buf[start:], h)
 	if err := s.send(ctx, buf[start:dataHead+n:dataHead+n]); err != nil {
@@ -740,8 +742,8 @@ func (s *ByteStream) CloseWriteContext(ctx context.Context) error {
 	}
 	s.eofOut = true
 	s.mu.Unlock()
-	payload := AppendHead(nil, 4, 1)
-	payload = AppendHead(payload, 0, bsEOF)
+	payload := cborhead.Append(nil, 4, 1)
+	payload = cborhead.Append(payload, 0, bsEOF)
 	if err := s.send(ctx, payload); err != nil {
 		s.fail(err)
 		return err
@@ -764,8 +766,8 @@ func (s *ByteStream) Close() error {
 	s.mu.Unlock()
 	var err error
 	if notify {
-		payload := AppendHead(nil, 4, 1)
-		payload = AppendHead(payload, 0, bsClose)
+		payload := cborhead.Append(nil, 4, 1)
+		payload = cborhead.Append(payload, 0, bsClose)
 		err = s.send(s.r.ctx, payload)
 	}
 	s.release()
@@ -792,11 +794,11 @@ func (s *ByteStream) Abort(cause error) {
 	s.mu.Unlock()
 	if notify {
 		re := AsRemote(cause, s.r.Name())
-		payload := AppendHead(nil, 4, 3)
-		payload = AppendHead(payload, 0, bsReset)
-		payload = AppendHead(payload, 3, uint64(len(re.Kind)))
+		payload := cborhead.Append(nil, 4, 3)
+		payload = cborhead.Append(payload, 0, bsReset)
+		payload = cborhead.Append(payload, 3, uint64(len(re.Kind)))
 		payload = append(payload, re.Kind...)
-		payload = AppendHead(payload, 3, uint64(len(re.Message)))
+		payload = cborhead.Append(payload, 3, uint64(len(re.Message)))
 		payload = append(payload, re.Message...)
 		s.send(s.r.ctx, payload)
 	}
@@ -859,7 +861,7 @@ func IsTimeout(err error) bool {
 // top of cbor.go's heads.
 
 func readHead(b []byte) (major byte, n uint64, rest []byte, err error) {
-	major, _, n, rest, err = ReadHead(b)
+	major, _, n, rest, err = cborhead.Read(b)
 	return major, n, rest, err
 }
 
@@ -895,7 +897,7 @@ func readString(b []byte, want byte) ([]byte, []byte, error) {
 		return nil, nil, fmt.Errorf("want CBOR major type %d, got %d", want, major)
 	}
 	if uint64(len(rest)) < n {
-		return nil, nil, ErrCBORTruncated
+		return nil, nil, cborhead.ErrTruncated
 	}
 	return rest[:n:n], rest[n:], nil
 }

@@ -30,7 +30,7 @@ type Func func(ctx context.Context, call *Call) (any, error)
 
 // A CallHandler serves calls whose Func is not a registered Func; the
 // runtime installs one to run Starlark. It returns the reply's payload:
-// ReplyOK then the CBOR of the result (the layout of EncodeCallReply),
+// ReplyOK then the CBOR of the result (the layout of encodeCallReply),
 // head first and then the large strings of tail (see Message.Tail).
 type CallHandler func(ctx context.Context, call *Call) (head []byte, tail []string, err error)
 
@@ -158,9 +158,9 @@ func (e *executor) close() {
 	}
 }
 
-// EncodeCallRequest lays out a CALL_FUNCTION payload: the header and
+// encodeCallRequest lays out a CALL_FUNCTION payload: the header and
 // the arguments' head, then the large strings of the arguments' tail.
-func EncodeCallRequest(req *CallRequest) (head []byte, tail []string, err error) {
+func encodeCallRequest(req *CallRequest) (head []byte, tail []string, err error) {
 	head, err = Marshal(req)
 	if err != nil {
 		return nil, nil, err
@@ -170,15 +170,15 @@ func EncodeCallRequest(req *CallRequest) (head []byte, tail []string, err error)
 
 // NewCallMessage returns the CALL_FUNCTION message of req.
 func NewCallMessage(req *CallRequest) (*Message, error) {
-	head, tail, err := EncodeCallRequest(req)
+	head, tail, err := encodeCallRequest(req)
 	if err != nil {
 		return nil, err
 	}
-	return &Message{Handle: HandleCallFunction, Data: head, Tail: tail}, nil
+	return &Message{Handle: handleCallFunction, Data: head, Tail: tail}, nil
 }
 
-// DecodeCallRequest reads a CALL_FUNCTION payload; req.Args aliases data.
-func DecodeCallRequest(data []byte, req *CallRequest) error {
+// decodeCallRequest reads a CALL_FUNCTION payload; req.Args aliases data.
+func decodeCallRequest(data []byte, req *CallRequest) error {
 	*req = CallRequest{}
 	rest, err := decMode.UnmarshalFirst(data, req)
 	if err != nil {
@@ -191,9 +191,9 @@ func DecodeCallRequest(data []byte, req *CallRequest) error {
 // cborNull is the CBOR encoding of null.
 const cborNull = 0xf6
 
-// EncodeCallReply lays out a reply: null then value (CBOR) on success,
+// encodeCallReply lays out a reply: null then value (CBOR) on success,
 // the RemoteError alone on failure.
-func EncodeCallReply(value []byte, rerr *RemoteError) []byte {
+func encodeCallReply(value []byte, rerr *RemoteError) []byte {
 	if rerr != nil {
 		data, err := Marshal(rerr)
 		if err != nil {
@@ -211,7 +211,7 @@ func (e *executor) run(m *Message) {
 	if m.IsDead() {
 		return
 	}
-	if err := DecodeCallRequest(m.Data, &req); err != nil {
+	if err := decodeCallRequest(m.Data, &req); err != nil {
 		e.fail(m, &RemoteError{Kind: "Error", Message: "bad call request: " + err.Error(), Context: r.name})
 		return
 	}
@@ -249,7 +249,7 @@ func (e *executor) call(ctx context.Context, c *Call) (head []byte, tail []strin
 		if err != nil {
 			return nil, nil, err
 		}
-		return EncodeCallReply(data, nil), nil, nil
+		return encodeCallReply(data, nil), nil, nil
 	}
 	e.mu.Lock()
 	h := e.handler
@@ -268,10 +268,10 @@ func (e *executor) fail(m *Message, rerr *RemoteError) {
 		e.r.Emit(slog.LevelWarn, fmt.Sprintf("No-reply function call failed: %s: %s", rerr.Kind, rerr.Message))
 		return
 	}
-	e.send(m, EncodeCallReply(nil, rerr), nil)
+	e.send(m, encodeCallReply(nil, rerr), nil)
 }
 
-// send sends a reply payload laid out by EncodeCallReply; a reply over
+// send sends a reply payload laid out by encodeCallReply; a reply over
 // the size limit becomes a dead message "message too large" so the
 // caller sees ChannelError.
 func (e *executor) send(m *Message, head []byte, tail []string) {

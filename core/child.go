@@ -199,7 +199,7 @@ func (r *Router) Connect(ctx context.Context, method string, opts *ConnectOption
 }
 
 // SetHelloExt installs fn, called for each new child to fill
-// HelloRequest.Ext (the runtime passes module roots, argv and, for fork,
+// helloRequest.Ext (the runtime passes module roots, argv and, for fork,
 // its module cache).
 func (r *Router) SetHelloExt(fn func(method string) []byte) {
 	r.mu.Lock()
@@ -237,7 +237,7 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		return nil, &StreamError{Op: op, Err: err, Noise: noise}
 	}
 
-	hello := HelloRequest{
+	hello := helloRequest{
 		Protocol: ProtocolVersion, Version: BuildVersion, ID: id,
 		ParentIDs:      append([]uint32{r.id}, r.parentIDs...),
 		Name:           name,
@@ -256,10 +256,10 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 	if err != nil {
 		return fail(fmt.Errorf("encoding the handshake: %w", err), "")
 	}
-	helloMsg := &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: HandleHello, Data: data}
+	helloMsg := &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: handleHello, Data: data}
 	var early error // writing the handshake before the marker failed
 	if conn.HelloNow {
-		early = WriteMessage(conn.Stdin, helloMsg)
+		early = writeMessage(conn.Stdin, helloMsg)
 	}
 	br := bufio.NewReaderSize(conn.Stdout, 64<<10)
 	noise, err := readUntilReady(br)
@@ -272,17 +272,17 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		r.log.Debug("output before handshake", "context", name, "text", noise)
 	}
 	if !conn.HelloNow {
-		early = WriteMessage(conn.Stdin, helloMsg)
+		early = writeMessage(conn.Stdin, helloMsg)
 	}
 	if early != nil {
 		return fail(fmt.Errorf("sending handshake: %w", early), noise)
 	}
-	m, err := ReadMessage(br, 1<<20)
+	m, err := readMessage(br, 1<<20)
 	if err != nil {
 		return fail(fmt.Errorf("reading handshake reply: %w", err), noise)
 	}
-	var reply HelloReply
-	if m.Handle != HandleHello {
+	var reply helloReply
+	if m.Handle != handleHello {
 		return fail(fmt.Errorf("handshake: got a frame for handle %d", m.Handle), noise)
 	}
 	if err := Unmarshal(m.Data, &reply); err != nil {
@@ -380,7 +380,7 @@ func RunRole() {
 }
 
 // A ChildHook runs in a new child after the handshake and before its
-// stream starts; ext is HelloRequest.Ext. The runtime registers one.
+// stream starts; ext is helloRequest.Ext. The runtime registers one.
 type ChildHook func(r *Router, ext []byte) error
 
 var childHooks []ChildHook
@@ -412,15 +412,15 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, "mitostar child: no handshake from the parent within 60s")
 		os.Exit(1)
 	})
-	m, err := ReadMessage(br, 64<<20)
+	m, err := readMessage(br, 64<<20)
 	timer.Stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitostar child: reading handshake: %v\n", err)
 		return 1
 	}
-	var hello HelloRequest
-	reply := HelloReply{Protocol: ProtocolVersion, Version: BuildVersion, PID: os.Getpid()}
-	if m.Handle != HandleHello {
+	var hello helloRequest
+	reply := helloReply{Protocol: ProtocolVersion, Version: BuildVersion, PID: os.Getpid()}
+	if m.Handle != handleHello {
 		reply.Error = fmt.Sprintf("expected a handshake, got a frame for handle %d", m.Handle)
 	} else if err := Unmarshal(m.Data, &hello); err != nil {
 		reply.Error = "bad handshake: " + err.Error()
@@ -431,7 +431,7 @@ func runChild() int {
 	}
 	data, _ := Marshal(&reply)
 	var buf bytes.Buffer
-	WriteMessage(&buf, &Message{DstID: m.SrcID, SrcID: hello.ID, AuthID: hello.ID, Handle: HandleHello, Data: data})
+	writeMessage(&buf, &Message{DstID: m.SrcID, SrcID: hello.ID, AuthID: hello.ID, Handle: handleHello, Data: data})
 	if _, err := out.Write(buf.Bytes()); err != nil || reply.Error != "" {
 		return 1
 	}

@@ -39,10 +39,10 @@ func TestChildSecurity(t *testing.T) {
 	// Raw frames with a spoofed auth_id (the master's, the sibling's)
 	// or src_id are dropped with a dead message.
 	for _, f := range [][4]uint32{
-		{0, a.ID, 0, HandleCallFunction},
-		{b.ID, a.ID, b.ID, HandleCallFunction},
+		{0, a.ID, 0, handleCallFunction},
+		{b.ID, a.ID, b.ID, handleCallFunction},
 		{b.ID, b.ID, a.ID, 1000},
-		{0, 0, 0, HandleShutdown},
+		{0, 0, 0, handleShutdown},
 	} {
 		if got := call("test.rawframe", f[0], f[1], f[2], f[3]); got != "dead: refused by policy" {
 			t.Fatalf("raw frame dst=%d src=%d auth=%d handle=%d: %q", f[0], f[1], f[2], f[3], got)
@@ -188,7 +188,7 @@ func init() {
 		name := args[len(args)-1].(string)
 		for _, id := range args[:len(args)-1] {
 			data, _ := Marshal(LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "forged", ID: uint32(id.(uint64))})
-			c.Router.Route(context.Background(), &Message{DstID: 0, Handle: HandleForwardLog, Data: data})
+			c.Router.Route(context.Background(), &Message{DstID: 0, Handle: handleForwardLog, Data: data})
 		}
 		return nil, nil
 	})

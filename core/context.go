@@ -121,7 +121,7 @@ func (c *Context) Shutdown() *Latch {
 // requestShutdown refuses later sends to the context and sends it SHUTDOWN.
 func (c *Context) requestShutdown() {
 	c.shutdown.Store(true)
-	if err := c.router.routeNoWait(&Message{DstID: c.ID, Handle: HandleShutdown}, controlReserve); err != nil {
+	if err := c.router.routeNoWait(&Message{DstID: c.ID, Handle: handleShutdown}, controlReserve); err != nil {
 		c.router.log.Debug("shutdown: send failed", "context", c.Name(), "err", err)
 	}
 }

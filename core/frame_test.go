@@ -19,30 +19,30 @@ import (
 func frame(t testing.TB, m *Message) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := WriteMessage(&b, m); err != nil {
+	if err := writeMessage(&b, m); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
 }
 
 func TestFrameRoundTrip(t *testing.T) {
-	payload, err := Marshal(RouteUpdate{ID: 7, Name: "local.7"})
+	payload, err := Marshal(routeUpdate{ID: 7, Name: "local.7"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := []*Message{
 		{DstID: 1, SrcID: 2, AuthID: 3, Handle: 4, ReplyTo: 5, Data: payload},
-		{DstID: 0xffffffff, SrcID: 0, AuthID: 0xfffffffe, Handle: HandleCallFunction, ReplyTo: IsDead},
+		{DstID: 0xffffffff, SrcID: 0, AuthID: 0xfffffffe, Handle: handleCallFunction, ReplyTo: IsDead},
 		{Handle: FirstUserHandle, Data: bytes.Repeat([]byte{0xa5}, 100000)},
 	}
 	for _, want := range cases {
 		// Through a bufio.Writer (the stream's path) and a plain writer.
 		var plain, buffered bytes.Buffer
-		if err := WriteMessage(&plain, want); err != nil {
+		if err := writeMessage(&plain, want); err != nil {
 			t.Fatal(err)
 		}
 		bw := bufio.NewWriter(&buffered)
-		if err := WriteMessage(bw, want); err != nil {
+		if err := writeMessage(bw, want); err != nil {
 			t.Fatal(err)
 		}
 		bw.Flush()
@@ -52,7 +52,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		if got := plain.Len(); got != HeaderSize+len(want.Data) {
 			t.Fatalf("frame is %d bytes, want %d", got, HeaderSize+len(want.Data))
 		}
-		got, err := ReadMessage(&plain, DefaultMaxMessageSize)
+		got, err := readMessage(&plain, DefaultMaxMessageSize)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +60,7 @@ func TestFrameRoundTrip(t *testing.T) {
 			got.Handle != want.Handle || got.ReplyTo != want.ReplyTo || !bytes.Equal(got.Data, want.Data) {
 			t.Fatalf("round trip: got %v, want %v", got, want)
 		}
-		if _, err := ReadMessage(&plain, DefaultMaxMessageSize); err != io.EOF {
+		if _, err := readMessage(&plain, DefaultMaxMessageSize); err != io.EOF {
 			t.Fatalf("after the last frame: err = %v, want io.EOF", err)
 		}
 	}
@@ -86,7 +86,7 @@ func TestFrameHeaderLayout(t *testing.T) {
 func TestReadMessageBadMagic(t *testing.T) {
 	b := frame(t, &Message{Handle: 1000, Data: []byte{0xf6}})
 	b[0], b[1] = 'H', 'T' // an HTTP response where frames were expected
-	_, err := ReadMessage(bytes.NewReader(b), DefaultMaxMessageSize)
+	_, err := readMessage(bytes.NewReader(b), DefaultMaxMessageSize)
 	if err == nil || err.Error() != "corrupt stream: bad frame magic 0x4854 (want 0x6d73)" {
 		t.Fatalf("err = %v", err)
 	}
@@ -95,7 +95,7 @@ func TestReadMessageBadMagic(t *testing.T) {
 func TestReadMessageTruncated(t *testing.T) {
 	b := frame(t, &Message{Handle: 1000, Data: []byte("0123456789")})
 	for n := 1; n < len(b); n++ {
-		_, err := ReadMessage(bytes.NewReader(b[:n]), DefaultMaxMessageSize)
+		_, err := readMessage(bytes.NewReader(b[:n]), DefaultMaxMessageSize)
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("frame cut at %d bytes: err = %v, want unexpected EOF", n, err)
 		}
@@ -107,7 +107,7 @@ func TestReadMessageTruncated(t *testing.T) {
 			t.Fatalf("frame cut at %d bytes: err = %q, want %q", n, err, want)
 		}
 	}
-	if _, err := ReadMessage(bytes.NewReader(nil), DefaultMaxMessageSize); err != io.EOF {
+	if _, err := readMessage(bytes.NewReader(nil), DefaultMaxMessageSize); err != io.EOF {
 		t.Fatalf("empty input: err = %v, want io.EOF", err)
 	}
 }
@@ -122,7 +122,7 @@ func oversizedHeader() []byte {
 
 func TestReadMessageOversizedNoAllocation(t *testing.T) {
 	hdr := oversizedHeader()
-	_, err := ReadMessage(bytes.NewReader(hdr), 1<<20)
+	_, err := readMessage(bytes.NewReader(hdr), 1<<20)
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
@@ -131,10 +131,10 @@ func TestReadMessageOversizedNoAllocation(t *testing.T) {
 	}
 	// Exactly at the limit is accepted.
 	ok := frame(t, &Message{Data: make([]byte, 4096)})
-	if _, err := ReadMessage(bytes.NewReader(ok), 4096); err != nil {
+	if _, err := readMessage(bytes.NewReader(ok), 4096); err != nil {
 		t.Fatalf("frame at the limit: %v", err)
 	}
-	if _, err := ReadMessage(bytes.NewReader(ok), 4095); !errors.Is(err, ErrTooLarge) {
+	if _, err := readMessage(bytes.NewReader(ok), 4095); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("frame one byte over the limit: err = %v", err)
 	}
 
@@ -145,7 +145,7 @@ func TestReadMessageOversizedNoAllocation(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	const rounds = 100
 	for range rounds {
-		ReadMessage(bytes.NewReader(hdr), 1<<20)
+		readMessage(bytes.NewReader(hdr), 1<<20)
 	}
 	runtime.ReadMemStats(&after)
 	if per := (after.TotalAlloc - before.TotalAlloc) / rounds; per > 4096 {
@@ -160,7 +160,7 @@ func TestReadMessageHugeClaimTruncated(t *testing.T) {
 	binary.BigEndian.PutUint32(hdr[22:], 1<<20)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := ReadMessage(bytes.NewReader(hdr), 1<<20)
+	_, err := readMessage(bytes.NewReader(hdr), 1<<20)
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v", err)
@@ -176,9 +176,9 @@ func TestReadMessageOverNetPipe(t *testing.T) {
 	defer b.Close()
 	want := &Message{DstID: 3, SrcID: 0, AuthID: 0, Handle: 1001, ReplyTo: 1002, Data: bytes.Repeat([]byte("x"), 70000)}
 	errc := make(chan error, 1)
-	go func() { errc <- WriteMessage(a, want) }()
+	go func() { errc <- writeMessage(a, want) }()
 	b.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := ReadMessage(bufio.NewReader(b), DefaultMaxMessageSize)
+	got, err := readMessage(bufio.NewReader(b), DefaultMaxMessageSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,27 +228,27 @@ func TestDecodeLimits(t *testing.T) {
 
 func TestCallRequestLayout(t *testing.T) {
 	args, _ := Marshal([]any{"a", 1})
-	data, _, err := EncodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 2.5})
+	data, _, err := encodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 2.5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var req CallRequest
-	if err := DecodeCallRequest(data, &req); err != nil {
+	if err := decodeCallRequest(data, &req); err != nil {
 		t.Fatal(err)
 	}
 	if req.Func != "test.echo" || req.Timeout != 2.5 || !bytes.Equal(req.Args, args) {
 		t.Fatalf("decoded %+v", req)
 	}
-	if err := DecodeCallRequest([]byte{0xa1}, &req); err == nil {
+	if err := decodeCallRequest([]byte{0xa1}, &req); err == nil {
 		t.Fatal("a truncated call header decoded")
 	}
 
-	ok := EncodeCallReply([]byte{0x63, 'a', 'b', 'c'}, nil)
+	ok := encodeCallReply([]byte{0x63, 'a', 'b', 'c'}, nil)
 	val, err := DecodeCallReply(&Message{Data: ok})
 	if err != nil || !bytes.Equal(val, []byte{0x63, 'a', 'b', 'c'}) {
 		t.Fatalf("reply: %x, %v", val, err)
 	}
-	bad := EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Context: "local.1"})
+	bad := encodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Context: "local.1"})
 	_, err = DecodeCallReply(&Message{Data: bad})
 	var re *RemoteError
 	if !errors.As(err, &re) || re.Kind != CallError || re.Message != "boom" || re.Context != "local.1" {
@@ -316,7 +316,7 @@ func TestWriteMessageTail(t *testing.T) {
 		t.Fatalf("Len = %d, want %d", m.Len(), len(want))
 	}
 	var plain, buffered bytes.Buffer
-	if err := WriteMessage(&plain, m); err != nil {
+	if err := writeMessage(&plain, m); err != nil {
 		t.Fatal(err)
 	}
 	bw := bufio.NewWriterSize(&buffered, 4096)
@@ -326,7 +326,7 @@ func TestWriteMessageTail(t *testing.T) {
 	}
 	bw.Flush()
 	for name, buf := range map[string]*bytes.Buffer{"plain": &plain, "bufio": &buffered} {
-		got, err := ReadMessage(buf, DefaultMaxMessageSize)
+		got, err := readMessage(buf, DefaultMaxMessageSize)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -364,7 +364,7 @@ func TestCallRequestRoundTrip(t *testing.T) {
 			t.Fatalf("payload of %.40q: %x", req.Func, whole[:min(len(whole), 40)])
 		}
 		var back CallRequest
-		if err := DecodeCallRequest(m.Data, &back); err != nil {
+		if err := decodeCallRequest(m.Data, &back); err != nil {
 			t.Fatal(err)
 		}
 		if back.Func != req.Func || back.Timeout != req.Timeout || !bytes.Equal(back.Ext, req.Ext) || !bytes.Equal(back.Args, []byte{0x82, 0x80, 0x80, 0x41, 'x'}) {
@@ -377,7 +377,7 @@ func TestCallRequestRoundTrip(t *testing.T) {
 		{0x83, 0x61, 'f', 0x00},                  // cut short
 		{0x83, 0x01, 0x00, 0x40},                 // Func not text
 	} {
-		if err := DecodeCallRequest(bad, &CallRequest{}); err == nil {
+		if err := decodeCallRequest(bad, &CallRequest{}); err == nil {
 			t.Fatalf("call header %x decoded", bad)
 		}
 	}

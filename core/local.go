@@ -121,7 +121,7 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 	r := env.Router
 	r.Go(func() {
 		defer close(errDone)
-		ScanLines(errR, env.Output)
+		scanLines(errR, env.Output)
 	})
 	r.Go(func() {
 		wire.WaitExited(pidfd)
@@ -156,11 +156,11 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 // of a longer line is dropped with a note saying how long it was.
 const maxLine = 16 << 10
 
-// ScanLines calls emit with each line r yields (without its line end),
+// scanLines calls emit with each line r yields (without its line end),
 // until r ends. It never stops reading early, so a writer is never
 // blocked by a line it cannot take: a line longer than maxLine is logged
 // as its first maxLine bytes and a note of its length.
-func ScanLines(r io.Reader, emit func(string)) {
+func scanLines(r io.Reader, emit func(string)) {
 	br := bufio.NewReaderSize(r, maxLine)
 	var head []byte // the first maxLine bytes of a long line
 	long := 0       // bytes of the long line seen so far

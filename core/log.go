@@ -95,7 +95,7 @@ func (r *Router) emitFor(id uint32, name string, level slog.Level, text string) 
 	}
 	// Logging never waits: a record that finds the way to the master
 	// full is dropped.
-	r.routeNoWait(&Message{DstID: 0, Handle: HandleForwardLog, Data: data}, 0)
+	r.routeNoWait(&Message{DstID: 0, Handle: handleForwardLog, Data: data}, 0)
 }
 
 // onForwardLog hands a record from another context to the sink, named as

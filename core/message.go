@@ -1,7 +1,6 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -128,33 +127,24 @@ func (m *Message) ReplyRaw(ctx context.Context, data []byte, tail ...string) err
 	return m.router.Route(ctx, &Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data, Tail: tail})
 }
 
-// NewMessage returns a message carrying the CBOR encoding of value.
-func NewMessage(value any) (*Message, error) {
-	data, err := Marshal(value)
-	if err != nil {
-		return nil, err
-	}
-	return &Message{Data: data}, nil
-}
-
 // deadMessage builds the dead reply to m with the given reason.
 func deadMessage(m *Message, srcID uint32, reason string) *Message {
 	data, _ := Marshal(reason)
 	return &Message{DstID: m.SrcID, SrcID: srcID, AuthID: srcID, Handle: m.ReplyTo, ReplyTo: IsDead, Data: data}
 }
 
-// WriteMessage writes one frame to w.
-func WriteMessage(w io.Writer, m *Message) error {
+// writeMessage writes one frame to w.
+func writeMessage(w io.Writer, m *Message) error {
 	f := m.frame()
 	_, err := w.Write(wire.AppendFrame(make([]byte, 0, wire.HeaderSize+f.Len()), &f))
 	return err
 }
 
-// ReadMessage reads one frame from r. A frame whose payload is longer
+// readMessage reads one frame from r. A frame whose payload is longer
 // than maxSize is an error wrapping ErrTooLarge and nothing of its
 // payload is allocated. io.EOF is returned only for a clean end before a
 // header.
-func ReadMessage(r io.Reader, maxSize int) (*Message, error) {
+func readMessage(r io.Reader, maxSize int) (*Message, error) {
 	h, payload, err := wire.ReadFrame(r, maxSize)
 	if err != nil {
 		return nil, err
@@ -194,10 +184,6 @@ func init() {
 
 // Marshal encodes v as CBOR with mitostar's options.
 func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
-
-// MarshalToBuffer appends the CBOR encoding of v to buf, with no copy in
-// between: for large values, grow buf to the expected size first.
-func MarshalToBuffer(v any, buf *bytes.Buffer) error { return encMode.MarshalToBuffer(v, buf) }
 
 // Unmarshal decodes CBOR into v with mitostar's decode limits.
 func Unmarshal(data []byte, v any) error { return unmarshal(data, v) }

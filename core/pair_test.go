@@ -102,7 +102,7 @@ func attachRaw(t testing.TB, parent *Router, id uint32, name string) *rawPeer {
 		defer close(p.done)
 		br := bufio.NewReader(cr)
 		for {
-			m, err := ReadMessage(br, DefaultMaxMessageSize)
+			m, err := readMessage(br, DefaultMaxMessageSize)
 			if err != nil {
 				return
 			}
@@ -120,7 +120,7 @@ func attachRaw(t testing.TB, parent *Router, id uint32, name string) *rawPeer {
 // send writes m as it is, header fields included.
 func (p *rawPeer) send(m *Message) {
 	p.t.Helper()
-	if err := WriteMessage(p.w, m); err != nil {
+	if err := writeMessage(p.w, m); err != nil {
 		p.t.Fatalf("raw peer %d: %v", p.id, err)
 	}
 }

@@ -54,7 +54,7 @@ func init() {
 		r := c.Router
 		rv := r.newReceiver(true, nil)
 		defer rv.Close()
-		req, _, _ := EncodeCallRequest(&CallRequest{Func: "test.pid", Args: []byte{0x80}})
+		req, _, _ := encodeCallRequest(&CallRequest{Func: "test.pid", Args: []byte{0x80}})
 		m := &Message{DstID: a.Dst, SrcID: a.Src, AuthID: a.Auth, Handle: a.Handle, ReplyTo: rv.Handle(), Data: req}
 		if err := r.parent.send(ctx, m); err != nil {
 			return nil, err

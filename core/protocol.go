@@ -21,8 +21,8 @@ import "github.com/mitostar/mitostar/internal/wire"
 //	parent                                   child (mitostar in the child role)
 //	  | -- starts the process (local exec, ssh, sudo, ...) -->|
 //	  |<----------- "MITOSTAR-READY <ProtocolVersion>\n" -----|  (anything before is noise)
-//	  | -- frame HandleHello: HelloRequest ------------------>|
-//	  |<----------- frame HandleHello: HelloReply ------------|
+//	  | -- frame handleHello: helloRequest ------------------>|
+//	  |<----------- frame handleHello: helloReply ------------|
 //	  |<=========== frames in both directions ===============>|
 //
 // After the handshake the child's router sends ADD_ROUTE for nothing: the
@@ -51,54 +51,47 @@ const DefaultMaxMessageSize = 128 << 20
 // bulk transfers are chunked to fit it.
 const MinMaxMessageSize = 4096
 
-// IDBlockSize is how many context ids ALLOCATE_ID hands out at once.
-const IDBlockSize = 1000
+// idBlockSize is how many context ids ALLOCATE_ID hands out at once.
+const idBlockSize = 1000
 
 // Reserved handles. Handles below FirstUserHandle are reserved for the
 // protocol; each comment gives the payload the handle receives and the
 // reply, if any, sent to the message's reply_to.
 const (
-	// HandleHello is only valid as the first frame in each direction.
-	// Parent→child: HelloRequest. Child→parent: HelloReply.
-	HandleHello uint32 = 1
+	// handleHello is only valid as the first frame in each direction.
+	// Parent→child: helloRequest. Child→parent: helloReply.
+	handleHello uint32 = 1
 
 	// HandleGetModule asks the parent for a module. Payload: GetModuleRequest.
 	// Reply: the runtime's module bundle (LoadModule payload), or a dead message.
 	HandleGetModule uint32 = 100
-	// HandleCallFunction runs a function. Payload: CallRequest.
+	// handleCallFunction runs a function. Payload: CallRequest.
 	// Reply: CallReply. Requires parent authority.
-	HandleCallFunction uint32 = 101
-	// HandleForwardLog carries a log record towards the master. Payload: LogRecord. No reply.
-	HandleForwardLog uint32 = 102
-	// HandleAddRoute announces a new context below the sender. Payload: RouteUpdate. No reply.
-	HandleAddRoute uint32 = 103
-	// HandleDelRoute announces that a context is gone. Payload: RouteUpdate. No reply.
-	HandleDelRoute uint32 = 104
-	// HandleAllocateID asks the parent for a block of ids. Payload: nil.
-	// Reply: IDBlock, taken from the master's counter (each router asks
+	handleCallFunction uint32 = 101
+	// handleForwardLog carries a log record towards the master. Payload: LogRecord. No reply.
+	handleForwardLog uint32 = 102
+	// handleAddRoute announces a new context below the sender. Payload: routeUpdate. No reply.
+	handleAddRoute uint32 = 103
+	// handleDelRoute announces that a context is gone. Payload: routeUpdate. No reply.
+	handleDelRoute uint32 = 104
+	// handleAllocateID asks the parent for a block of ids. Payload: nil.
+	// Reply: idBlock, taken from the master's counter (each router asks
 	// its own parent in turn). Accepted from a direct child only.
-	HandleAllocateID uint32 = 105
-	// HandleShutdown asks a context to exit. Payload: nil. No reply; the
+	handleAllocateID uint32 = 105
+	// handleShutdown asks a context to exit. Payload: nil. No reply; the
 	// context shuts its own children down and its stream closes.
 	// Requires parent authority.
-	HandleShutdown uint32 = 106
+	handleShutdown uint32 = 106
 	// HandleLoadModule pushes modules into a child. Payload: runtime module
 	// bundle. No reply. Requires parent authority.
 	HandleLoadModule uint32 = 107
-	// HandleForwardModule asks a child to push modules to one of its own
-	// children. Payload: runtime-defined. Requires parent authority.
-	HandleForwardModule uint32 = 108
-	// HandleDetaching tells the parent that the sender is about to exit on
+	// handleDetaching tells the parent that the sender is about to exit on
 	// its own. Payload: nil. No reply. Accepted and logged; core's child
 	// does not send it (the EOF on its stream says the same).
-	HandleDetaching uint32 = 109
-	// HandleCallService calls a method of a registered service.
-	// Payload: ServiceRequest. Reply: CallReply. Policy is per service method.
-	HandleCallService uint32 = 110
-	// HandleStreamData carries windowed byte streams (files, fakessh).
-	// Payload: defined by the stream layer (see docs/protocol.md). No reply.
-	HandleStreamData uint32 = 112
-
+	handleDetaching uint32 = 109
+	// handleCallService calls a method of a registered service.
+	// Payload: serviceRequest. Reply: CallReply. Policy is per service method.
+	handleCallService uint32 = 110
 	// IsDead in a frame's reply_to marks a dead message: the payload is a
 	// CBOR text string giving the reason, and the frame is addressed to the
 	// handle that would have received the reply.
@@ -108,9 +101,9 @@ const (
 	FirstUserHandle uint32 = 1000
 )
 
-// HelloRequest is the parent's half of the handshake, a CBOR array of
+// helloRequest is the parent's half of the handshake, a CBOR array of
 // its fields in order.
-type HelloRequest struct {
+type helloRequest struct {
 	_              struct{} `cbor:",toarray"`
 	Protocol       int
 	Version        string   // BuildVersion of the parent
@@ -124,9 +117,9 @@ type HelloRequest struct {
 	Ext            []byte // runtime extension (argv, check mode, for fork the module cache)
 }
 
-// HelloReply is the child's half of the handshake, a CBOR array of its
+// helloReply is the child's half of the handshake, a CBOR array of its
 // fields in order.
-type HelloReply struct {
+type helloReply struct {
 	_        struct{} `cbor:",toarray"`
 	Protocol int
 	Version  string
@@ -134,16 +127,16 @@ type HelloReply struct {
 	Error    string // non-empty: the child refuses and exits
 }
 
-// RouteUpdate is the payload of ADD_ROUTE and DEL_ROUTE.
-type RouteUpdate struct {
+// routeUpdate is the payload of ADD_ROUTE and DEL_ROUTE.
+type routeUpdate struct {
 	ID     uint32 `cbor:"1,keyasint"`
 	Name   string `cbor:"2,keyasint"`
 	Reason string `cbor:"3,keyasint,omitempty"` // DEL_ROUTE: why the context is gone
 	Parent uint32 `cbor:"4,keyasint,omitempty"` // ADD_ROUTE: the new context's parent
 }
 
-// IDBlock is the reply to ALLOCATE_ID: ids [Start, Start+Count).
-type IDBlock struct {
+// idBlock is the reply to ALLOCATE_ID: ids [Start, Start+Count).
+type idBlock struct {
 	Start uint32 `cbor:"1,keyasint"`
 	Count uint32 `cbor:"2,keyasint"`
 }
@@ -180,10 +173,10 @@ type CallRequest struct {
 
 // The reply to CALL_FUNCTION and CALL_SERVICE is two CBOR items back to
 // back: null then the result, or a RemoteError map and nothing after it.
-// See EncodeCallReply and DecodeCallReply.
+// See encodeCallReply and DecodeCallReply.
 
-// ServiceRequest is the payload of CALL_SERVICE.
-type ServiceRequest struct {
+// serviceRequest is the payload of CALL_SERVICE.
+type serviceRequest struct {
 	Service string `cbor:"1,keyasint"`
 	Method  string `cbor:"2,keyasint"`
 	Kwargs  []byte `cbor:"3,keyasint,omitempty"` // CBOR map of keyword arguments

@@ -626,12 +626,12 @@ func (r *Router) contextGone(id uint32, reason string, from *Stream) {
 	if c != nil {
 		c.markDead(reason)
 	}
-	u := RouteUpdate{ID: id, Reason: reason}
+	u := routeUpdate{ID: id, Reason: reason}
 	if parent != nil && parent != from {
-		r.sendRouteUpdate(parent, HandleDelRoute, u)
+		r.sendRouteUpdate(parent, handleDelRoute, u)
 	}
 	for _, cs := range down {
-		r.sendRouteUpdate(cs, HandleDelRoute, u)
+		r.sendRouteUpdate(cs, handleDelRoute, u)
 	}
 }
 
@@ -643,14 +643,14 @@ func (r *Router) installCoreHandlers() {
 		}
 	}
 	fromChild := func(m *Message) bool { return m.from != nil && !m.from.isParent }
-	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: HandleAddRoute, Policy: fromChild}))
-	must(r.AddHandler(r.onDelRoute, HandlerOptions{Handle: HandleDelRoute}))
-	must(r.AddHandler(r.onForwardLog, HandlerOptions{Handle: HandleForwardLog}))
-	must(r.AddHandler(r.exec.enqueue, HandlerOptions{Handle: HandleCallFunction, Policy: r.HasParentAuthority}))
-	must(r.AddHandler(r.onShutdown, HandlerOptions{Handle: HandleShutdown, Policy: r.HasParentAuthority}))
-	must(r.AddHandler(r.onDetaching, HandlerOptions{Handle: HandleDetaching}))
-	must(r.AddHandler(r.onCallService, HandlerOptions{Handle: HandleCallService}))
-	must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: HandleAllocateID, Policy: r.IsImmediateChild}))
+	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: handleAddRoute, Policy: fromChild}))
+	must(r.AddHandler(r.onDelRoute, HandlerOptions{Handle: handleDelRoute}))
+	must(r.AddHandler(r.onForwardLog, HandlerOptions{Handle: handleForwardLog}))
+	must(r.AddHandler(r.exec.enqueue, HandlerOptions{Handle: handleCallFunction, Policy: r.HasParentAuthority}))
+	must(r.AddHandler(r.onShutdown, HandlerOptions{Handle: handleShutdown, Policy: r.HasParentAuthority}))
+	must(r.AddHandler(r.onDetaching, HandlerOptions{Handle: handleDetaching}))
+	must(r.AddHandler(r.onCallService, HandlerOptions{Handle: handleCallService}))
+	must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: handleAllocateID, Policy: r.IsImmediateChild}))
 }
 
 func (r *Router) onDetaching(m *Message) {
@@ -712,7 +712,7 @@ func (r *Router) CloseTimeout(wait time.Duration) {
 	r.mu.Unlock()
 
 	for _, s := range kids {
-		s.forward(&Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: HandleShutdown}, controlReserve)
+		s.forward(&Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: handleShutdown}, controlReserve)
 	}
 	deadline := time.NewTimer(wait)
 	for _, s := range kids {

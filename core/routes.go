@@ -12,7 +12,7 @@ import (
 
 // Routes and context ids.
 //
-// Ids are handed out in blocks of IDBlockSize, hop by hop: a context that
+// Ids are handed out in blocks of idBlockSize, hop by hop: a context that
 // needs ids asks its parent (ALLOCATE_ID), which takes a block from the
 // master's counter (asking its own parent in turn) and records it as
 // granted through the stream of the child that asked. A route
@@ -47,12 +47,12 @@ func (r *Router) addChild(s *Stream) {
 	parent := r.parent
 	r.mu.Unlock()
 	if parent != nil {
-		r.sendRouteUpdate(parent, HandleAddRoute, RouteUpdate{ID: s.remoteID, Name: s.name, Parent: r.id})
+		r.sendRouteUpdate(parent, handleAddRoute, routeUpdate{ID: s.remoteID, Name: s.name, Parent: r.id})
 	}
 	s.start()
 }
 
-func (r *Router) sendRouteUpdate(s *Stream, handle uint32, u RouteUpdate) {
+func (r *Router) sendRouteUpdate(s *Stream, handle uint32, u routeUpdate) {
 	data, _ := Marshal(u)
 	s.forward(&Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: handle, Data: data}, controlReserve)
 }
@@ -98,7 +98,7 @@ func (r *Router) nameOf(id uint32) string {
 }
 
 func (r *Router) onAddRoute(m *Message) {
-	var u RouteUpdate
+	var u routeUpdate
 	if err := m.Decode(&u); err != nil {
 		r.warnf("refused ADD_ROUTE from %s: %v", r.nameOf(m.SrcID), err)
 		return
@@ -119,13 +119,13 @@ func (r *Router) onAddRoute(m *Message) {
 	parent := r.parent
 	r.mu.Unlock()
 	if parent != nil {
-		r.sendRouteUpdate(parent, HandleAddRoute, u)
+		r.sendRouteUpdate(parent, handleAddRoute, u)
 	}
 }
 
 // checkAddRouteLocked says why a route announcement from the child
 // stream in is refused, or "".
-func (r *Router) checkAddRouteLocked(u RouteUpdate, in *Stream) string {
+func (r *Router) checkAddRouteLocked(u routeUpdate, in *Stream) string {
 	existing, routed := r.routes[u.ID]
 	switch {
 	case u.ID == r.id || slices.Contains(r.parentIDs, u.ID):
@@ -141,7 +141,7 @@ func (r *Router) checkAddRouteLocked(u RouteUpdate, in *Stream) string {
 }
 
 func (r *Router) onDelRoute(m *Message) {
-	var u RouteUpdate
+	var u routeUpdate
 	if err := m.Decode(&u); err != nil {
 		r.warnf("refused DEL_ROUTE from %s: %v", r.nameOf(m.SrcID), err)
 		return
@@ -223,19 +223,19 @@ func (r *Router) takeBlock(ctx context.Context) (idRange, error) {
 	if r.IsMaster() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.idCounter > maxContextID-IDBlockSize {
+		if r.idCounter > maxContextID-idBlockSize {
 			return idRange{}, errors.New("allocating context ids: all 4 billion ids of this tree are taken")
 		}
-		b := idRange{r.idCounter, r.idCounter + IDBlockSize}
-		r.idCounter += IDBlockSize
+		b := idRange{r.idCounter, r.idCounter + idBlockSize}
+		r.idCounter += idBlockSize
 		return b, nil
 	}
 	parent, _ := r.ParentID()
-	m, err := r.ContextByID(parent).SendAwait(ctx, &Message{Handle: HandleAllocateID})
+	m, err := r.ContextByID(parent).SendAwait(ctx, &Message{Handle: handleAllocateID})
 	if err != nil {
 		return idRange{}, fmt.Errorf("allocating context ids: %w", err)
 	}
-	var blk IDBlock
+	var blk idBlock
 	if err := m.Decode(&blk); err != nil {
 		return idRange{}, fmt.Errorf("allocating context ids: %w", err)
 	}
@@ -258,7 +258,7 @@ func (r *Router) onAllocateID(m *Message) {
 	taken := len(r.granted[in])
 	r.mu.Unlock()
 	if taken >= maxBlocksPerStream {
-		reason := fmt.Sprintf("allocating context ids: %s has taken %d blocks of %d ids, the most one child may take", r.nameOf(m.SrcID), taken, IDBlockSize)
+		reason := fmt.Sprintf("allocating context ids: %s has taken %d blocks of %d ids, the most one child may take", r.nameOf(m.SrcID), taken, idBlockSize)
 		r.warnf("refused ALLOCATE_ID: %s", reason)
 		r.sendDead(m, reason)
 		return
@@ -276,7 +276,7 @@ func (r *Router) onAllocateID(m *Message) {
 			r.granted[in] = append(r.granted[in], blk)
 		}
 		r.mu.Unlock()
-		data, _ := Marshal(IDBlock{Start: blk.start, Count: blk.end - blk.start})
+		data, _ := Marshal(idBlock{Start: blk.start, Count: blk.end - blk.start})
 		r.routeNoWait(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data}, controlReserve)
 	}
 	if r.IsMaster() {

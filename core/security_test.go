@@ -78,7 +78,7 @@ func TestSpoofedIDsBelowAChild(t *testing.T) {
 	g := attachRaw(t, c1, 2, "raw.2")
 	waitUntil(t, 5*time.Second, "route to 2 in the master", func() bool { return hasRoute(r, 2) })
 	for i, auth := range []uint32{0, 1} {
-		g.send(&Message{DstID: 1, SrcID: 2, AuthID: auth, Handle: HandleShutdown, ReplyTo: 3000 + uint32(i)})
+		g.send(&Message{DstID: 1, SrcID: 2, AuthID: auth, Handle: handleShutdown, ReplyTo: 3000 + uint32(i)})
 		if reason := deadReasonOf(t, g.expect(), 2, 3000+uint32(i)); reason != "refused by policy" {
 			t.Fatalf("reason %q", reason)
 		}
@@ -104,9 +104,9 @@ func TestChildCannotCallParentOrSibling(t *testing.T) {
 	r := newMaster(t)
 	sib := linkChild(t, r, 1, Options{})
 	a := attachRaw(t, r, 2, "raw.2")
-	req, _, _ := EncodeCallRequest(&CallRequest{Func: "test.pid", Args: mustMarshal(t, []any{})})
+	req, _, _ := encodeCallRequest(&CallRequest{Func: "test.pid", Args: mustMarshal(t, []any{})})
 	for _, dst := range []uint32{0, 1} {
-		for _, handle := range []uint32{HandleCallFunction, HandleShutdown} {
+		for _, handle := range []uint32{handleCallFunction, handleShutdown} {
 			a.send(&Message{DstID: dst, SrcID: 2, AuthID: 2, Handle: handle, ReplyTo: 4000 + handle, Data: req})
 			if reason := deadReasonOf(t, a.expect(), 2, 4000+handle); reason != "refused by policy" {
 				t.Fatalf("handle %d into %d: reason %q", handle, dst, reason)
@@ -133,11 +133,11 @@ func TestRouteAnnouncementsChecked(t *testing.T) {
 	b := attachRaw(t, r, 6, "raw.6")
 	// A child cannot claim the master's id, or a sibling's.
 	for _, id := range []uint32{0, 6} {
-		a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: HandleAddRoute, Data: mustMarshal(t, RouteUpdate{ID: id})})
+		a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAddRoute, Data: mustMarshal(t, routeUpdate{ID: id})})
 		logs.waitFor(t, fmt.Sprintf("WARNING refused ADD_ROUTE for context %d", id), "from raw.5 (context 5)")
 	}
 	// Nor declare a sibling gone.
-	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: HandleDelRoute, Data: mustMarshal(t, RouteUpdate{ID: 6})})
+	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleDelRoute, Data: mustMarshal(t, routeUpdate{ID: 6})})
 	logs.waitFor(t, "WARNING refused DEL_ROUTE for raw.6 (context 6) from raw.5 (context 5): it is not behind that stream")
 	if got := r.ContextByID(6).DisconnectReason(); got != "" {
 		t.Fatalf("sibling marked gone: %q", got)
@@ -149,20 +149,20 @@ func TestRouteAnnouncementsChecked(t *testing.T) {
 	}
 	// An id the master never handed out through 5's stream is refused,
 	// and so is an id granted through it whose parent is elsewhere.
-	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: HandleAddRoute, Data: mustMarshal(t, RouteUpdate{ID: 50, Name: "grandchild", Parent: 5})})
+	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAddRoute, Data: mustMarshal(t, routeUpdate{ID: 50, Name: "grandchild", Parent: 5})})
 	logs.waitFor(t, "WARNING refused ADD_ROUTE for context 50", "the id was not allocated through that stream")
 	grant(r, 5, 50)
-	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: HandleAddRoute, Data: mustMarshal(t, RouteUpdate{ID: 50, Name: "grandchild", Parent: 6})})
+	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAddRoute, Data: mustMarshal(t, routeUpdate{ID: 50, Name: "grandchild", Parent: 6})})
 	logs.waitFor(t, "WARNING refused ADD_ROUTE for context 50", "its parent 6 is not behind that stream")
 	// A real announcement from 5 is accepted and propagated no further
 	// than the master (which has no parent).
-	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: HandleAddRoute, Data: mustMarshal(t, RouteUpdate{ID: 50, Name: "grandchild", Parent: 5})})
+	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAddRoute, Data: mustMarshal(t, routeUpdate{ID: 50, Name: "grandchild", Parent: 5})})
 	waitUntil(t, 5*time.Second, "route to 50", func() bool { return hasRoute(r, 50) })
 	if n := r.ContextByID(50).Name(); n != "grandchild" {
 		t.Fatalf("name = %q", n)
 	}
 	// ...and 5 can withdraw it.
-	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: HandleDelRoute, Data: mustMarshal(t, RouteUpdate{ID: 50, Reason: "gone fishing"})})
+	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleDelRoute, Data: mustMarshal(t, routeUpdate{ID: 50, Reason: "gone fishing"})})
 	select {
 	case <-r.ContextByID(50).Disconnected():
 	case <-time.After(5 * time.Second):
@@ -237,8 +237,8 @@ func TestForgedRepliesDropped(t *testing.T) {
 			}
 			handle := rv.Handle()
 			forged := [][]byte{
-				EncodeCallReply(mustMarshal(t, "forged"), nil),
-				EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "forged error"}),
+				encodeCallReply(mustMarshal(t, "forged"), nil),
+				encodeCallReply(nil, &RemoteError{Kind: CallError, Message: "forged error"}),
 			}
 			forge := func(p *rawPeer, h uint32) {
 				for _, data := range forged {
@@ -293,11 +293,11 @@ func TestIDAllocationBounded(t *testing.T) {
 	const asks = maxBlocksPerStream + 5
 	go func() {
 		for i := range asks {
-			a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: HandleAllocateID, ReplyTo: uint32(10000 + i)})
+			a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAllocateID, ReplyTo: uint32(10000 + i)})
 		}
 	}()
 	var blocks, refused int
-	var last IDBlock
+	var last idBlock
 	for range asks {
 		m := a.expect()
 		if m.IsDead() {
@@ -307,11 +307,11 @@ func TestIDAllocationBounded(t *testing.T) {
 			refused++
 			continue
 		}
-		var b IDBlock
+		var b idBlock
 		if err := m.Decode(&b); err != nil {
 			t.Fatal(err)
 		}
-		if b.Count != IDBlockSize || b.Start <= last.Start {
+		if b.Count != idBlockSize || b.Start <= last.Start {
 			t.Fatalf("block %+v after %+v", b, last)
 		}
 		last = b
@@ -323,7 +323,7 @@ func TestIDAllocationBounded(t *testing.T) {
 
 	// Near the end of the id space the master refuses instead of wrapping.
 	r.mu.Lock()
-	r.idCounter = maxContextID - IDBlockSize
+	r.idCounter = maxContextID - idBlockSize
 	r.idNext, r.idEnd = 0, 0
 	r.mu.Unlock()
 	if _, err := r.AllocateID(testCtx(t)); err != nil {

@@ -35,7 +35,7 @@ type Service struct {
 type ServiceCall struct {
 	Router  *Router
 	Msg     *Message
-	Request *ServiceRequest
+	Request *serviceRequest
 }
 
 // Caller is the context that sent the call.
@@ -58,7 +58,7 @@ type serviceState struct {
 
 type serviceJob struct {
 	m      *Message
-	req    *ServiceRequest
+	req    *serviceRequest
 	method ServiceMethod
 }
 
@@ -108,12 +108,12 @@ func (r *Router) onCallService(m *Message) {
 	if m.IsDead() {
 		return
 	}
-	var req ServiceRequest
+	var req serviceRequest
 	fail := func(kind, text string) {
 		if m.ReplyTo == 0 {
 			return
 		}
-		data := EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name})
+		data := encodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name})
 		r.routeNoWait(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data}, controlReserve)
 	}
 	if err := m.Decode(&req); err != nil {
@@ -193,7 +193,7 @@ func (r *Router) serviceWorker(st *serviceState) {
 				rerr.Kind = CallError
 			}
 		}
-		data := EncodeCallReply(value, rerr)
+		data := encodeCallReply(value, rerr)
 		if max := r.MaxMessageSize(); len(data) > max {
 			r.sendDead(job.m, fmt.Sprintf(msgTooLarge, max))
 			continue
@@ -211,11 +211,11 @@ func (c *Context) CallService(ctx context.Context, out any, service, method stri
 	if err != nil {
 		return err
 	}
-	data, err := Marshal(&ServiceRequest{Service: service, Method: method, Kwargs: kw})
+	data, err := Marshal(&serviceRequest{Service: service, Method: method, Kwargs: kw})
 	if err != nil {
 		return err
 	}
-	m, err := c.SendAwait(ctx, &Message{Handle: HandleCallService, Data: data})
+	m, err := c.SendAwait(ctx, &Message{Handle: handleCallService, Data: data})
 	if err != nil {
 		return err
 	}
