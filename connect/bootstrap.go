@@ -228,10 +228,25 @@ func (l *lineSplitter) prompt() (string, bool) {
 func (s *session) readDiag() {
 	defer close(s.diagDone)
 	var ls lineSplitter
+	var head string // the start of a long line being dropped
+	long := 0       // bytes of that line so far
 	buf := make([]byte, 4096)
 	for {
 		n, err := s.p.diag.Read(buf)
 		ls.buf = append(ls.buf, buf[:n]...)
+		if long > 0 {
+			i := bytes.IndexByte(ls.buf, '\n')
+			if i < 0 && err == nil {
+				long += len(ls.buf)
+				ls.buf = ls.buf[:0]
+				continue
+			}
+			if i < 0 {
+				i = len(ls.buf)
+			}
+			s.logDiag(fmt.Sprintf("%s… [a line of %d bytes, cut at %d]", head, long+i, maxDiagLine))
+			ls.buf, long = ls.buf[min(i+1, len(ls.buf)):], 0
+		}
 		for {
 			line, ok := ls.next()
 			if !ok {
@@ -249,8 +264,17 @@ func (s *session) readDiag() {
 		if text, ok := ls.prompt(); ok {
 			s.answer(text, true)
 		}
+		if len(ls.buf) > maxDiagLine {
+			// No prompt is this long: keep reading, so the program is
+			// never blocked, and drop the rest of the line.
+			head, long = string(ls.buf[:maxDiagLine]), len(ls.buf)
+			ls.buf = ls.buf[:0]
+		}
 	}
 }
+
+// maxDiagLine is the longest line of a method's stderr kept whole.
+const maxDiagLine = 16 << 10
 
 func (s *session) logDiag(line string) {
 	if strings.TrimSpace(line) == "" {

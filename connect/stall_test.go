@@ -105,3 +105,25 @@ func TestStoppedContextBehindSSH(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A method's program that writes lines of any length to stderr is never
+// blocked by them, and they do not grow without bound: ssh wrapped in a
+// script that first writes 5 MiB without a newline connects as usual.
+func TestMethodLongStderrLine(t *testing.T) {
+	s := startSSHD(t)
+	r, _ := newMaster(t)
+	ctx := testCtx(t, time.Minute)
+	dir := t.TempDir()
+	wrapper := dir + "/ssh"
+	script := "#!/bin/sh\nhead -c 5242880 /dev/zero | tr '\\0' x >&2\nexec ssh \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob, "ssh_path", wrapper))
+	var pid int
+	if err := c.Call(ctx, &pid, "connecttest.pid"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("connected in %s", time.Since(start))
+}

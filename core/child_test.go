@@ -2,6 +2,7 @@ package core
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -138,6 +139,17 @@ func TestMessageSizeLimit(t *testing.T) {
 }
 
 func init() {
+	// test.spew(a, b) writes a bytes of one line to stderr, then b more
+	// bytes of the same line and its newline.
+	RegisterFunc("test.spew", func(ctx context.Context, c *Call) (any, error) {
+		var n []int
+		if err := c.Args(&n); err != nil {
+			return nil, err
+		}
+		os.Stderr.Write(bytes.Repeat([]byte("x"), n[0]))
+		os.Stderr.Write(append(bytes.Repeat([]byte("y"), n[1]), '\n'))
+		return nil, nil
+	})
 	RegisterFunc("test.setmax", func(ctx context.Context, c *Call) (any, error) {
 		var args []int
 		if err := c.Args(&args); err != nil {
@@ -164,6 +176,19 @@ func (s *recordSink) waitFor(t testing.TB, want LogRecord) {
 	waitUntil(t, 5*time.Second, fmt.Sprintf("no record %+v in %+v", want, s.snapshot()), func() bool {
 		for _, r := range s.snapshot() {
 			if r == want {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// waitForPrefix waits for a record of context name whose text is text.
+func (s *recordSink) waitForPrefix(t testing.TB, name, text string) {
+	t.Helper()
+	waitUntil(t, 5*time.Second, "no record of "+name+" with the long line", func() bool {
+		for _, r := range s.snapshot() {
+			if r.Context == name && r.Text == text {
 				return true
 			}
 		}
@@ -210,6 +235,16 @@ func TestChildOutputAndLogsReachMaster(t *testing.T) {
 		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "err of " + name, ID: x.ID})
 		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name, ID: x.ID})
 	}
+	// Output of any shape never blocks its writer: a 1 MiB line without a
+	// newline, then 4 MiB more on one line, is logged cut with a note.
+	start := time.Now()
+	if err := c.Call(ctx, nil, "test.spew", 1<<20, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("writing 5 MiB of one line to stderr took %s", d)
+	}
+	sink.waitForPrefix(t, "talker", strings.Repeat("x", 16384)+"… [a line of 5242880 bytes, cut at 16384]")
 	// A failing call that wants no reply is logged where it failed.
 	if err := c.CallNoReply(context.Background(), "test.fail"); err != nil {
 		t.Fatal(err)
