@@ -86,6 +86,13 @@ func ThreadContext(thread *starlark.Thread) context.Context {
 	return context.Background()
 }
 
+// Cancel stops thread with reason: its next step fails, and catch cannot
+// swallow the failure.
+func Cancel(thread *starlark.Thread, reason string) {
+	mutableState(thread).Cancelled.Store(true)
+	thread.Cancel(reason)
+}
+
 // Cancelled reports whether the runtime cancelled thread.
 func Cancelled(thread *starlark.Thread) bool {
 	st := stateOf(thread)

@@ -69,6 +69,8 @@ type Runtime struct {
 	sent    map[uint32]map[moduleID]bool // target id → modules already pushed
 	stdout  sync.Mutex
 
+	stdoutErr error // the first failed write of print(), under stdout
+
 	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
 	printFn func(*starlark.Thread, string)
 	// lifetimeThreads are the running threads bound to the router's
@@ -263,8 +265,16 @@ func builtinsThreadContext(t *starlark.Thread) context.Context { return builtins
 func (rt *Runtime) print(thread *starlark.Thread, msg string) {
 	if rt.r.IsMaster() {
 		rt.stdout.Lock()
-		defer rt.stdout.Unlock()
-		io.WriteString(rt.opts.Stdout, msg+"\n")
+		_, err := io.WriteString(rt.opts.Stdout, msg+"\n")
+		if err != nil && rt.stdoutErr == nil {
+			rt.stdoutErr = err
+		}
+		rt.stdout.Unlock()
+		if err != nil {
+			// print has no way to fail: the thread stops instead, as a
+			// Python program stops on its first failed write.
+			builtins.Cancel(thread, "print: writing to stdout: "+err.Error())
+		}
 		return
 	}
 	rt.r.Emit(slog.LevelInfo, msg)
@@ -598,6 +608,24 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if len(rt.opts.Roots) == 0 || filepath.Clean(rt.opts.Roots[0]) != filepath.Clean(dir) {
 		rt.opts.Roots = append([]string{dir}, rt.opts.Roots...)
 	}
+	for _, root := range rt.opts.Roots {
+		if err := checkRoot(root); err != nil {
+			return err
+		}
+	}
+	err := rt.runMain(ctx, base)
+	rt.stdout.Lock()
+	werr := rt.stdoutErr
+	rt.stdout.Unlock()
+	if werr != nil {
+		// What the script saw (a cancelled thread) follows from this.
+		return fmt.Errorf("print: writing to stdout: %w", werr)
+	}
+	return err
+}
+
+// runMain runs the script's module, then its main().
+func (rt *Runtime) runMain(ctx context.Context, base string) error {
 	thread, done := rt.newThread("main", ctx)
 	defer done()
 	m, err := rt.moduleSource(base)
@@ -611,13 +639,34 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if mainFn, ok := g["main"]; ok {
 		fn, ok := mainFn.(starlark.Callable)
 		if !ok {
-			return fmt.Errorf("%s: main is a %s, not a function", base, mainFn.Type())
+			return fmt.Errorf("%s: main is %s %s, not a function", base, article(mainFn.Type()), mainFn.Type())
 		}
 		if _, err := starlark.Call(thread, fn, nil, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// checkRoot says why root cannot be a module root: it must be an
+// existing directory.
+func checkRoot(root string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("module root: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("module root %s is not a directory", root)
+	}
+	return nil
+}
+
+// article is "an" before a type name that starts with a vowel, else "a".
+func article(typeName string) string {
+	if typeName != "" && strings.ContainsRune("aeiouAEIOU", rune(typeName[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 // funcRef is a function reference received in a value: calling it runs

@@ -121,9 +121,11 @@ func matches(t *testing.T, what, s string, patterns ...string) {
 
 func TestVersionAndHelp(t *testing.T) {
 	t.Parallel()
-	r := mitostar(t, "", nil, "version")
-	r.want(t, 0)
-	matches(t, "version", r.stdout, `^mitostar \S+ \(protocol 1, go1\.\d+\S* \w+/\w+\)\n$`)
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"--version", "ignored.star"}} {
+		r := mitostar(t, "", nil, args...)
+		r.want(t, 0)
+		matches(t, fmt.Sprint(args), r.stdout, `^mitostar \S+ \(protocol 1, go1\.\d+\S* \w+/\w+\)\n$`)
+	}
 
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"run", "-h"}} {
 		r := mitostar(t, "", nil, args...)
@@ -139,22 +141,47 @@ func TestVersionAndHelp(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	dir := script(t, map[string]string{"ok.star": "print('ran')\n"})
+	f, err := os.Create(filepath.Join(dir, "sparse.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(65 << 20); err != nil { // sparse: no disk space used
+		t.Fatal(err)
+	}
+	f.Close()
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{nil, "mitostar: missing script"},
 		{[]string{"run"}, "mitostar: missing script"},
-		{[]string{"--bogus", "ok.star"}, "flag provided but not defined: -bogus"},
-		{[]string{"-I"}, "flag needs an argument: -I"},
+		// Flags are named as they were typed, with one dash or two.
+		{[]string{"--bogus", "ok.star"}, "mitostar: flag provided but not defined: --bogus\n"},
+		{[]string{"-bogus", "ok.star"}, "mitostar: flag provided but not defined: -bogus\n"},
+		{[]string{"--check", "ok.star"}, "mitostar: flag provided but not defined: --check\n"},
+		{[]string{"-I"}, "flag needs an argument: -I\n"},
+		{[]string{"ok.star", "--log-level"}, ""}, // after the script: the script's argument
+		{[]string{"--log-level"}, "flag needs an argument: --log-level\n"},
 		{[]string{"nosuch.star"}, "mitostar: stat nosuch.star: no such file or directory"},
+		// A directory or a device is as bad a script as a missing file.
+		{[]string{"."}, "mitostar: . is a directory, not a script\n"},
+		{[]string{"/dev/zero"}, "mitostar: /dev/zero is a character device, not a script\n"},
+		{[]string{"sparse.star"}, "mitostar: sparse.star is 68157440 bytes, over the 64 MiB limit of a script or module\n"},
+		{[]string{"-I", "/nonexistent", "ok.star"}, "mitostar: -I /nonexistent: no such file or directory\n"},
+		{[]string{"-I", "ok.star", "ok.star"}, "mitostar: -I ok.star: not a directory\n"},
 		{[]string{"--log-level", "loud", "ok.star"}, `mitostar: --log-level: unknown log level "loud"`},
 		{[]string{"--max-message-size", "100", "ok.star"}, "mitostar: --max-message-size must be at least 4096 bytes"},
-		{[]string{"--max-message-size", "lots", "ok.star"}, `invalid value "lots" for flag -max-message-size`},
+		{[]string{"--max-message-size", "lots", "ok.star"}, `invalid value "lots" for flag --max-message-size: parse error`},
+		{[]string{"--max-message-size=lots", "ok.star"}, `invalid value "lots" for flag --max-message-size: parse error`},
+		{[]string{"-max-message-size", "lots", "ok.star"}, `invalid value "lots" for flag -max-message-size: parse error`},
 		{[]string{"--shutdown-timeout", "-1", "ok.star"}, "mitostar: --shutdown-timeout must not be negative"},
 		{[]string{"--log-file", "/nonexistent/dir/log", "ok.star"}, "mitostar: --log-file: open /nonexistent/dir/log: no such file or directory"},
 	} {
 		r := mitostar(t, dir, nil, tc.args...)
+		if tc.want == "" {
+			r.want(t, 0)
+			continue
+		}
 		if r.code != 2 {
 			t.Errorf("%v: exit status %d, want 2\nstderr:\n%s", tc.args, r.code, r.stderr)
 		}
@@ -235,6 +262,19 @@ func TestLogOptions(t *testing.T) {
 	if strings.Contains(r.stderr, "child warning") {
 		t.Errorf("MITOSTAR_LOG_LEVEL=error shows warnings:\n%s", r.stderr)
 	}
+
+	// A flag beats the environment, both ways.
+	r = mitostar(t, dir, []string{"MITOSTAR_LOG_LEVEL=debug"}, "--log-level", "error", "out.star")
+	r.want(t, 0)
+	if strings.Contains(r.stderr, "child warning") || strings.Contains(r.stderr, "child debug") {
+		t.Errorf("--log-level error with MITOSTAR_LOG_LEVEL=debug shows warnings or debug lines:\n%s", r.stderr)
+	}
+	r = mitostar(t, dir, []string{"MITOSTAR_LOG_LEVEL=error"}, "--log-level=info", "out.star")
+	r.want(t, 0)
+	contains(t, "stderr with --log-level=info over MITOSTAR_LOG_LEVEL=error", r.stderr, "INFO child info x")
+	r = mitostar(t, dir, []string{"MITOSTAR_LOG_LEVEL=error"}, "-v", "out.star")
+	r.want(t, 0)
+	contains(t, "stderr with -v over MITOSTAR_LOG_LEVEL=error", r.stderr, "DEBUG child debug x")
 
 	r = mitostar(t, dir, nil, "-v", "out.star")
 	r.want(t, 0)
@@ -319,7 +359,7 @@ func TestFailingScript(t *testing.T) {
 			`  \[worker\] lib/helpers.star:5:18: in deeper\n`+
 			`(  \[worker\] lib/helpers.star:5:18: in deeper\n){2}`+
 			`  \[worker\] lib/helpers.star:4:13: in deeper\n`+
-			`Error: CallError: fail: gave up at the bottom \(in worker\)\n$`)
+			`CallError: fail: gave up at the bottom \(in worker\)\n$`)
 
 	// A failure in the master alone.
 	dir = script(t, map[string]string{"local.star": "def main():\n    x = {}\n    x['missing']\n"})
@@ -338,13 +378,76 @@ func TestFailingScript(t *testing.T) {
 	dir = script(t, map[string]string{"nomain.star": "main = 3\n"})
 	r = mitostar(t, dir, nil, "nomain.star")
 	r.want(t, 1)
-	contains(t, "stderr", r.stderr, "nomain.star: main is a int, not a function")
+	contains(t, "stderr", r.stderr, "Error: nomain.star: main is an int, not a function\n")
 
 	// A syntax error.
 	dir = script(t, map[string]string{"syntax.star": "def main(:\n    pass\n"})
 	r = mitostar(t, dir, nil, "syntax.star")
 	r.want(t, 1)
 	matches(t, "stderr", r.stderr, `^Error: syntax.star:1:\d+: got ':', want '\)'\n$`)
+}
+
+// An uncaught error ends with "KIND: message", the kind named once.
+func TestErrorKinds(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{
+		"stream.star":  "def main():\n    router.docker(container = 'x', docker_path = '/nonexistent/docker')\n",
+		"remote.star":  "def main():\n    router.connect('bogus', via = router.local(name = 'hop'))\n",
+		"channel.star": "def main():\n    Receiver(router).get(timeout = 0.01)\n",
+		"local.star":   "def main():\n    fail('plain')\n",
+	})
+	for _, tc := range []struct{ script, last string }{
+		{"stream.star", "StreamError: connect docker.x: docker exec: starting /nonexistent/docker: "},
+		{"remote.star", `Error: unknown connection method "bogus" (known: `},
+		{"channel.star", "TimeoutError: get: timed out\n"},
+		{"local.star", "Error: fail: plain\n"},
+	} {
+		r := mitostar(t, dir, nil, tc.script)
+		r.want(t, 1)
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		if last := lines[len(lines)-1] + "\n"; !strings.HasPrefix(last, tc.last) {
+			t.Errorf("%s: last line %q, want it to start with %q", tc.script, last, tc.last)
+		}
+		if strings.Contains(r.stderr, "Error: Error:") || strings.Contains(r.stderr, "Error: StreamError") {
+			t.Errorf("%s: kind named twice:\n%s", tc.script, r.stderr)
+		}
+	}
+}
+
+// A failed write on stdout (a full disk) is an error, not a silent loss.
+func TestStdoutErrors(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{"many.star": "def main():\n    for i in range(3):\n        print('line', i)\n    fs.write(argv[0], 'after the prints')\n"})
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	defer full.Close()
+	run := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := command(ctx, dir, nil, args...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = full, &stderr
+		cmd.Run()
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	}
+	marker := filepath.Join(t.TempDir(), "marker")
+	code, stderr := run("many.star", marker)
+	if code != 1 {
+		t.Errorf("many.star > /dev/full: exit status %d, want 1; stderr:\n%s", code, stderr)
+	}
+	contains(t, "stderr", stderr, "Error: print: writing to stdout: write /dev/stdout: no space left on device\n")
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the script went on after its first print failed")
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}, {"help"}} {
+		code, stderr := run(args...)
+		if code != 1 {
+			t.Errorf("%v > /dev/full: exit status %d, want 1", args, code)
+		}
+		contains(t, fmt.Sprint(args), stderr, "mitostar: writing to stdout: write /dev/stdout: no space left on device\n")
+	}
 }
 
 func TestLoads(t *testing.T) {
@@ -357,14 +460,30 @@ func TestLoads(t *testing.T) {
 	dir := script(t, map[string]string{
 		"uses_extra.star": "load('lib/extra.star', 'extra')\ndef f():\n    return extra()\n" +
 			"def main():\n    print(extra(), router.local().call(f))\n",
-		"missing.star":  "load('lib/nope.star', 'x')\n",
-		"abs.star":      fmt.Sprintf("load(%q, 'secret')\n", filepath.Join(outside, "secret.star")),
-		"dotdot.star":   "load('../secret.star', 'secret')\n",
-		"symlink.star":  "load('escape.star', 'secret')\n",
-		"transit.star":  "load('lib/bad.star', 'secret')\n",
-		"lib/bad.star":  "load('../../secret.star', 'secret')\n",
-		"lib/local.txt": "not a module\n",
+		"missing.star":           "load('lib/nope.star', 'x')\n",
+		"abs.star":               fmt.Sprintf("load(%q, 'secret')\n", filepath.Join(outside, "secret.star")),
+		"dotdot.star":            "load('../secret.star', 'secret')\n",
+		"symlink.star":           "load('escape.star', 'secret')\n",
+		"transit.star":           "load('lib/bad.star', 'secret')\n",
+		"lib/bad.star":           "load('../../secret.star', 'secret')\n",
+		"lib/local.txt":          "not a module\n",
+		"chain.star":             "load('lib/outer.star', 'v')\n",
+		"lib/outer.star":         "# loads inner\nload('lib/inner.star', 'v')\n",
+		"lib/inner.star":         "x = {}\n\nv = x['nope']\n",
+		"chain_missing.star":     "load('lib/loads_missing.star', 'v')\n",
+		"lib/loads_missing.star": "load('lib/nope.star', 'v')\n",
+		"fifo.star":              "load('lib/fifo.star', 'v')\n",
+		"huge.star":              "load('lib/huge.star', 'v')\n",
 	})
+	if err := syscall.Mkfifo(filepath.Join(dir, "lib", "fifo.star"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lib", "huge.star"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "lib", "huge.star"), 65<<20); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(filepath.Join(outside, "secret.star"), filepath.Join(dir, "escape.star")); err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +497,25 @@ func TestLoads(t *testing.T) {
 	r.want(t, 1)
 	contains(t, "stderr", r.stderr, `module "lib/extra.star" not found in the module roots`)
 
+	// A load that fails inside a loaded module shows every load of the
+	// chain, down to the failing line.
+	r = mitostar(t, dir, nil, "chain.star")
+	r.want(t, 1)
+	matches(t, "stderr", r.stderr, `^Traceback \(most recent call last\):\n`+
+		`  chain\.star:1:1: in <toplevel>\n`+
+		`  lib/outer\.star:2:1: in <toplevel>\n`+
+		`  lib/inner\.star:3:6: in <toplevel>\n`+
+		`Error: cannot load lib/outer\.star: cannot load lib/inner\.star: key "nope" not in dict\n$`)
+	r = mitostar(t, dir, nil, "chain_missing.star")
+	r.want(t, 1)
+	matches(t, "stderr", r.stderr, `^Traceback \(most recent call last\):\n`+
+		`  chain_missing\.star:1:1: in <toplevel>\n`+
+		`  lib/loads_missing\.star:1:1: in <toplevel>\n`+
+		`Error: cannot load lib/loads_missing\.star: cannot load lib/nope\.star: module "lib/nope\.star" not found in the module roots`)
+
 	for _, tc := range []struct{ script, want string }{
+		{"fifo.star", `cannot load lib/fifo.star: module "lib/fifo.star" is a named pipe, not a file`},
+		{"huge.star", `cannot load lib/huge.star: module "lib/huge.star" is 68157440 bytes, over the 64 MiB limit of a script or module`},
 		{"missing.star", `module "lib/nope.star" not found in the module roots`},
 		{"abs.star", fmt.Sprintf(`module path %q is absolute`, filepath.Join(outside, "secret.star"))},
 		{"dotdot.star", `module path "../secret.star" escapes its module root`},
