@@ -6,10 +6,10 @@ package builtins
 // Semantics follow Python's subprocess.run(capture_output=True):
 //   - argv is a list (or tuple) of strings; a program name without a
 //     slash is looked up in PATH — the PATH of env when env is given
-//     (or "/bin:/usr/bin" when env has none), else this process's.
-//     Relative PATH entries ("", ".") are skipped, as Go's exec.LookPath
-//     refuses them: a PATH lookup never runs a program from the current
-//     directory.
+//     (or "/bin:/usr/bin" when env has none), else this process's —
+//     as Go's exec.LookPath looks it up (internal/lookpath): the first
+//     match wins, and one found through a relative entry ("", ".") is
+//     refused, never run from the current directory.
 //   - env=None inherits this context's environment; a dict *replaces*
 //     it: the program sees exactly those variables and no others.
 //   - stdin=None gives the program /dev/null (never this context's own
@@ -36,7 +36,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +45,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/lookpath"
 )
 
 func init() {
@@ -343,9 +343,6 @@ func execOverflowError(req *execRequest, stdout, stderr *execCapture) error {
 // execLookPath finds the program file for argv[0] as described at the
 // top of this file; env is the program's environment (nil: ours).
 func execLookPath(file string, env []string) (string, error) {
-	if strings.Contains(file, "/") {
-		return file, nil
-	}
 	pathList := os.Getenv("PATH")
 	if env != nil {
 		pathList = execDefaultPath
@@ -355,16 +352,7 @@ func execLookPath(file string, env []string) (string, error) {
 			}
 		}
 	}
-	for _, dir := range filepath.SplitList(pathList) {
-		if !filepath.IsAbs(dir) {
-			continue
-		}
-		p := filepath.Join(dir, file)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
+	return lookpath.Find(file, pathList)
 }
 
 // execCapture collects up to limit bytes of a program's output in
