@@ -252,6 +252,15 @@ type Receiver struct {
 	// Call marks the receiver of call_async: its messages decode to the
 	// call's result, or fail with the call's error.
 	Call bool
+
+	owner owner // the thread whose context bounds an iteration
+}
+
+// newReceiverValue wraps rv for a script running on thread.
+func newReceiverValue(thread *starlark.Thread, rv *core.Receiver, call bool) *Receiver {
+	r := &Receiver{R: rv, Call: call}
+	r.owner.use(thread)
+	return r
 }
 
 func (r *Receiver) String() string        { return fmt.Sprintf("Receiver(%d)", r.R.Handle()) }
@@ -260,12 +269,14 @@ func (r *Receiver) Freeze()               {}
 func (r *Receiver) Truth() starlark.Bool  { return true }
 func (r *Receiver) Hash() (uint32, error) { return r.R.Handle(), nil }
 
-// Iterate yields messages until the channel is closed or dead.
+// Iterate yields messages until the channel is closed or dead, or the
+// call that made or last used the receiver ends (its _timeout passed).
 func (r *Receiver) Iterate() starlark.Iterator {
-	return &recvIter{get: r.getMsg, ctx: r.R.Router().Lifetime()}
+	return &recvIter{get: r.getMsg, ctx: r.owner.context(r.R.Router().Lifetime())}
 }
 
 func (r *Receiver) getMsg(thread *starlark.Thread, ctx context.Context, block bool) (starlark.Value, error) {
+	r.owner.use(thread)
 	m, err := r.R.Get(ctx, block)
 	if err != nil {
 		return nil, err
@@ -329,7 +340,7 @@ func newReceiver(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	return &Receiver{R: rv}, nil
+	return newReceiverValue(thread, rv, false), nil
 }
 
 // chanGet implements get(timeout=None, block=True) and get_data(timeout=None).
@@ -359,9 +370,9 @@ func chanGet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	return v, nil
 }
 
-// recvIter iterates a channel until it closes; other errors end the
-// iteration and are reported through the thread's Iterator Err.
-// Iterators have no thread, so they wait until the router shuts down.
+// recvIter iterates a channel until it closes; other errors (the end of
+// ctx among them) end the iteration too, and the thread, cancelled with
+// its context, fails at its next step.
 type recvIter struct {
 	get func(*starlark.Thread, context.Context, bool) (starlark.Value, error)
 	ctx context.Context

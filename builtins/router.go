@@ -376,7 +376,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return &Receiver{R: rv, Call: true}, nil
+		return newReceiverValue(t, rv, true), nil
 	}
 	contextMethods["call_no_reply"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		fn, rest, timeout, err := callArgs(b.Name(), args, kwargs)
@@ -413,7 +413,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return &Receiver{R: rv}, nil
+		return newReceiverValue(t, rv, false), nil
 	}
 	contextMethods["send_await"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message

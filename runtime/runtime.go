@@ -214,13 +214,17 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 			cancelThread(ctx, thread, st)
 		}
 		return thread, func() {
+			st.Finished.Store(true)
 			rt.threadsMu.Lock()
 			delete(rt.lifetimeThreads, thread)
 			rt.threadsMu.Unlock()
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
-	return thread, func() { stop() }
+	return thread, func() {
+		st.Finished.Store(true)
+		stop()
+	}
 }
 
 // wakeSteps is how many Starlark steps a thread runs between calls of
@@ -498,10 +502,13 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.P
 		return nil, nil, err
 	}
 	v, err := starlark.Call(thread, fn, args, kwargs)
+	if ctx.Err() == context.DeadlineExceeded {
+		// Even when the function returned: a wait its deadline ended
+		// (an iteration over a channel) may let it finish before the
+		// thread's cancellation is seen.
+		return nil, nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
+	}
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return nil, nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
-		}
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
 	}
 	head, tail, err := builtins.EncodePieces(core.ReplyOK, v)
