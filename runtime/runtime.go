@@ -478,8 +478,24 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 	return fn, nil
 }
 
-// handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
+// handleCall serves a CALL_FUNCTION naming Starlark or a builtin. The
+// failure of a call nobody waits for (call_no_reply) is logged, as
+// Mitogen logs it: nothing else would ever show it.
 func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.Pieces, error) {
+	head, tail, err := rt.call(ctx, c)
+	if err != nil && c.Msg != nil && c.Msg.ReplyTo == 0 && c.Request != warmCall {
+		re := core.AsRemote(err, rt.r.Name())
+		text := fmt.Sprintf("No-reply function call failed: %s: %s", re.Kind, re.Message)
+		if tb := re.Traceback(); tb != "" {
+			text += "\n" + strings.TrimRight(tb, "\n")
+		}
+		rt.r.Emit(slog.LevelError, text)
+	}
+	return head, tail, err
+}
+
+// call runs a CALL_FUNCTION's function and encodes its result.
+func (rt *Runtime) call(ctx context.Context, c *core.Call) ([]byte, core.Pieces, error) {
 	if len(c.Request.Ext) > 0 {
 		blobs, err := decodeModuleBlobs(c.Request.Ext)
 		if err != nil {
