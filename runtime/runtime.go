@@ -71,6 +71,9 @@ type Runtime struct {
 
 	stdoutErr error // the first failed write of print(), under stdout
 
+	svcMu    sync.Mutex
+	services map[string]bool // Starlark service modules served here
+
 	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
 	printFn func(*starlark.Thread, string)
 	// lifetimeThreads are the running threads bound to the router's
@@ -98,7 +101,7 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
+		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}, services: map[string]bool{}}
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
@@ -108,6 +111,7 @@ func New(r *core.Router, opts Options) *Runtime {
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
+	rt.installActivator()
 	if r.IsMaster() {
 		// Children install their FileService at start (files registers a
 		// child hook); a master gets it here.
@@ -155,6 +159,7 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 	}
 	d["parent_ids"] = starlark.NewList(pl)
 	d["is_master"] = starlark.Bool(r.IsMaster())
+	d["store"] = builtins.StoreOf(r)
 	argv := make([]starlark.Value, len(rt.opts.Argv))
 	for i, a := range rt.opts.Argv {
 		argv[i] = starlark.String(a)
@@ -194,6 +199,15 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	case <-ctx.Done():
 		return nil, fmt.Errorf("time.sleep: %w", ctx.Err())
 	}
+}
+
+// Close shuts the context down: the scripts' router.on_shutdown
+// callbacks run first, while the tree still works, then the router
+// closes, waiting at most wait for the children to go. A Go program
+// that embeds mitostar calls it instead of the router's Close.
+func (rt *Runtime) Close(wait time.Duration) {
+	builtins.FireShutdown(rt.r, wait)
+	rt.r.CloseTimeout(wait)
 }
 
 // newThread returns a thread for this context, bound to ctx: cancelling
@@ -258,10 +272,16 @@ func (rt *Runtime) cancelLifetimeThreads() {
 	}
 }
 
-// NewThread implements builtins.Runtime for handlers: the thread lives
+// NewThread implements builtins.Runtime for policies: the thread lives
 // as long as the router.
 func (rt *Runtime) NewThread(name string) (*starlark.Thread, func()) {
 	return rt.newThread(name, rt.r.Lifetime())
+}
+
+// NewThreadContext implements builtins.Runtime for callbacks: the thread
+// is cancelled when ctx ends.
+func (rt *Runtime) NewThreadContext(name string, ctx context.Context) (*starlark.Thread, func()) {
+	return rt.newThread(name, ctx)
 }
 
 func builtinsThreadContext(t *starlark.Thread) context.Context { return builtins.ThreadContext(t) }

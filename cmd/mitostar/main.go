@@ -225,7 +225,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-time.After(time.Duration(shutdownTO * float64(time.Second))):
 		}
 	}
-	r.CloseTimeout(time.Duration(shutdownTO * float64(time.Second)))
+	rt.Close(time.Duration(shutdownTO * float64(time.Second)))
 	switch got {
 	case syscall.SIGINT:
 		return 130

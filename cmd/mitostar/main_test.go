@@ -414,6 +414,31 @@ func TestErrorKinds(t *testing.T) {
 	}
 }
 
+// router.on_shutdown callbacks of the master run when main() is over,
+// before the children are told to go: they can still call them.
+func TestShutdownCallbacks(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{"bye.star": `
+def pid():
+    return os.getpid()
+
+def bye(c):
+    print("on_shutdown: the child still answers:", c.call(pid) > 0)
+
+def main():
+    c = router.local(name = "kid")
+    router.on_shutdown(lambda: bye(c))
+    router.on_shutdown(lambda: fail("a failing callback is logged"))
+    print("main done")
+`})
+	r := mitostar(t, dir, nil, "bye.star")
+	r.want(t, 0)
+	if want := "main done\non_shutdown: the child still answers: True\n"; r.stdout != want {
+		t.Errorf("stdout = %q, want %q\nstderr:\n%s", r.stdout, want, r.stderr)
+	}
+	contains(t, "stderr", r.stderr, "[master] ERROR on_shutdown callback failed: ", "fail: a failing callback is logged")
+}
+
 // A failed write on stdout (a full disk) is an error, not a silent loss.
 func TestStdoutErrors(t *testing.T) {
 	t.Parallel()
