@@ -1,7 +1,7 @@
 package builtins
 
 // The exec module: run a program, wait for it, and return its exit
-// status and output. SPEC §3 "exec".
+// status and output (docs/reference.md, "exec").
 //
 // Semantics follow Python's subprocess.run(capture_output=True):
 //   - argv is a list (or tuple) of strings; a program name without a
@@ -23,7 +23,8 @@ package builtins
 // Every program runs in a process group of its own (Setpgid) and, on
 // Linux, with Pdeathsig SIGKILL so that it dies with this process. A
 // timeout, the thread's cancellation or an output overflow kills the
-// whole group. Programs that leave a background process holding stdout
+// whole group; what it leaves running in its group is killed when the
+// context ends, however it ends (exec_keeper.go). Programs that leave a background process holding stdout
 // or stderr open do not hang the call: output is read for at most
 // execWaitDelay after the program itself exits.
 
@@ -235,6 +236,12 @@ func execStart(thread *starlark.Thread, req *execRequest) (starlark.Value, error
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, OSError(req.fn, req.argv[0], err)
+	}
+	if r, err := RouterOf(thread); err == nil {
+		// Whatever the program leaves running dies with this context.
+		k := keeperOf(r)
+		k.add(cmd.Process.Pid)
+		defer k.finished(cmd.Process.Pid)
 	}
 	var timedOut *core.RemoteError
 	if req.timeout >= 0 {

@@ -655,6 +655,101 @@ func TestSignals(t *testing.T) {
 	}
 }
 
+// bgScript leaves a `sleep 300 &` behind in the master and in a child,
+// prints their pids, then waits to be ended (or ends at once with
+// argv[0] == "exit").
+const bgScript = `
+def spawn():
+    return int(exec.shell("sleep 300 >/dev/null 2>&1 & echo $!", check = True).stdout.strip())
+
+def main():
+    c = router.local()
+    print("bg", c.call(spawn))
+    print("bg", spawn())
+    print("ready")
+    if argv[0] != "exit":
+        time.sleep(600)
+`
+
+// What exec.shell leaves running in the background dies with its
+// context: however the master ends (kill -9, a hangup, a normal exit),
+// no sleep 300 survives it.
+func TestBackgroundProcessesDie(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal // 0: the script ends by itself
+	}{{"SIGKILL", syscall.SIGKILL}, {"SIGHUP", syscall.SIGHUP}, {"exit", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := script(t, map[string]string{"bg.star": bgScript})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := command(ctx, dir, nil, "bg.star", tc.name)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var pids []int
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if sc.Text() == "ready" {
+					break
+				}
+				var pid int
+				if _, err := fmt.Sscanf(sc.Text(), "bg %d", &pid); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+			t.Cleanup(func() {
+				for _, p := range pids {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			})
+			if len(pids) != 2 {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("background pids %v; stderr:\n%s", pids, stderr.String())
+			}
+			for _, p := range pids {
+				if !alive(p) {
+					t.Fatalf("background process %d is not running while its context lives", p)
+				}
+			}
+			sent := time.Now()
+			if tc.sig != 0 {
+				cmd.Process.Signal(tc.sig)
+			}
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			cmd.Wait()
+			deadline := sent.Add(3 * time.Second)
+			for {
+				var left []int
+				for _, p := range pids {
+					if alive(p) {
+						left = append(left, p)
+					}
+				}
+				if len(left) == 0 {
+					t.Logf("%s: background processes gone %v after", tc.name, time.Since(sent).Round(time.Millisecond))
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: background processes %v still alive 3s after; stderr:\n%s", tc.name, left, stderr.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
 // alive reports whether pid is a live process: not gone and not a zombie.
 func alive(pid int) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
