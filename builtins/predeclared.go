@@ -36,7 +36,7 @@ func (c *callableWithAttrs) AttrNames() []string {
 	return out
 }
 
-// Predeclared returns the names every context predeclares (SPEC §3)
+// Predeclared returns the names every context predeclares (docs/reference.md)
 // besides the standard modules and the per-context values (router,
 // context_id, ...), which the runtime adds: the channel constructors,
 // catch, log, policy, version and the registered builtin modules.

@@ -20,7 +20,8 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-// FileOptions is mitostar's Starlark dialect (SPEC §1b): scripts are
+// FileOptions is mitostar's Starlark dialect (docs/reference.md, "Scripts
+// and modules"): scripts are
 // programs, not configuration.
 var FileOptions = &syntax.FileOptions{
 	Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true,
@@ -533,7 +534,8 @@ func (rt *Runtime) execModule(thread *starlark.Thread, m *module) (starlark.Stri
 
 const loadStackKey = "mitostar.loadstack"
 
-// load implements thread.Load: SPEC §1b load rules.
+// load implements thread.Load with the rules of docs/reference.md,
+// "Scripts and modules".
 func (rt *Runtime) load(thread *starlark.Thread, p string) (starlark.StringDict, error) {
 	m, err := rt.moduleSource(p)
 	if err != nil {

@@ -2,7 +2,8 @@
 // executes the master's script, serves calls of top-level functions and
 // registered Go builtins arriving from parents (one at a time, in arrival
 // order, each on a fresh thread), ships modules on demand with their
-// identity (root-relative path + sha256), and predeclares SPEC §3's names.
+// identity (root-relative path + sha256), and predeclares the names of
+// docs/reference.md.
 //
 // A Go program embeds mitostar by building a master core.Router, a
 // Runtime on it, registering builtins with RegisterBuiltin and running a
@@ -136,6 +137,10 @@ func (rt *Runtime) Router() *core.Router { return rt.r }
 
 // Decoder implements builtins.Runtime.
 func (rt *Runtime) Decoder() *builtins.Decoder { return rt.decoder }
+
+// Predeclared returns the names every script of this context sees
+// (frozen): the reference documents each (docs/reference.md).
+func (rt *Runtime) Predeclared() starlark.StringDict { return rt.predeclared }
 
 func (rt *Runtime) isPredeclared(name string) bool {
 	_, ok := rt.predeclared[name]

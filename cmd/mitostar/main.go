@@ -29,16 +29,20 @@ import (
 
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/docs"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 const usage = `usage: mitostar [flags] SCRIPT.star [ARG...]
        mitostar run [flags] SCRIPT.star [ARG...]
        mitostar version | --version
+       mitostar doc [NAME]
        mitostar help
 
 Runs SCRIPT.star: its top level, then main() if it defines one. ARGs are
-available to the script (in every context) as argv.
+available to the script (in every context) as argv. "mitostar doc NAME"
+prints the reference of NAME (a predeclared name, a method such as
+Receiver.get, an error kind), "mitostar doc" all of it.
 
 flags:
   -I DIR                  add a module root (repeatable); the script's
@@ -79,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return printVersion(stdout, stderr)
 		case "help":
 			return write(stdout, stderr, usage)
+		case "doc":
+			return doc(stdout, stderr, args[1:])
 		case "run":
 			args = args[1:]
 		}
@@ -275,4 +281,22 @@ func asTyped(err error, args []string) string {
 		}
 		return m
 	})
+}
+
+// doc prints the reference, or the entry or section of NAME.
+func doc(stdout, stderr io.Writer, args []string) int {
+	if len(args) == 0 {
+		return write(stdout, stderr, docs.Reference)
+	}
+	name := strings.Join(args, " ")
+	text, ok := docs.Lookup(docs.Reference, name)
+	if !ok {
+		fmt.Fprintf(stderr, "mitostar doc: nothing is named %q in the reference", name)
+		if near := docs.Near(docs.Reference, name); len(near) > 0 {
+			fmt.Fprintf(stderr, "; entries that start alike: %s", strings.Join(near, ", "))
+		}
+		fmt.Fprintln(stderr)
+		return 1
+	}
+	return write(stdout, stderr, text)
 }

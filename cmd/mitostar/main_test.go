@@ -16,7 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"go.starlark.net/starlark"
+
+	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/docs"
+	"github.com/mitostar/mitostar/runtime"
 )
 
 // cliEnv makes this test binary behave as the mitostar command: the CLI
@@ -385,6 +390,87 @@ func TestFailingScript(t *testing.T) {
 	r = mitostar(t, dir, nil, "syntax.star")
 	r.want(t, 1)
 	matches(t, "stderr", r.stderr, `^Error: syntax.star:1:\d+: got ':', want '\)'\n$`)
+}
+
+// docs/reference.md documents every predeclared name, every member of a
+// predeclared module, every method and attribute of mitostar's types,
+// every connection method and error kind, and the subcommands.
+func TestReferenceCoversEverything(t *testing.T) {
+	entries, _ := docs.Parse(docs.Reference)
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name] = true
+	}
+	var missing []string
+	need := func(name string) {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	r := core.NewMaster(core.Options{})
+	defer r.Close()
+	pre := runtime.New(r, runtime.Options{}).Predeclared()
+	for _, name := range pre.Keys() {
+		need(name)
+		if _, ok := pre[name].(*starlark.List); ok {
+			continue // argv and parent_ids: Starlark's list methods
+		}
+		if h, ok := pre[name].(starlark.HasAttrs); ok {
+			for _, a := range h.AttrNames() {
+				need(name + "." + a)
+			}
+		}
+	}
+	for prefix, v := range map[string]starlark.HasAttrs{
+		"Context": &builtins.Context{}, "Receiver": &builtins.Receiver{}, "Sender": &builtins.Sender{},
+		"Channel": &builtins.Channel{}, "Select": &builtins.Select{}, "Latch": &builtins.Latch{},
+		"Message": &builtins.Message{}, "Error": &builtins.Error{}, "service": &builtins.Service{},
+	} {
+		need(prefix)
+		for _, a := range v.AttrNames() {
+			need(prefix + "." + a)
+		}
+	}
+	for _, m := range core.Methods() {
+		need("router." + m)
+	}
+	for _, k := range []string{"CallError", "ChannelError", "StreamError", "TimeoutError", "PasswordError",
+		"HostKeyError", "OSError", "LatchError", "Error"} {
+		need(k)
+	}
+	for _, c := range []string{"mitostar", "mitostar version", "mitostar doc", "mitostar help"} {
+		need(c)
+	}
+	if len(missing) > 0 {
+		t.Errorf("docs/reference.md has no entry for %d names:\n%s", len(missing), strings.Join(missing, "\n"))
+	}
+}
+
+func TestDoc(t *testing.T) {
+	t.Parallel()
+	r := mitostar(t, "", nil, "doc")
+	r.want(t, 0)
+	if r.stdout != docs.Reference {
+		t.Errorf("mitostar doc does not print docs/reference.md")
+	}
+	for _, tc := range []struct{ args, want []string }{
+		{[]string{"Receiver.get"}, []string{"`Receiver.get(timeout=None, block=True)`\n    the next message"}},
+		{[]string{"receiver.GET"}, []string{"`Receiver.get(timeout=None, block=True)`"}},
+		{[]string{"ctx.call"}, []string{"### `Context.call(fn, *args, _timeout=None, **kwargs)`\n"}},
+		{[]string{"router.ssh"}, []string{"### `router.ssh(hostname, **keywords)`", "check_host_keys"}},
+		{[]string{"CallError"}, []string{"### `CallError`\n"}},
+		{[]string{"Error"}, []string{"`Error.kind`", "Everything refused locally"}},
+		{[]string{"mitostar", "doc"}, []string{"### `mitostar doc [NAME]`"}},
+		{[]string{"services"}, []string{"## Services\n", "### `service(*functions"}},
+		{[]string{"store.incr"}, []string{"`store.incr(key, by=1)`"}},
+	} {
+		r := mitostar(t, "", nil, append([]string{"doc"}, tc.args...)...)
+		r.want(t, 0)
+		contains(t, fmt.Sprintf("doc %v", tc.args), r.stdout, tc.want...)
+	}
+	r = mitostar(t, "", nil, "doc", "Receiver.gett")
+	r.want(t, 1)
+	contains(t, "stderr", r.stderr, `mitostar doc: nothing is named "Receiver.gett" in the reference; entries that start alike: `, "Receiver.get_data")
 }
 
 // An uncaught error ends with "KIND: message", the kind named once.
