@@ -48,36 +48,28 @@ type groupKeeper struct {
 	warned bool         // a failure to keep groups was logged
 }
 
-var (
-	keepersMu sync.Mutex
-	keepers   = map[*core.Router]*groupKeeper{}
-)
-
-// keeperOf returns the keeper of r's context.
+// keeperOf returns the keeper of r's context, made at first use.
 func keeperOf(r *core.Router) *groupKeeper {
-	keepersMu.Lock()
-	defer keepersMu.Unlock()
-	if k := keepers[r]; k != nil {
-		return k
+	rs := routerStateOf(r)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.keeper == nil {
+		k := &groupKeeper{r: r, groups: map[int]bool{}}
+		rs.keeper = k
+		// The router owns this goroutine: at the end of its lifetime the
+		// keeper's input closes, the keeper kills what is left and exits.
+		r.Go(func() {
+			<-r.Lifetime().Done()
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			k.closed = true
+			if k.w != nil {
+				k.w.Close()
+				k.w = nil
+			}
+		})
 	}
-	k := &groupKeeper{r: r, groups: map[int]bool{}}
-	keepers[r] = k
-	// The router owns this goroutine: at the end of its lifetime the
-	// keeper's input closes, the keeper kills what is left and exits.
-	r.Go(func() {
-		<-r.Lifetime().Done()
-		k.mu.Lock()
-		k.closed = true
-		if k.w != nil {
-			k.w.Close()
-			k.w = nil
-		}
-		k.mu.Unlock()
-		keepersMu.Lock()
-		delete(keepers, r)
-		keepersMu.Unlock()
-	})
-	return k
+	return rs.keeper
 }
 
 // add hands the group pgid to the keeper (after forgetting the groups

@@ -15,8 +15,9 @@ import (
 )
 
 // routerState is what the builtins keep per router: the contexts it
-// started, what it learnt of other contexts' via, and the callbacks of
-// its signals.
+// started, what it learnt of other contexts' via, the callbacks of its
+// signals, its store, the keeper of exec's process groups and the
+// Starlark services it activated elsewhere.
 type routerState struct {
 	r *core.Router
 
@@ -35,6 +36,7 @@ type routerState struct {
 	shutdownDone   chan struct{}                  // closed when they have run
 
 	store     *Store              // the context's store (StoreOf)
+	keeper    *groupKeeper        // the keeper of exec's process groups (keeperOf)
 	activated map[activation]bool // Starlark services activated in other contexts, by call_service
 }
 

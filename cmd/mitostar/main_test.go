@@ -668,76 +668,95 @@ func TestSignals(t *testing.T) {
 	} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
 			dir := script(t, map[string]string{"tree.star": treeScript})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := command(ctx, dir, nil, "tree.star")
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var pids []int
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				line := sc.Text()
-				if line == "ready" {
-					break
-				}
-				if f := strings.Fields(line); len(f) == 2 {
-					if p, err := strconv.Atoi(f[1]); err == nil && f[0] == "child" {
-						pids = append(pids, p)
-					}
-				}
-			}
-			if len(pids) != 4 {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("got child pids %v before ready; stderr:\n%s", pids, stderr.String())
-			}
-			for _, p := range pids {
+			tr := startTree(t, dir, "child", 4, "tree.star")
+			for _, p := range tr.pids {
 				if !alive(p) {
 					t.Fatalf("child %d not running before the signal", p)
 				}
 			}
 			sent := time.Now()
-			if err := cmd.Process.Signal(tc.sig); err != nil {
+			if err := tr.cmd.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
 			}
-			go func() { // drain the rest of stdout so the master never blocks on it
-				for sc.Scan() {
-				}
-			}()
-			err = cmd.Wait()
-			code := cmd.ProcessState.ExitCode()
-			if code != tc.code {
-				t.Errorf("exit status %d (%v), want %d; stderr:\n%s", code, err, tc.code, stderr.String())
+			err := tr.cmd.Wait()
+			if code := tr.cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Errorf("exit status %d (%v), want %d; stderr:\n%s", code, err, tc.code, tr.stderr.String())
 			}
 			// No process of the tree is left 2 s after the signal.
-			deadline := sent.Add(2 * time.Second)
-			for {
-				var left []int
-				for _, p := range pids {
-					if alive(p) {
-						left = append(left, p)
-					}
-				}
-				if len(left) == 0 {
-					t.Logf("%s: tree gone %v after the signal", tc.sig, time.Since(sent).Round(time.Millisecond))
-					break
-				}
-				if time.Now().After(deadline) {
-					for _, p := range left {
-						syscall.Kill(p, syscall.SIGKILL)
-					}
-					t.Fatalf("%s: children %v still alive 2s after the signal", tc.sig, left)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			goneWithin(t, tc.sig.String()+": the tree", tr.pids, sent, 2*time.Second)
 		})
+	}
+}
+
+// A tree is a running mitostar command and the pids it printed.
+type tree struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	pids   []int
+}
+
+// startTree runs the command with args in dir and reads the pids of its
+// stdout lines "WORD PID" until a line "ready"; it wants n of them. The
+// rest of stdout is drained, so the command never blocks on it.
+func startTree(t *testing.T, dir, word string, n int, args ...string) *tree {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	tr := &tree{cmd: command(ctx, dir, nil, args...), stderr: &bytes.Buffer{}}
+	tr.cmd.Stderr = tr.stderr
+	out, err := tr.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "ready" {
+			break
+		}
+		if f := strings.Fields(line); len(f) == 2 && f[0] == word {
+			if p, err := strconv.Atoi(f[1]); err == nil {
+				tr.pids = append(tr.pids, p)
+			}
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	if len(tr.pids) != n {
+		tr.cmd.Process.Kill()
+		tr.cmd.Wait()
+		t.Fatalf("got %s pids %v before ready, want %d; stderr:\n%s", word, tr.pids, n, tr.stderr.String())
+	}
+	return tr
+}
+
+// goneWithin fails unless every process of pids is gone within limit of
+// since; those left are killed.
+func goneWithin(t *testing.T, what string, pids []int, since time.Time, limit time.Duration) {
+	t.Helper()
+	for {
+		var left []int
+		for _, p := range pids {
+			if alive(p) {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 {
+			t.Logf("%s: gone %v after", what, time.Since(since).Round(time.Millisecond))
+			return
+		}
+		if time.Since(since) > limit {
+			for _, p := range left {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			t.Fatalf("%s: processes %v still alive %v after", what, left, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -768,70 +787,23 @@ func TestBackgroundProcessesDie(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := script(t, map[string]string{"bg.star": bgScript})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := command(ctx, dir, nil, "bg.star", tc.name)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var pids []int
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if sc.Text() == "ready" {
-					break
-				}
-				var pid int
-				if _, err := fmt.Sscanf(sc.Text(), "bg %d", &pid); err == nil {
-					pids = append(pids, pid)
-				}
-			}
+			tr := startTree(t, dir, "bg", 2, "bg.star", tc.name)
 			t.Cleanup(func() {
-				for _, p := range pids {
+				for _, p := range tr.pids {
 					syscall.Kill(p, syscall.SIGKILL)
 				}
 			})
-			if len(pids) != 2 {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("background pids %v; stderr:\n%s", pids, stderr.String())
-			}
-			for _, p := range pids {
+			for _, p := range tr.pids {
 				if !alive(p) {
 					t.Fatalf("background process %d is not running while its context lives", p)
 				}
 			}
 			sent := time.Now()
 			if tc.sig != 0 {
-				cmd.Process.Signal(tc.sig)
+				tr.cmd.Process.Signal(tc.sig)
 			}
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			cmd.Wait()
-			deadline := sent.Add(3 * time.Second)
-			for {
-				var left []int
-				for _, p := range pids {
-					if alive(p) {
-						left = append(left, p)
-					}
-				}
-				if len(left) == 0 {
-					t.Logf("%s: background processes gone %v after", tc.name, time.Since(sent).Round(time.Millisecond))
-					return
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: background processes %v still alive 3s after; stderr:\n%s", tc.name, left, stderr.String())
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			tr.cmd.Wait()
+			goneWithin(t, tc.name+": the background processes", tr.pids, sent, 3*time.Second)
 		})
 	}
 }
