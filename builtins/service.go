@@ -206,6 +206,9 @@ func callStarService(t *starlark.Thread, c *core.Context, path, method string, k
 	if !done {
 		// As Mitogen: a context with parent authority activates a service
 		// on its first call; others can only call one that is active.
+		// A dead answer (refused by policy, the context gone) leaves the
+		// call itself to say what is wrong; a failed activation (no such
+		// module, no SERVICE) is the answer.
 		err := c.CallService(ctx, nil, ActivatorService, "activate", map[string]any{"path": path})
 		var ce *core.ChannelError
 		switch {
@@ -213,8 +216,7 @@ func callStarService(t *starlark.Thread, c *core.Context, path, method string, k
 			rs.mu.Lock()
 			rs.activated[key] = true
 			rs.mu.Unlock()
-		case errors.As(err, &ce) && strings.Contains(ce.Reason, "refused by policy"):
-		default:
+		case !errors.As(err, &ce):
 			return nil, fmt.Errorf("call_service: activating %s in %s: %w", path, c.Name(), err)
 		}
 	}

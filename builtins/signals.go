@@ -198,17 +198,16 @@ func (rs *routerState) watch(c *core.Context) {
 func (rs *routerState) onDisconnect(rt Runtime, c *core.Context, fn starlark.Callable) {
 	q := rs.callbacks(rt)
 	rs.mu.Lock()
-	rs.ctxDisconnect[c.ID] = append(rs.ctxDisconnect[c.ID], fn)
-	rs.mu.Unlock()
 	select {
 	case <-c.Disconnected():
-		rs.mu.Lock()
-		rs.ctxDisconnect[c.ID] = nil
+		// The watcher has run or will find nothing: fn alone is due.
 		rs.mu.Unlock()
 		q.put(callback{fn: fn, args: starlark.Tuple{NewContext(c)}})
 		return
 	default:
 	}
+	rs.ctxDisconnect[c.ID] = append(rs.ctxDisconnect[c.ID], fn)
+	rs.mu.Unlock()
 	rs.watch(c)
 }
 
