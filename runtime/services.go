@@ -129,6 +129,12 @@ func startProfiling(ctx context.Context, c *core.Call) (any, error) {
 	if err := c.Args(&args); err != nil || len(args) != 1 {
 		return nil, fmt.Errorf("profiling: want one directory argument (%v)", err)
 	}
+	name := fmt.Sprintf("child-%d", os.Getpid())
+	if dir := os.Getenv(core.ProfileDirEnv); dir != "" {
+		// --profile has it write its profiles already: those are the ones.
+		base := filepath.Join(dir, name)
+		return []string{base + ".cpu.prof", base + ".heap.prof"}, nil
+	}
 	dir := args[0]
 	if dir == "" {
 		dir = os.TempDir()
@@ -136,10 +142,6 @@ func startProfiling(ctx context.Context, c *core.Call) (any, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if os.Getenv(core.ProfileDirEnv) != "" {
-		return nil, errors.New("this context writes profiles already (--profile)")
-	}
-	name := fmt.Sprintf("child-%d", os.Getpid())
 	// Children start with heap sampling off (no profile was asked for):
 	// from now on it samples at Go's default rate.
 	goruntime.MemProfileRate = 512 << 10
