@@ -28,7 +28,7 @@ const (
 	TagSet       uint64 = 40102 // array of elements
 	TagDict      uint64 = 40103 // array [k1, v1, k2, v2, ...] in insertion order
 	TagStruct    uint64 = 40104 // array [k1, v1, ...]
-	TagContext   uint64 = 40105 // array [id, name]
+	TagContext   uint64 = 40105 // array [id, name, id of the context that started it (0: the master, or unknown)]
 	TagSender    uint64 = 40106 // array [context id, context name, handle]
 	TagError     uint64 = 40107 // array [kind, message, traceback, context]
 	TagFunc      uint64 = 40108 // array [module path, sha256, name]
@@ -110,6 +110,15 @@ func EncodeArgs(refs FuncRefs, args starlark.Tuple, kwargs []starlark.Tuple) (he
 	}
 	head, tail = e.finish()
 	return head, tail, nil
+}
+
+// encodeJoined is EncodeArgs in one buffer.
+func encodeJoined(refs FuncRefs, args starlark.Tuple, kwargs []starlark.Tuple) ([]byte, error) {
+	head, tail, err := EncodeArgs(refs, args, kwargs)
+	for _, p := range tail {
+		head = append(head, p...)
+	}
+	return head, err
 }
 
 // An encoder appends to buf until a large string is split off: then the
@@ -274,9 +283,10 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 		}
 	case *Context:
 		e.item(majorTag, TagContext)
-		e.item(majorArray, 2)
+		e.item(majorArray, 3)
 		e.uint(uint64(x.C.ID))
 		e.text(x.C.Name())
+		e.uint(uint64(parentOf(x.C)))
 	case *Sender:
 		c := x.S.Context()
 		e.item(majorTag, TagSender)
@@ -709,11 +719,7 @@ func (s *decodeState) tagged(tag uint64, depth int) (starlark.Value, error) {
 		}
 		return starlarkstruct.FromStringDict(starlarkstruct.Default, sd), nil
 	case TagContext, TagSender:
-		k := 2
-		if tag == TagSender {
-			k = 3
-		}
-		if err := want(k); err != nil {
+		if err := want(3); err != nil {
 			return bad(err)
 		}
 		id, err := s.uint32Item()
@@ -724,19 +730,19 @@ func (s *decodeState) tagged(tag uint64, depth int) (starlark.Value, error) {
 		if err != nil {
 			return bad(err)
 		}
-		var handle uint32
-		if tag == TagSender {
-			if handle, err = s.uint32Item(); err != nil {
-				return bad(err)
-			}
+		third, err := s.uint32Item() // a Sender's handle, or the id of the context that started a Context
+		if err != nil {
+			return bad(err)
 		}
 		if s.d.Router == nil {
 			return nil, errors.New("a context needs a router")
 		}
 		c := s.d.Router.ContextByName(id, name)
 		if tag == TagContext {
+			learnVia(c, third)
 			return NewContext(c), nil
 		}
+		handle := third
 		return &Sender{S: core.NewSender(c, handle)}, nil
 	case TagError, TagFunc:
 		k := 4

@@ -170,7 +170,8 @@ func TestDecodeRefusesMalformedInput(t *testing.T) {
 		{"duplicate map key", []byte{0xa2, 0x01, 0x02, 0x01, 0x03}, "duplicate key"},
 		{"unhashable key", []byte{0xa1, 0x80, 0x01}, "unhashable"},
 		{"simple value", []byte{0xf0}, "unsupported CBOR simple value"},
-		{"context without router", []byte{0xd9, 0x9c, 0xa9, 0x82, 0x01, 0x61, 'c'}, "needs a router"},
+		{"context without router", []byte{0xd9, 0x9c, 0xa9, 0x83, 0x01, 0x61, 'c', 0x00}, "needs a router"},
+		{"context of two elements", []byte{0xd9, 0x9c, 0xa9, 0x82, 0x01, 0x61, 'c'}, "want 3 elements, got 2"},
 	} {
 		_, err := (&Decoder{}).Decode(c.data)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "decoding value: ") {

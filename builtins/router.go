@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -24,9 +25,12 @@ type Runtime interface {
 	// as a reference, with the modules target still lacks (pushed ahead
 	// of the call when large, waiting for room until ctx ends).
 	CallRequest(ctx context.Context, target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
-	// NewThread returns a thread for running Starlark code (a handler),
-	// and a function to call when done with it.
+	// NewThread returns a thread for running Starlark code (a policy)
+	// that lives as long as the router, and a function to call when done
+	// with it.
 	NewThread(name string) (*starlark.Thread, func())
+	// NewThreadContext is NewThread for a thread cancelled when ctx ends.
+	NewThreadContext(name string, ctx context.Context) (*starlark.Thread, func())
 }
 
 // refsOf is how functions encoded on thread travel: its runtime, or nil
@@ -83,10 +87,19 @@ var routerMethods = methodTable{
 	},
 	"context_by_id": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var id uint32
-		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &id); err != nil {
+		var viaID starlark.Value = starlark.None
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "id", &id, "via_id?", &viaID); err != nil {
 			return nil, err
 		}
-		return NewContext(b.Receiver().(*Router).R.ContextByID(id)), nil
+		c := b.Receiver().(*Router).R.ContextByID(id)
+		if viaID != starlark.None {
+			var via uint32
+			if err := starlark.AsInt(viaID, &via); err != nil {
+				return nil, fmt.Errorf("%s: via_id must be a context id or None, got %s", b.Name(), viaID)
+			}
+			learnVia(c, via)
+		}
+		return NewContext(c), nil
 	},
 	"myself": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		return NewContext(b.Receiver().(*Router).R.Myself()), starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0)
@@ -188,7 +201,8 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 		}
 		kwargs = append([]starlark.Tuple{{starlark.String(p), args[0]}}, kwargs...)
 	}
-	var onStart starlark.Value
+	var onStart, onFork starlark.Value
+	profile, profileDir := false, "" // profiling=: on, into this directory of the child's host ("": its temporary directory)
 	for _, kv := range kwargs {
 		k := string(kv[0].(starlark.String))
 		v := kv[1]
@@ -224,11 +238,28 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 			if opts.Via, err = ToContext(v, fname+": via"); err != nil {
 				return nil, err
 			}
-		case "on_start":
-			if method != "fork" {
-				return nil, fmt.Errorf("%s: unexpected keyword on_start", fname)
+		case "profiling":
+			switch p := v.(type) {
+			case starlark.NoneType:
+			case starlark.Bool:
+				profile = bool(p)
+			case starlark.String:
+				if p == "" {
+					return nil, fmt.Errorf("%s: profiling must be True, False or a directory, got an empty string", fname)
+				}
+				profile, profileDir = true, string(p)
+			default:
+				return nil, fmt.Errorf("%s: profiling must be True, False or a directory, got %s", fname, v.Type())
 			}
-			onStart = v
+		case "on_start", "on_fork":
+			if method != "fork" {
+				return nil, fmt.Errorf("%s: unexpected keyword %s", fname, k)
+			}
+			if k == "on_start" {
+				onStart = v
+			} else {
+				onFork = v
+			}
 		default:
 			if opts.Kwargs[k], err = ToGo(refsOf(thread), v); err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", fname, k, err)
@@ -240,13 +271,39 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 	if err != nil {
 		return nil, err
 	}
-	child := NewContext(c)
-	if onStart != nil && onStart != starlark.None {
-		if _, err := callIn(thread, c, onStart, nil, nil, 0); err != nil {
-			return nil, fmt.Errorf("fork: on_start: %w", err)
+	if opts.Via == nil {
+		routerStateOf(r.R).noteStarted(c)
+	}
+	if profile {
+		var files []string
+		if err := c.Call(ctx, &files, ProfileFunc, profileDir); err != nil {
+			c.Shutdown()
+			return nil, fmt.Errorf("%s: profiling: %w", fname, err)
+		}
+		r.R.Emit(slog.LevelInfo, fmt.Sprintf("profiling %s: its CPU and heap profiles are written to %s when it exits", c.Name(), strings.Join(files, " and ")))
+	}
+	// What fork runs in its child before any other call reaches it, as
+	// Mitogen's fork: on_fork() first, then on_start(). A failure shuts
+	// the new context down: the caller never gets it.
+	for _, f := range []struct {
+		kw string
+		fn starlark.Value
+	}{{"on_fork", onFork}, {"on_start", onStart}} {
+		if f.fn == nil || f.fn == starlark.None {
+			continue
+		}
+		if _, err := callIn(thread, c, f.fn, nil, nil, 0); err != nil {
+			c.Shutdown()
+			var re *core.RemoteError
+			if errors.As(err, &re) { // keep its kind and frames, say where it arose
+				out := *re
+				out.Message = fmt.Sprintf("fork: %s: %s", f.kw, re.Message)
+				return nil, &out
+			}
+			return nil, fmt.Errorf("fork: %s: %w", f.kw, err)
 		}
 	}
-	return child, nil
+	return NewContext(c), nil
 }
 
 func routerAddHandler(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -274,8 +331,10 @@ func routerAddHandler(thread *starlark.Thread, b *starlark.Builtin, args starlar
 			return nil, err
 		}
 	}
-	h := newHandlerQueue(r.R, rt, fn)
-	got, err := r.R.AddHandler(h.put, opts)
+	q := newCallbackQueue(r.R, rt, "handler")
+	got, err := r.R.AddHandler(func(m *core.Message) {
+		q.put(callback{fn: fn, args: starlark.Tuple{&Message{M: m}}, last: m.IsDead()})
+	}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("add_handler: %w", err)
 	}
@@ -295,6 +354,7 @@ func routerDisconnect(thread *starlark.Thread, b *starlark.Builtin, args starlar
 	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &c); err != nil {
 		return nil, err
 	}
+	noteShutdown(c.C)
 	b.Receiver().(*Router).R.Disconnect(c.C)
 	return starlark.None, nil
 }
@@ -309,6 +369,8 @@ func policyOf(r *core.Router, rt Runtime, v starlark.Value) (core.Policy, error)
 			return r.HasParentAuthority, nil
 		case "policy.is_immediate_child":
 			return r.IsImmediateChild, nil
+		case "policy.allow_any":
+			return core.AllowAny, nil
 		}
 	}
 	fn, ok := v.(starlark.Callable)
@@ -327,41 +389,6 @@ func policyOf(r *core.Router, rt Runtime, v starlark.Value) (core.Policy, error)
 		}
 		return bool(res.Truth())
 	}, nil
-}
-
-// handlerQueue runs a Starlark handler for each message, in order, on a
-// goroutine of its own owned by the router: handlers never block routing.
-type handlerQueue struct {
-	r     *core.Router
-	rt    Runtime
-	fn    starlark.Callable
-	latch *core.Latch
-}
-
-func newHandlerQueue(r *core.Router, rt Runtime, fn starlark.Callable) *handlerQueue {
-	h := &handlerQueue{r: r, rt: rt, fn: fn, latch: core.NewLatch()}
-	r.Go(h.loop)
-	return h
-}
-
-func (h *handlerQueue) put(m *core.Message) { h.latch.Put(m) }
-
-func (h *handlerQueue) loop() {
-	for {
-		v, err := h.latch.Get(h.r.Lifetime(), true)
-		if err != nil {
-			return
-		}
-		m := v.(*core.Message)
-		thread, done := h.rt.NewThread("handler")
-		if _, err := starlark.Call(thread, h.fn, starlark.Tuple{&Message{M: m}}, nil); err != nil {
-			h.r.Emit(slog.LevelError, "handler failed: "+Backtrace(err))
-		}
-		done()
-		if m.IsDead() {
-			return
-		}
-	}
 }
 
 // ---- Context methods ----
@@ -384,7 +411,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return &Receiver{R: rv, Call: true}, nil
+		return newReceiverValue(t, rv, true), nil
 	}
 	contextMethods["call_no_reply"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		fn, rest, timeout, err := callArgs(b.Name(), args, kwargs)
@@ -426,7 +453,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return &Receiver{R: rv}, nil
+		return newReceiverValue(t, rv, false), nil
 	}
 	contextMethods["send_await"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -452,6 +479,7 @@ func init() {
 			return nil, err
 		}
 		c := b.Receiver().(*Context).C
+		noteShutdown(c)
 		l := c.Shutdown()
 		if wait {
 			if err := c.ShutdownWait(ThreadContext(t)); err != nil {
@@ -460,25 +488,7 @@ func init() {
 		}
 		return &Latch{L: l}, nil
 	}
-	contextMethods["call_service"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		var service, method string
-		if err := starlark.UnpackPositionalArgs(b.Name(), args, nil, 2, &service, &method); err != nil {
-			return nil, err
-		}
-		kw := map[string]any{}
-		for _, kv := range kwargs {
-			v, err := ToGo(refsOf(t), kv[1])
-			if err != nil {
-				return nil, fmt.Errorf("call_service: %s: %w", kv[0], err)
-			}
-			kw[string(kv[0].(starlark.String))] = v
-		}
-		var out any
-		if err := b.Receiver().(*Context).C.CallService(ThreadContext(t), &out, service, method, kw); err != nil {
-			return nil, err
-		}
-		return FromGo(out)
-	}
+	contextMethods["call_service"] = callService
 }
 
 // callArgs splits call's arguments into the function, its positional
@@ -692,3 +702,10 @@ func FromGo(v any) (starlark.Value, error) {
 	}
 	return nil, fmt.Errorf("cannot convert %T to a Starlark value", v)
 }
+
+// ProfileFunc is the registered Go function (core.RegisterFunc, by the
+// runtime) that starts CPU and heap profiling in a context for the rest
+// of its life: the profiling= keyword of the connection methods. Its
+// argument is a directory of the context's host ("": its temporary
+// directory); it returns the two files it writes when the context exits.
+const ProfileFunc = "runtime.profile"

@@ -94,7 +94,13 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 	} else {
 		close(s.diagDone)
 	}
-	stop := context.AfterFunc(ctx, func() { s.fail(fmt.Errorf("gave up waiting for the target: %w", context.Cause(ctx))) })
+	stop := context.AfterFunc(ctx, func() {
+		if ctx.Err() == context.DeadlineExceeded {
+			s.fail(fmt.Errorf("timed out %s", s.waitingFor()))
+			return
+		}
+		s.fail(fmt.Errorf("gave up waiting for the target: %w", context.Cause(ctx)))
+	})
 	defer stop()
 	out, err := s.run()
 	s.active.Store(false)
@@ -135,6 +141,32 @@ type session struct {
 	ship     *binary // the binary for the target's platform
 	shipped  bool
 	platform string
+	stage    string // what the bootstrap waits for now, under mu (see waitingFor)
+	typed    bool   // an answer was typed into a prompt, under mu
+	heard    bool   // the target printed something, under mu
+}
+
+// setStage records what the bootstrap waits for from now on.
+func (s *session) setStage(stage string) {
+	s.mu.Lock()
+	s.stage = stage
+	s.mu.Unlock()
+}
+
+// waitingFor says what the bootstrap was waiting for, for the message of
+// a connect_timeout that passed.
+func (s *session) waitingFor() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.stage != "":
+		return s.stage
+	case s.typed:
+		return "waiting for the target after typing an answer to its prompt"
+	case s.heard:
+		return "waiting for the target to start the bootstrap (it printed only what is quoted below)"
+	}
+	return "with nothing received from the target (is it reachable, and is the program connecting to it answering?)"
 }
 
 // fail records the first cause of failure and closes the process, which
@@ -189,6 +221,9 @@ func (s *session) answer(line string, partial bool) {
 	s.ttyMu.Lock()
 	_, err = io.WriteString(s.p.tty, text)
 	s.ttyMu.Unlock()
+	s.mu.Lock()
+	s.typed = true
+	s.mu.Unlock()
 	if err != nil {
 		s.fail(fmt.Errorf("typing into the terminal: %w", err))
 	}
@@ -282,6 +317,7 @@ func (s *session) logDiag(line string) {
 	}
 	s.mu.Lock()
 	s.diagLines = keepLast(s.diagLines, line)
+	s.heard = true
 	s.mu.Unlock()
 	// Until the child is up, what the program says (prompts, banners,
 	// login noise) is quoted in the error if the connection fails, and
@@ -358,6 +394,7 @@ func (s *session) noteOutput(line string, replay *bytes.Buffer) {
 	}
 	s.mu.Lock()
 	s.outLines = keepLast(s.outLines, line)
+	s.heard = true
 	s.mu.Unlock()
 	if replay.Len() < 16<<10 {
 		replay.WriteString(line)
@@ -424,13 +461,17 @@ func (s *session) handle(msg string) error {
 		}
 		s.ship = bin
 		script := stage2Script(info.hash, info.size)
+		s.setStage("sending the second stage of the bootstrap to the target (" + s.platform + ")")
 		_, err = fmt.Fprintf(s.in, "%d\n%s", len(script), script)
+		s.setStage("waiting for the target to find mitostar in its cache, or ask for it, and start it")
 		return s.writeErr(err)
 	case "send":
 		if s.ship == nil {
 			return errors.New("bootstrap: the stub asked for the binary before naming its platform")
 		}
 		s.shipped = true
+		s.setStage("sending the mitostar binary to the target")
+		defer s.setStage("waiting for mitostar to start on the target after sending it")
 		if strings.TrimSpace(rest) == "1" {
 			gz, err := s.ship.gzipped()
 			if err != nil {

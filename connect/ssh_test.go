@@ -255,7 +255,12 @@ func TestSSHConnectTimeout(t *testing.T) {
 		"hostname": "127.0.0.1", "port": int64(l.Addr().(*net.TCPAddr).Port),
 	}})
 	d := time.Since(began)
-	wantKind(t, err, "StreamError", "timed out", "ssh to 127.0.0.1")
+	// It says what timed out, never Go's "context deadline exceeded".
+	wantKind(t, err, "StreamError", "connection timed out after 2s", "ssh to 127.0.0.1",
+		"timed out with nothing received from the target")
+	if err != nil && strings.Contains(err.Error(), "deadline exceeded") {
+		t.Errorf("the error names Go's context: %v", err)
+	}
 	if d < 2*time.Second || d > 4*time.Second {
 		t.Errorf("gave up after %v, want about 2s", d)
 	}

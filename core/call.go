@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -265,7 +266,11 @@ func (e *executor) call(ctx context.Context, c *Call) (head []byte, tail []strin
 // Mitogen logs it.
 func (e *executor) fail(m *Message, rerr *RemoteError) {
 	if m.ReplyTo == 0 {
-		e.r.Emit(slog.LevelWarn, fmt.Sprintf("No-reply function call failed: %s: %s", rerr.Kind, rerr.Message))
+		text := fmt.Sprintf("No-reply function call failed: %s: %s", rerr.Kind, rerr.Message)
+		if tb := rerr.Traceback(); tb != "" {
+			text += "\n" + strings.TrimRight(tb, "\n")
+		}
+		e.r.Emit(slog.LevelError, text)
 		return
 	}
 	e.send(m, encodeCallReply(nil, rerr), nil)

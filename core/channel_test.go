@@ -223,6 +223,59 @@ func TestReceiver(t *testing.T) {
 	}
 }
 
+func TestReceiverNotify(t *testing.T) {
+	r := newMaster(t)
+	rv, err := r.NewReceiver(ReceiverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := 0
+	if err := rv.Notify(func() { mu.Lock(); calls++; mu.Unlock() }); err != nil {
+		t.Fatal(err)
+	}
+	s := rv.ToSender()
+	for i := 0; i < 3; i++ {
+		if err := s.Send(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	got := calls
+	mu.Unlock()
+	if got != 3 || rv.Size() != 3 {
+		t.Fatalf("notified %d times for %d messages, want 3", got, rv.Size())
+	}
+	// The notification is the user's: a Select cannot take it over.
+	if _, err := NewSelect(true, rv); !errors.Is(err, ErrSelectOwned) {
+		t.Fatalf("Select over a notified receiver: %v", err)
+	}
+	if err := rv.Notify(nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Send(context.Background(), "after")
+	mu.Lock()
+	got = calls
+	mu.Unlock()
+	if got != 3 {
+		t.Fatalf("notified after removal: %d calls", got)
+	}
+	// While a Select waits on the receiver, the notification is its own.
+	sel, err := NewSelect(true, rv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rv.Notify(func() {}); !errors.Is(err, ErrSelectOwned) {
+		t.Fatalf("Notify under a Select: %v", err)
+	}
+	rv.Notify(nil) // does not take the Select's away
+	s.Send(context.Background(), "for the select")
+	if sel.Size() != 5 { // the four queued when it was added, and this one
+		t.Fatalf("select sees %d results, want 5", sel.Size())
+	}
+	sel.Close()
+}
+
 func TestReceiverRespondentDisconnect(t *testing.T) {
 	r := newMaster(t)
 	a := attachRaw(t, r, 5, "raw.5")

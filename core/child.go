@@ -127,7 +127,7 @@ func Methods() []string {
 
 func init() {
 	RegisterMethod("local", newLocalTransport)
-	RegisterMethod("fork", newLocalTransport)
+	RegisterMethod("fork", newForkTransport)
 	RegisterFunc("core.connect", serveConnect)
 }
 

@@ -249,7 +249,7 @@ func TestChildOutputAndLogsReachMaster(t *testing.T) {
 	if err := c.CallNoReply(context.Background(), "test.fail"); err != nil {
 		t.Fatal(err)
 	}
-	sink.waitFor(t, LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "No-reply function call failed: Error: boom", ID: c.ID})
+	sink.waitFor(t, LogRecord{Context: "talker", Level: int(slog.LevelError), Text: "No-reply function call failed: Error: boom", ID: c.ID})
 	// A child cannot log under another context's name: the master names
 	// each record by the context that sent it (or a child of it).
 	if err := c.Call(ctx, nil, "test.forgelog", c.ID, g.ID, r.ID(), "ssh.prod:22"); err != nil {

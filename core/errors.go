@@ -94,7 +94,7 @@ type Frame struct {
 }
 
 // RemoteError is an error that arose in another context and crossed the
-// tree. Kind is one of the kinds of SPEC "Which kind, when" ("CallError",
+// tree. Kind is one of the kinds of docs/reference.md, "Errors" ("CallError",
 // "OSError", ...); Frames is the remote backtrace, innermost last.
 type RemoteError struct {
 	Kind    string  `cbor:"1,keyasint"`
@@ -133,7 +133,7 @@ func AsRemote(err error, contextName string) *RemoteError {
 	return &RemoteError{Kind: kind, Message: err.Error(), Context: contextName}
 }
 
-// KindOf names the SPEC error kind of err.
+// KindOf names the error kind of err (docs/reference.md, "Errors").
 func KindOf(err error) string {
 	var (
 		re *RemoteError

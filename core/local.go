@@ -22,27 +22,37 @@ const killGrace = 3 * time.Second
 // the same process start with the parent's module cache passed in the
 // handshake (Go cannot fork a running runtime).
 type localTransport struct {
+	method     string // "local" or "fork": the default name is METHOD.PID
 	path       string
 	remoteName string // argv[0] of the child, as shown by ps
 }
 
 func newLocalTransport(r *Router, opts *ConnectOptions) (Transport, error) {
-	t := &localTransport{}
+	return newSelfTransport("local", opts)
+}
+
+// newForkTransport is fork's: local's, named fork.PID as Mitogen names it.
+func newForkTransport(r *Router, opts *ConnectOptions) (Transport, error) {
+	return newSelfTransport("fork", opts)
+}
+
+func newSelfTransport(method string, opts *ConnectOptions) (Transport, error) {
+	t := &localTransport{method: method}
 	for k, v := range opts.Kwargs {
 		switch k {
 		case "remote_name":
 			s, ok := v.(string)
 			if !ok {
-				return nil, fmt.Errorf("local: remote_name must be a string, got %T", v)
+				return nil, fmt.Errorf("%s: remote_name must be a string, got %T", method, v)
 			}
 			t.remoteName = s
 		default:
-			return nil, fmt.Errorf("local: unexpected keyword %q", k)
+			return nil, fmt.Errorf("%s: unexpected keyword %q", method, k)
 		}
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("local: finding this executable: %w", err)
+		return nil, fmt.Errorf("%s: finding this executable: %w", method, err)
 	}
 	t.path = exe
 	return t, nil
@@ -58,7 +68,7 @@ func (t *localTransport) Start(ctx context.Context, env *StartEnv) (*Conn, error
 	cmd.Env = append(os.Environ(), RoleEnv+"=child")
 	conn, err := StartCommand(ctx, env, cmd, func(pid int) {
 		if env.Name == "" {
-			env.Name = fmt.Sprintf("local.%d", pid)
+			env.Name = fmt.Sprintf("%s.%d", t.method, pid)
 		}
 	})
 	if conn != nil {

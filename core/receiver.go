@@ -27,6 +27,9 @@ type Receiver struct {
 	queued    atomic.Int64 // payload bytes of the messages in latch
 	expiry    atomic.Pointer[time.Timer]
 	closeOnce sync.Once
+
+	notifyMu sync.Mutex
+	notified bool // Notify installed the latch's notification (not a Select)
 }
 
 // ReceiverOptions configure NewReceiver.
@@ -176,6 +179,28 @@ func (rv *Receiver) ToSender() *Sender {
 // setNotify installs fn to be called when a message arrives or the
 // receiver closes; it reports whether one was already installed.
 func (rv *Receiver) setNotify(fn func()) bool { return rv.latch.setNotify(fn) }
+
+// Notify has fn called after each message is queued, as Mitogen's
+// Receiver.notify: on the goroutine that delivers it, so fn must not
+// block. A later call replaces fn; nil removes it. While a Select waits
+// on the receiver the notification is the Select's: Notify fails with
+// ErrSelectOwned, and a Select cannot take a receiver with one.
+func (rv *Receiver) Notify(fn func()) error {
+	rv.notifyMu.Lock()
+	defer rv.notifyMu.Unlock()
+	if rv.notified {
+		rv.latch.setNotify(nil)
+		rv.notified = false
+	}
+	if fn == nil {
+		return nil
+	}
+	if rv.latch.setNotify(fn) {
+		return ErrSelectOwned
+	}
+	rv.notified = true
+	return nil
+}
 
 // A Sender sends values to a handle in a context: the writing end of a
 // channel whose reading end is a Receiver there.

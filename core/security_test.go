@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Security checks on inbound frames (SPEC §5), over in-process streams
+// Security checks on inbound frames (docs/protocol.md), over in-process streams
 // whose far end the test writes raw frames on.
 
 func TestSpoofedAuthIDRefused(t *testing.T) {

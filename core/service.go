@@ -211,17 +211,24 @@ func (c *Context) CallService(ctx context.Context, out any, service, method stri
 	if err != nil {
 		return err
 	}
-	data, err := Marshal(&serviceRequest{Service: service, Method: method, Kwargs: kw})
-	if err != nil {
-		return err
-	}
-	m, err := c.SendAwait(ctx, &Message{Handle: handleCallService, Data: data})
-	if err != nil {
-		return err
-	}
-	val, err := DecodeCallReply(m)
+	val, err := c.CallServiceRaw(ctx, service, method, kw)
 	if err != nil || out == nil {
 		return err
 	}
 	return Unmarshal(val, out)
+}
+
+// CallServiceRaw calls method of service in c with kwargs, the CBOR of
+// its keyword arguments as the service decodes them, and returns the CBOR
+// of the result.
+func (c *Context) CallServiceRaw(ctx context.Context, service, method string, kwargs []byte) ([]byte, error) {
+	data, err := Marshal(&serviceRequest{Service: service, Method: method, Kwargs: kwargs})
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.SendAwait(ctx, &Message{Handle: handleCallService, Data: data})
+	if err != nil {
+		return nil, err
+	}
+	return DecodeCallReply(m)
 }

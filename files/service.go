@@ -234,7 +234,7 @@ func Fetch(ctx context.Context, r *core.Router, from *core.Context, path, localP
 	defer bs.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := receiveTree(ctx, "files.fetch", bs, localPath)
+		_, err := receiveTree(ctx, "files.fetch", bs, localPath, ReceiveOptions{})
 		if err != nil {
 			bs.Abort(err)
 		}

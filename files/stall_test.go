@@ -2,7 +2,6 @@ package files
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -77,8 +76,4 @@ func TestPutToStoppedContextBehindRelay(t *testing.T) {
 	}
 	sameFile(t, src, filepath.Join(dir, "stuck-copy2"))
 	noTemps(t, dir)
-}
-
-func init() {
-	core.RegisterFunc("files.test.pid", func(ctx context.Context, c *core.Call) (any, error) { return os.Getpid(), nil })
 }

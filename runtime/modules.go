@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -19,7 +22,8 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-// FileOptions is mitostar's Starlark dialect (SPEC §1b): scripts are
+// FileOptions is mitostar's Starlark dialect (docs/reference.md, "Scripts
+// and modules"): scripts are
 // programs, not configuration.
 var FileOptions = &syntax.FileOptions{
 	Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true,
@@ -67,7 +71,8 @@ type moduleChunk struct {
 	Data   []byte `cbor:"5,keyasint"`
 }
 
-// maxModuleSize bounds what a LOAD_MODULE sequence may announce.
+// maxModuleSize bounds a script or module: what the master reads from
+// its module roots and what a LOAD_MODULE sequence may announce.
 const maxModuleSize = 64 << 20
 
 // module is one Starlark module known to this context.
@@ -136,13 +141,73 @@ func readFromRoots(roots []string, p string) (src []byte, err error) {
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			return nil, fmt.Errorf("module %q resolves outside its module root %s (symlink to %s)", p, root, real)
 		}
-		src, err := os.ReadFile(real)
-		if err != nil {
-			return nil, fmt.Errorf("module %q: %w", p, err)
-		}
-		return src, nil
+		return readModuleFile(p, real)
 	}
 	return nil, fmt.Errorf("module %q not found in the module roots (%s)", p, strings.Join(roots, ", "))
+}
+
+// readModuleFile reads module p from the file real: a regular file of at
+// most maxModuleSize bytes (a device such as /dev/zero never ends, a
+// FIFO may never answer).
+func readModuleFile(p, real string) ([]byte, error) {
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("module %q is %s, not a file", p, fileKind(fi.Mode()))
+	case fi.Size() > maxModuleSize:
+		return nil, fmt.Errorf("module %q is %d bytes, over the %d MiB limit of a script or module", p, fi.Size(), maxModuleSize>>20)
+	}
+	// The size limit holds even for a file that grows while read.
+	src, err := io.ReadAll(io.LimitReader(f, maxModuleSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	if len(src) > maxModuleSize {
+		return nil, fmt.Errorf("module %q is over the %d MiB limit of a script or module", p, maxModuleSize>>20)
+	}
+	return src, nil
+}
+
+// CheckScript says why script cannot be run: it must be an existing
+// regular file of at most the size limit of a module (the command line
+// treats a directory or a device as bad input, as it does a missing
+// file).
+func CheckScript(script string) error {
+	fi, err := os.Stat(script)
+	switch {
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is %s, not a script", script, fileKind(fi.Mode()))
+	case fi.Size() > maxModuleSize:
+		return fmt.Errorf("%s is %d bytes, over the %d MiB limit of a script or module", script, fi.Size(), maxModuleSize>>20)
+	}
+	return nil
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a device"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a regular file"
 }
 
 // compile parses a module; its filename is its root-relative path, so
@@ -418,7 +483,8 @@ func (rt *Runtime) execModule(thread *starlark.Thread, m *module) (starlark.Stri
 
 const loadStackKey = "mitostar.loadstack"
 
-// load implements thread.Load: SPEC §1b load rules.
+// load implements thread.Load with the rules of docs/reference.md,
+// "Scripts and modules".
 func (rt *Runtime) load(thread *starlark.Thread, p string) (starlark.StringDict, error) {
 	m, err := rt.moduleSource(p)
 	if err != nil {

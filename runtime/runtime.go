@@ -2,7 +2,8 @@
 // executes the master's script, serves calls of top-level functions and
 // registered Go builtins arriving from parents (one at a time, in arrival
 // order, each on a fresh thread), ships modules on demand with their
-// identity (root-relative path + sha256), and predeclares SPEC §3's names.
+// identity (root-relative path + sha256), and predeclares the names of
+// docs/reference.md.
 //
 // A Go program embeds mitostar by building a master core.Router, a
 // Runtime on it, registering builtins with RegisterBuiltin and running a
@@ -68,6 +69,11 @@ type Runtime struct {
 	sent    map[uint32]map[moduleID]bool // target id → modules already pushed
 	stdout  sync.Mutex
 
+	stdoutErr error // the first failed write of print(), under stdout
+
+	svcMu    sync.Mutex
+	services map[string]bool // Starlark service modules served here
+
 	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
 	printFn func(*starlark.Thread, string)
 	// lifetimeThreads are the running threads bound to the router's
@@ -97,7 +103,7 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
+		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}, services: map[string]bool{}}
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
@@ -106,6 +112,7 @@ func New(r *core.Router, opts Options) *Runtime {
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
+	rt.installActivator()
 	if r.IsMaster() {
 		// Children install their FileService at start (files registers a
 		// child hook); a master gets it here.
@@ -121,6 +128,10 @@ func (rt *Runtime) Router() *core.Router { return rt.r }
 
 // Decoder implements builtins.Runtime.
 func (rt *Runtime) Decoder() *builtins.Decoder { return rt.decoder }
+
+// Predeclared returns the names every script of this context sees
+// (frozen): the reference documents each (docs/reference.md).
+func (rt *Runtime) Predeclared() starlark.StringDict { return rt.predeclared }
 
 func (rt *Runtime) isPredeclared(name string) bool {
 	_, ok := rt.predeclared[name]
@@ -144,6 +155,7 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 	}
 	d["parent_ids"] = starlark.NewList(pl)
 	d["is_master"] = starlark.Bool(r.IsMaster())
+	d["store"] = builtins.StoreOf(r)
 	argv := make([]starlark.Value, len(rt.opts.Argv))
 	for i, a := range rt.opts.Argv {
 		argv[i] = starlark.String(a)
@@ -185,6 +197,15 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	}
 }
 
+// Close shuts the context down: the scripts' router.on_shutdown
+// callbacks run first, while the tree still works, then the router
+// closes, waiting at most wait for the children to go. A Go program
+// that embeds mitostar calls it instead of the router's Close.
+func (rt *Runtime) Close(wait time.Duration) {
+	builtins.FireShutdown(rt.r, wait)
+	rt.r.CloseTimeout(wait)
+}
+
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
@@ -202,13 +223,17 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 			cancelThread(ctx, thread, st)
 		}
 		return thread, func() {
+			st.Finished.Store(true)
 			rt.threadsMu.Lock()
 			delete(rt.lifetimeThreads, thread)
 			rt.threadsMu.Unlock()
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
-	return thread, func() { stop() }
+	return thread, func() {
+		st.Finished.Store(true)
+		stop()
+	}
 }
 
 // cancelThread stops thread because ctx ended.
@@ -228,10 +253,16 @@ func (rt *Runtime) cancelLifetimeThreads() {
 	}
 }
 
-// NewThread implements builtins.Runtime for handlers: the thread lives
+// NewThread implements builtins.Runtime for policies: the thread lives
 // as long as the router.
 func (rt *Runtime) NewThread(name string) (*starlark.Thread, func()) {
 	return rt.newThread(name, rt.r.Lifetime())
+}
+
+// NewThreadContext implements builtins.Runtime for callbacks: the thread
+// is cancelled when ctx ends.
+func (rt *Runtime) NewThreadContext(name string, ctx context.Context) (*starlark.Thread, func()) {
+	return rt.newThread(name, ctx)
 }
 
 func builtinsThreadContext(t *starlark.Thread) context.Context { return builtins.ThreadContext(t) }
@@ -239,8 +270,16 @@ func builtinsThreadContext(t *starlark.Thread) context.Context { return builtins
 func (rt *Runtime) print(thread *starlark.Thread, msg string) {
 	if rt.r.IsMaster() {
 		rt.stdout.Lock()
-		defer rt.stdout.Unlock()
-		io.WriteString(rt.opts.Stdout, msg+"\n")
+		_, err := io.WriteString(rt.opts.Stdout, msg+"\n")
+		if err != nil && rt.stdoutErr == nil {
+			rt.stdoutErr = err
+		}
+		rt.stdout.Unlock()
+		if err != nil {
+			// print has no way to fail: the thread stops instead, as a
+			// Python program stops on its first failed write.
+			builtins.Cancel(thread, "print: writing to stdout: "+err.Error())
+		}
 		return
 	}
 	rt.r.Emit(slog.LevelInfo, msg)
@@ -449,10 +488,13 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 		return nil, nil, err
 	}
 	v, err := starlark.Call(thread, fn, args, kwargs)
+	if ctx.Err() == context.DeadlineExceeded {
+		// Even when the function returned: a wait its deadline ended
+		// (an iteration over a channel) may let it finish before the
+		// thread's cancellation is seen.
+		return nil, nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
+	}
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return nil, nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
-		}
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
 	}
 	head, tail, err := builtins.EncodePieces(rt, core.ReplyOK, v)
@@ -515,6 +557,24 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if len(rt.opts.Roots) == 0 || filepath.Clean(rt.opts.Roots[0]) != filepath.Clean(dir) {
 		rt.opts.Roots = append([]string{dir}, rt.opts.Roots...)
 	}
+	for _, root := range rt.opts.Roots {
+		if err := checkRoot(root); err != nil {
+			return err
+		}
+	}
+	err := rt.runMain(ctx, base)
+	rt.stdout.Lock()
+	werr := rt.stdoutErr
+	rt.stdout.Unlock()
+	if werr != nil {
+		// What the script saw (a cancelled thread) follows from this.
+		return fmt.Errorf("print: writing to stdout: %w", werr)
+	}
+	return err
+}
+
+// runMain runs the script's module, then its main().
+func (rt *Runtime) runMain(ctx context.Context, base string) error {
 	thread, done := rt.newThread("main", ctx)
 	defer done()
 	m, err := rt.moduleSource(base)
@@ -528,13 +588,34 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if mainFn, ok := g["main"]; ok {
 		fn, ok := mainFn.(starlark.Callable)
 		if !ok {
-			return fmt.Errorf("%s: main is a %s, not a function", base, mainFn.Type())
+			return fmt.Errorf("%s: main is %s %s, not a function", base, article(mainFn.Type()), mainFn.Type())
 		}
 		if _, err := starlark.Call(thread, fn, nil, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// checkRoot says why root cannot be a module root: it must be an
+// existing directory.
+func checkRoot(root string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("module root: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("module root %s is not a directory", root)
+	}
+	return nil
+}
+
+// article is "an" before a type name that starts with a vowel, else "a".
+func article(typeName string) string {
+	if typeName != "" && strings.ContainsRune("aeiouAEIOU", rune(typeName[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 // funcRef is a function reference received in a value: calling it runs

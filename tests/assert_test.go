@@ -43,7 +43,7 @@ func init() {
 	core.RegisterChildHook(func(r *core.Router, _ []byte) error { return r.RegisterService(testService()) })
 }
 
-// testService is a Go service (SPEC §3 call_service) that every context
+// testService is a Go service (docs/reference.md, "Services") that every context
 // of the suite registers: echo and whoami accept any caller, strict only
 // a parent, fail always fails.
 func testService() *core.Service {

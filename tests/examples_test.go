@@ -203,6 +203,32 @@ func TestEmbedExample(t *testing.T) {
 	}
 }
 
+// The README's "Embedding in Go" is scripts/examples/readme/main.go,
+// verbatim, and that program works: its builtin is known in the master
+// and in a child.
+func TestReadmeEmbedding(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)### Embedding in Go\n.*?```go\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no go block under \"### Embedding in Go\"")
+	}
+	src, err := os.ReadFile(filepath.Join(exampleDir, "readme", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m[1]) != string(src) {
+		t.Errorf("the README's Embedding in Go differs from scripts/examples/readme/main.go:\n%s", m[1])
+	}
+	bin := build(t, "scripts/examples/readme")
+	out, _ := runExample(t, t.TempDir(), bin, filepath.Join(mustAbs(t, exampleDir), "readme", "deploy.star"), "a1")
+	if want := "master: [\"web1\", \"web2\"] [\"a1\"]\nworker: [\"web1\", \"web2\"]\n"; out != want {
+		t.Errorf("stdout = %q, want %q", out, want)
+	}
+}
+
 func mustAbs(t *testing.T, p string) string {
 	t.Helper()
 	a, err := filepath.Abs(p)

@@ -6,18 +6,21 @@
 //
 //	mitostar [flags] SCRIPT.star [ARG...]
 //	mitostar run [flags] SCRIPT.star [ARG...]
-//	mitostar version
+//	mitostar version (or --version)
+//	mitostar doc [NAME]
 //	mitostar help
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
@@ -26,16 +29,20 @@ import (
 
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/docs"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 const usage = `usage: mitostar [flags] SCRIPT.star [ARG...]
        mitostar run [flags] SCRIPT.star [ARG...]
-       mitostar version
+       mitostar version | --version
+       mitostar doc [NAME]
        mitostar help
 
 Runs SCRIPT.star: its top level, then main() if it defines one. ARGs are
-available to the script (in every context) as argv.
+available to the script (in every context) as argv. "mitostar doc NAME"
+prints the reference of NAME (a predeclared name, a method such as
+Receiver.get, an error kind), "mitostar doc" all of it.
 
 flags:
   -I DIR                  add a module root (repeatable); the script's
@@ -47,6 +54,7 @@ flags:
   --shutdown-timeout SEC  how long to wait for contexts to exit (default 5)
   --profile DIR           write CPU and heap profiles of the master and of
                           every local child to DIR (for benchmarks)
+  --version               print the version and exit
   -h, --help              this help
 
 exit status: 0 success, 1 the script failed, 2 bad usage,
@@ -67,12 +75,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
-			fmt.Fprintf(stdout, "mitostar %s (protocol %d, %s %s/%s)\n", core.BuildVersion, core.ProtocolVersion,
-				goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
-			return 0
+			return printVersion(stdout, stderr)
 		case "help":
-			io.WriteString(stdout, usage)
-			return 0
+			return write(stdout, stderr, usage)
+		case "doc":
+			return doc(stdout, stderr, args[1:])
 		case "run":
 			args = args[1:]
 		}
@@ -87,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		maxSize    = core.DefaultMaxMessageSize
 		shutdownTO = 5.0
 		help       bool
+		version    bool
 		cpuProfile string
 		profileDir string
 	)
@@ -98,16 +106,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&shutdownTO, "shutdown-timeout", shutdownTO, "shutdown timeout")
 	fs.BoolVar(&help, "h", false, "help")
 	fs.BoolVar(&help, "help", false, "help")
+	fs.BoolVar(&version, "version", false, "print the version")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
 	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
 	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "mitostar: %v\n\n%s", err, usage)
+		fmt.Fprintf(stderr, "mitostar: %s\n\n%s", asTyped(err, args), usage)
 		return 2
 	}
 	if help {
-		io.WriteString(stdout, usage)
-		return 0
+		return write(stdout, stderr, usage)
 	}
+	if version {
+		return printVersion(stdout, stderr)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
@@ -120,9 +133,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if env := os.Getenv("MITOSTAR_LOG_LEVEL"); env != "" {
-		if level, err = core.ParseLevel(env); err != nil {
+		envLevel, err := core.ParseLevel(env)
+		if err != nil {
 			fmt.Fprintf(stderr, "mitostar: MITOSTAR_LOG_LEVEL: %v\n", err)
 			return 2
+		}
+		if !set["log-level"] { // a flag on the command line beats the environment
+			level = envLevel
 		}
 	}
 	if verbose {
@@ -136,9 +153,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mitostar: --shutdown-timeout must not be negative\n")
 		return 2
 	}
-	if _, err := os.Stat(script); err != nil {
+	if err := runtime.CheckScript(script); err != nil {
 		fmt.Fprintf(stderr, "mitostar: %v\n", err)
 		return 2
+	}
+	for _, root := range roots {
+		if fi, err := os.Stat(root); err != nil {
+			fmt.Fprintf(stderr, "mitostar: -I %s: %v\n", root, errors.Unwrap(err))
+			return 2
+		} else if !fi.IsDir() {
+			fmt.Fprintf(stderr, "mitostar: -I %s: not a directory\n", root)
+			return 2
+		}
 	}
 	logOut := stderr
 	if logFile != "" {
@@ -195,7 +221,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-time.After(time.Duration(shutdownTO * float64(time.Second))):
 		}
 	}
-	r.CloseTimeout(time.Duration(shutdownTO * float64(time.Second)))
+	rt.Close(time.Duration(shutdownTO * float64(time.Second)))
 	switch got {
 	case syscall.SIGINT:
 		return 130
@@ -207,4 +233,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// printVersion prints the version line: mitostar, protocol, Go, platform.
+func printVersion(stdout, stderr io.Writer) int {
+	return write(stdout, stderr, fmt.Sprintf("mitostar %s (protocol %d, %s %s/%s)\n", core.BuildVersion, core.ProtocolVersion,
+		goruntime.Version(), goruntime.GOOS, goruntime.GOARCH))
+}
+
+// write writes text to stdout; a failed write (a full disk, a closed
+// pipe) is reported and makes the exit status 1.
+func write(stdout, stderr io.Writer, text string) int {
+	if _, err := io.WriteString(stdout, text); err != nil {
+		fmt.Fprintf(stderr, "mitostar: writing to stdout: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// flagInError finds the flag name in the flag package's errors, which
+// always spell it with one dash.
+var flagInError = regexp.MustCompile(`(defined: |argument: |for flag |for |flag )-([^\s:=]+)`)
+
+// asTyped returns err's message with the flag named as the user typed
+// it: "--check", not the flag package's "-check".
+func asTyped(err error, args []string) string {
+	return flagInError.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		sub := flagInError.FindStringSubmatch(m)
+		name := sub[2]
+		for _, a := range args {
+			if a == "--" {
+				break
+			}
+			if a == "--"+name || strings.HasPrefix(a, "--"+name+"=") {
+				return sub[1] + "--" + name
+			}
+		}
+		return m
+	})
+}
+
+// doc prints the reference, or the entry or section of NAME.
+func doc(stdout, stderr io.Writer, args []string) int {
+	if len(args) == 0 {
+		return write(stdout, stderr, docs.Reference)
+	}
+	name := strings.Join(args, " ")
+	text, ok := docs.Lookup(docs.Reference, name)
+	if !ok {
+		fmt.Fprintf(stderr, "mitostar doc: nothing is named %q in the reference", name)
+		if near := docs.Near(docs.Reference, name); len(near) > 0 {
+			fmt.Fprintf(stderr, "; entries that start alike: %s", strings.Join(near, ", "))
+		}
+		fmt.Fprintln(stderr)
+		return 1
+	}
+	return write(stdout, stderr, text)
 }

@@ -1,7 +1,7 @@
 // Package testbed stands up real targets for integration tests: a
 // throwaway OpenSSH server on 127.0.0.1, test users with known
 // passwords, sudo and doas rules, a busybox root filesystem, and the
-// container engines of ../shared/TESTBED.md (docker, podman, buildah,
+// container engines (docker, podman, buildah,
 // lxc, lxd) with their storage under a temporary directory.
 //
 // It is imported only from _test.go files. Every helper takes a
