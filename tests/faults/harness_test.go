@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,10 +18,7 @@ import (
 
 func TestMain(m *testing.M) {
 	core.RunRole()
-	// The race runtime's 1 s sleep at exit would slow every local child.
-	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
-		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
-	}
+	testbed.QuickRaceExit()
 	code := m.Run()
 	forgetBinary(farUser)
 	os.Exit(code)
@@ -187,7 +183,7 @@ type masterProc struct {
 	pid    int
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *syncBuffer
+	stderr *testbed.SyncBuffer
 	exited chan struct{} // closed once it is reaped, with err set
 	err    error
 }
@@ -208,7 +204,7 @@ func startMaster(t *testing.T, host *testbed.NetHost, p plan) *masterProc {
 	}
 	cmd := host.Command(self)
 	cmd.Env = append(os.Environ(), core.RoleEnv+"="+masterRole, planEnv+"="+string(data))
-	m := &masterProc{lines: make(chan string, 16), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	m := &masterProc{lines: make(chan string, 16), stderr: &testbed.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = m.stderr
 	if m.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -290,23 +286,4 @@ func (m *masterProc) quit(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Error("the master did not exit within 30s of quit")
 	}
-}
-
-// syncBuffer is a strings.Builder safe for a writer goroutine and
-// readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/testbed"
 	"github.com/mitostar/mitostar/runtime"
 )
 
@@ -25,10 +26,7 @@ import (
 // child role.
 func TestMain(m *testing.M) {
 	core.RunRole()
-	// The race runtime's 1 s sleep at exit would slow every child.
-	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
-		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
-	}
+	testbed.QuickRaceExit()
 	os.Exit(m.Run())
 }
 
@@ -180,18 +178,6 @@ func (w *warnings) Log(rec core.LogRecord) {
 	}
 }
 
-// lineWriter collects the script's print output.
-type lineWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
 // Soak: a master and ten contexts take calls, pipelined calls, connects
 // and shutdowns of local children, and fs.put of small files (soak.star),
 // and their file descriptors, goroutines, threads and memory are sampled
@@ -226,11 +212,11 @@ func TestSoak(t *testing.T) {
 	warned := &warnings{}
 	r := core.NewMaster(core.Options{Sink: warned})
 	defer r.CloseTimeout(5 * time.Second)
-	out := &lineWriter{}
+	out := &testbed.SyncBuffer{}
 	rt := runtime.New(r, runtime.Options{Roots: []string{"."}, Argv: argv, Stdout: out})
 	start := time.Now()
 	err := rt.RunScript(ctx, "soak.star")
-	for _, line := range strings.Split(strings.TrimSpace(out.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		t.Log(line)
 	}
 	if err != nil {
