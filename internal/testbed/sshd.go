@@ -14,18 +14,20 @@ import (
 	"time"
 )
 
-// SSHServer is a throwaway OpenSSH server on 127.0.0.1 (TESTBED §2).
-// Root and the test users log in with the key IdentityFile or with
-// their passwords (Passwords).
+// SSHServer is a throwaway OpenSSH server on 127.0.0.1 (TESTBED §2),
+// or on a NetHost's address inside its namespace (§6). Root and the test
+// users log in with the key IdentityFile or with their passwords
+// (Passwords).
 type SSHServer struct {
-	Host         string // "127.0.0.1"
+	Host         string // "127.0.0.1", or the NetHost's address
 	Port         int
-	Dir          string // holds the keys, sshd_config and sshd.log
-	IdentityFile string // a private key that root and every test user accept
-	KnownHosts   string // a known_hosts file with the host key as [127.0.0.1]:PORT
-	HostKeyPub   string // the host key: "ssh-ed25519 AAAA..."
-	Config       string // the sshd_config path
-	Log          string // the server's log
+	NetHost      *NetHost // the namespace it runs in; nil: the root namespace
+	Dir          string   // holds the keys, sshd_config and sshd.log
+	IdentityFile string   // a private key that root and every test user accept
+	KnownHosts   string   // a known_hosts file with the host key as [HOST]:PORT (HOST for port 22)
+	HostKeyPub   string   // the host key: "ssh-ed25519 AAAA..."
+	Config       string   // the sshd_config path
+	Log          string   // the server's log
 	PID          int
 
 	cmd      *exec.Cmd
@@ -39,17 +41,35 @@ type SSHServer struct {
 // to its sshd_config (e.g. "MaxStartups 50").
 func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	t.Helper()
+	return startSSHD(t, nil, extraConfig)
+}
+
+// SSHD starts an sshd inside the host's namespace, listening on its
+// address, port 22; otherwise as the package's SSHD. Clients reach it
+// only from other hosts of the same Network (RunFrom).
+func (h *NetHost) SSHD(t testing.TB, extraConfig ...string) *SSHServer {
+	t.Helper()
+	return startSSHD(t, h, extraConfig)
+}
+
+func startSSHD(t testing.TB, h *NetHost, extraConfig []string) *SSHServer {
+	t.Helper()
 	RequireRoot(t, "/usr/sbin/sshd", "ssh-keygen", "ssh")
 	Users(t)
 	dir := TempDir(t, "mt-sshd.")
 	s := &SSHServer{
 		Host:         "127.0.0.1",
-		Port:         FreePort(t),
+		NetHost:      h,
 		Dir:          dir,
 		IdentityFile: filepath.Join(dir, "id"),
 		KnownHosts:   filepath.Join(dir, "known_hosts"),
 		Config:       filepath.Join(dir, "sshd_config"),
 		Log:          filepath.Join(dir, "sshd.log"),
+	}
+	if h != nil {
+		s.Host, s.Port = h.Addr, 22
+	} else {
+		s.Port = FreePort(t)
 	}
 	for _, k := range []string{"hostkey", "id"} {
 		run(t, 30*time.Second, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mitostar-test", "-f", filepath.Join(dir, k))
@@ -69,7 +89,11 @@ func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	}
 	f := strings.Fields(string(hostPub))
 	s.HostKeyPub = f[0] + " " + f[1]
-	must(t, os.WriteFile(s.KnownHosts, []byte(fmt.Sprintf("[%s]:%d %s\n", s.Host, s.Port, s.HostKeyPub)), 0o644))
+	known := fmt.Sprintf("[%s]:%d", s.Host, s.Port)
+	if s.Port == 22 {
+		known = s.Host // ssh looks up the default port's keys by address alone
+	}
+	must(t, os.WriteFile(s.KnownHosts, []byte(known+" "+s.HostKeyPub+"\n"), 0o644))
 	must(t, os.MkdirAll("/run/sshd", 0o755))
 	conf := fmt.Sprintf(`Port %d
 ListenAddress %s
@@ -90,7 +114,11 @@ MaxStartups 100
 	must(t, os.WriteFile(s.Config, []byte(conf), 0o644))
 	run(t, 30*time.Second, nil, "/usr/sbin/sshd", "-t", "-f", s.Config)
 
-	s.cmd = exec.Command("/usr/sbin/sshd", "-D", "-f", s.Config, "-E", s.Log)
+	argv := []string{"/usr/sbin/sshd", "-D", "-f", s.Config, "-E", s.Log}
+	if h != nil {
+		argv = append([]string{"ip", "netns", "exec", h.NS}, argv...) // ip execs sshd: same pid
+	}
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("testbed: starting sshd: %v", err)
@@ -105,6 +133,9 @@ MaxStartups 100
 	for {
 		data, _ := os.ReadFile(pidFile)
 		if strings.TrimSpace(string(data)) == strconv.Itoa(s.PID) {
+			if h != nil {
+				return s // sshd writes its pid file once it listens
+			}
 			if c, err := net.DialTimeout("tcp", net.JoinHostPort(s.Host, strconv.Itoa(s.Port)), time.Second); err == nil {
 				c.Close()
 				return s
@@ -148,13 +179,26 @@ func (s *SSHServer) SSHArgs() []string {
 
 // Run runs command as user over plain ssh (key authentication) and
 // returns its stdout; a failure or a run longer than 60 s fails the
-// test with the output.
+// test with the output. The client runs in the root namespace: for a
+// server in a NetHost, use RunFrom.
 func (s *SSHServer) Run(t testing.TB, user, command string) string {
+	t.Helper()
+	return s.RunFrom(t, nil, user, command)
+}
+
+// RunFrom is Run with the ssh client inside the namespace of from (nil:
+// the root namespace).
+func (s *SSHServer) RunFrom(t testing.TB, from *NetHost, user, command string) string {
 	t.Helper()
 	argv := append([]string{"ssh"}, s.SSHArgs()...)
 	argv = append(argv, user+"@"+s.Host, command)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var cmd *exec.Cmd
+	if from != nil {
+		cmd = from.Command(argv...)
+	} else {
+		cmd = exec.Command(argv[0], argv[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

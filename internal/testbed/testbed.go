@@ -330,3 +330,33 @@ func runErr(timeout time.Duration, env []string, argv ...string) (string, error)
 		return buf.String(), fmt.Errorf("%s: no exit within %s: %s", strings.Join(argv, " "), timeout, strings.TrimSpace(buf.String()))
 	}
 }
+
+// QuickRaceExit drops the race detector's 1 s sleep at exit
+// (GORACE=atexit_sleep_ms=0) for the processes a test starts from now
+// on, the children it re-executes included: each would otherwise take a
+// second longer to go. Races are still reported. Call it from TestMain.
+func QuickRaceExit() {
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
+	}
+}
+
+// SyncBuffer collects output that one goroutine writes (a process's
+// stderr, a script's print) while others read it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
