@@ -317,9 +317,21 @@ func (s *ByteStream) release() {
 	s.released = true
 	s.mu.Unlock()
 	if !done {
-		s.r.DelHandler(s.handle)
+		// Frames the peer sent before it heard of the end (a WINDOW, a
+		// CLOSE crossing ours) still arrive for a while: they are
+		// dropped quietly. An OPEN is a new dialer, which learns at
+		// once that nobody listens.
+		s.r.retireHandler(s.handle, retireAfter, func(m *Message) {
+			if op, _, err := readHeadKind(m.Data); err == nil && op == bsOpen {
+				s.r.sendDead(m, msgInvalidHandle)
+			}
+		})
 	}
 }
+
+// retireAfter is how long a closed byte stream's handle swallows frames
+// still on their way.
+const retireAfter = 30 * time.Second
 
 // send routes one frame to the peer.
 func (s *ByteStream) send(ctx context.Context, payload []byte) error {

@@ -326,15 +326,18 @@ func (c *Context) CallAsync(ctx context.Context, req *CallRequest) (*Receiver, e
 // CallRaw calls fn and returns the CBOR of its result.
 func (c *Context) CallRaw(ctx context.Context, req *CallRequest) ([]byte, error) {
 	rv, err := c.CallAsync(ctx, req)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		defer rv.Close()
+		var m *Message
+		if m, err = rv.Get(ctx, true); err == nil {
+			return DecodeCallReply(m)
+		}
 	}
-	defer rv.Close()
-	m, err := rv.Get(ctx, true)
-	if err != nil {
-		return nil, err
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		return nil, &TimeoutError{Op: fmt.Sprintf("call to %s in %s", req.Func, c.Name())}
 	}
-	return DecodeCallReply(m)
+	return nil, err
 }
 
 // Call calls the registered Func fn with args (encoded as a CBOR array)

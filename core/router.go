@@ -35,6 +35,7 @@ type handler struct {
 	respondent uint32
 	hasResp    bool
 	policy     Policy
+	retired    bool // a closed byte stream's: drops what still arrives (retireHandler)
 }
 
 // Options configure a Router.
@@ -81,7 +82,8 @@ type Router struct {
 	handlers    map[uint32]*handler
 	respondents map[uint32]map[uint32]struct{} // context id → handles
 	contexts    map[uint32]*Context
-	dead        map[uint32]string // contexts known gone → reason
+	dead        map[uint32]string // contexts known gone → reason (the last maxDead of them)
+	deadOrder   []uint32          // the ids of dead, oldest first
 	nextHandle  uint32
 	idNext      uint32 // next id of this router's current block
 	idEnd       uint32
@@ -97,6 +99,7 @@ type Router struct {
 	wg       sync.WaitGroup // goroutines owned by the router
 	closed   chan struct{}
 	helloExt func(method string) []byte // fills a new child's HelloRequest.Ext
+	onGone   []func(id uint32)          // told of every context gone (OnGone)
 }
 
 // NewMaster returns the router of a master: context 0, no parent.
@@ -287,6 +290,24 @@ func (r *Router) DelHandler(handle uint32) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.delHandlerLocked(handle) != nil
+}
+
+// retireHandler replaces the handler of handle with fn, which takes what
+// still arrives for it (without the warning an invalid handle gets), and
+// removes that one after d.
+func (r *Router) retireHandler(handle uint32, d time.Duration, fn func(*Message)) {
+	r.mu.Lock()
+	if r.delHandlerLocked(handle) != nil {
+		r.handlers[handle] = &handler{fn: fn, retired: true}
+	}
+	r.mu.Unlock()
+	time.AfterFunc(d, func() {
+		r.mu.Lock()
+		if h := r.handlers[handle]; h != nil && h.retired {
+			delete(r.handlers, handle)
+		}
+		r.mu.Unlock()
+	})
 }
 
 func (r *Router) delHandlerLocked(handle uint32) *handler {
@@ -587,6 +608,21 @@ func (r *Router) onStreamClosed(s *Stream, cause error) {
 	})
 }
 
+// OnGone has fn called with the id of every context this router learns is
+// gone, once (a child whose stream closed, a descendant announced gone).
+// fn runs on the goroutine that learned it, a stream's reader: it must
+// not block.
+func (r *Router) OnGone(fn func(id uint32)) {
+	r.mu.Lock()
+	r.onGone = append(r.onGone, fn)
+	r.mu.Unlock()
+}
+
+// maxDead is how many gone contexts a router remembers, to mark the
+// handles asked for them later as gone with their reason: ids are never
+// reused, so forgetting the oldest only loses that reason.
+const maxDead = 4096
+
 // contextGone forgets id, fails everything waiting on it and propagates
 // DEL_ROUTE to the parent and to children that talked to it.
 func (r *Router) contextGone(id uint32, reason string, from *Stream) {
@@ -596,6 +632,11 @@ func (r *Router) contextGone(id uint32, reason string, from *Stream) {
 		return
 	}
 	r.dead[id] = reason
+	r.deadOrder = append(r.deadOrder, id)
+	if len(r.deadOrder) > maxDead {
+		delete(r.dead, r.deadOrder[0])
+		r.deadOrder = slices.Delete(r.deadOrder, 0, 1)
+	}
 	delete(r.routes, id)
 	delete(r.parentOf, id)
 	handles := r.respondents[id]
@@ -610,16 +651,21 @@ func (r *Router) contextGone(id uint32, reason string, from *Stream) {
 		}
 	}
 	c := r.contexts[id]
+	delete(r.contexts, id) // a handle asked for later is made anew, marked dead
 	var down []*Stream
 	for _, cs := range r.children {
-		if cs != from && cs.hasEgress(id) {
+		if cs.forgetEgress(id) && cs != from {
 			down = append(down, cs)
 		}
 	}
 	parent := r.parent
 	r.mu.Unlock()
 
+	onGone := r.onGone
 	r.log.Debug("context gone", "id", id, "reason", reason)
+	for _, fn := range onGone {
+		fn(id)
+	}
 	for i, fn := range fns {
 		fn(r.deadFor(hs[i], msgRespondentDisconnect))
 	}

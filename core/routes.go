@@ -85,7 +85,7 @@ const maxWarnings = 10
 // nameOfLocked is how this router names a context in its logs: "NAME
 // (context ID)".
 func (r *Router) nameOfLocked(id uint32) string {
-	if c, ok := r.contexts[id]; ok {
+	if c, ok := r.contexts[id]; ok && c.name.Load() != nil {
 		return fmt.Sprintf("%s (context %d)", c.Name(), id)
 	}
 	return fmt.Sprintf("context %d", id)

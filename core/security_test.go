@@ -336,3 +336,13 @@ func TestIDAllocationBounded(t *testing.T) {
 		t.Fatalf("allocation past the end: %v", err)
 	}
 }
+
+// A frame that would go back out on the stream it came in on is dropped
+// with a warning, never echoed back.
+func TestLoopBackDropped(t *testing.T) {
+	r, logs := newLoggedMaster(t, Options{})
+	a := attachRaw(t, r, 5, "raw.5")
+	a.send(&Message{DstID: 5, SrcID: 5, AuthID: 5, Handle: 1000, ReplyTo: 1001})
+	logs.waitFor(t, "WARNING dropped a message from stream to raw.5 (id 5) for context 5: it would go back the way it came")
+	a.expectNone(100 * time.Millisecond)
+}

@@ -147,10 +147,13 @@ func (s *Stream) noteEgress(dst uint32) {
 	s.mu.Unlock()
 }
 
-func (s *Stream) hasEgress(dst uint32) bool {
+// forgetEgress reports whether the neighbour sent a message for dst, and
+// forgets that it did.
+func (s *Stream) forgetEgress(dst uint32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.egress[dst]
+	delete(s.egress, dst)
 	return ok
 }
 

@@ -366,7 +366,7 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 		defer cancel()
 		var req core.GetModuleRequest
 		if err := msg.Decode(&req); err != nil {
-			rt.r.Logger().Error("bad GET_MODULE", "err", err)
+			rt.replyDead(ctx, msg, "bad GET_MODULE request: "+err.Error())
 			return
 		}
 		m, err := rt.moduleSource(req.Path)

@@ -66,11 +66,8 @@ type Runtime struct {
 	mu      sync.Mutex
 	modules map[string]*module
 	partial map[string][]byte            // "path@sha" → LOAD_MODULE bytes so far
-	sent    map[uint32]map[moduleID]bool // target id → modules already pushed
-	// sentPruned is len(sent) after the last pruneSent: it runs again
-	// once the map has doubled.
-	sentPruned int
-	stdout     sync.Mutex
+	sent    map[uint32]map[moduleID]bool // target id → modules already pushed (forgotten when it is gone)
+	stdout  sync.Mutex
 
 	stdoutErr error // the first failed write of print(), under stdout
 
@@ -114,6 +111,13 @@ func New(r *core.Router, opts Options) *Runtime {
 	r.SetCallHandler(rt.handleCall)
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
+	// Ids are never reused: what was pushed to a context that is gone is
+	// of no more use.
+	r.OnGone(func(id uint32) {
+		rt.mu.Lock()
+		delete(rt.sent, id)
+		rt.mu.Unlock()
+	})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
 	rt.installActivator()
 	if r.IsMaster() {
@@ -407,15 +411,8 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	rt.mu.Lock()
 	sent := rt.sent[target]
 	if sent == nil {
-		if len(rt.sent) >= 2*rt.sentPruned+64 {
-			rt.mu.Unlock()
-			rt.pruneSent()
-			rt.mu.Lock()
-		}
-		if sent = rt.sent[target]; sent == nil {
-			sent = map[moduleID]bool{}
-			rt.sent[target] = sent
-		}
+		sent = map[moduleID]bool{}
+		rt.sent[target] = sent
 	}
 	var blobs []moduleBlob
 	for _, m := range mods {
@@ -427,33 +424,6 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	}
 	rt.mu.Unlock()
 	return blobs, nil
-}
-
-// pruneSent forgets what was sent to contexts that are gone (ids are
-// never reused), so that a master starting and stopping children for
-// ever remembers only its live ones'. It runs when the map has doubled
-// since the last time: its cost is spread over the new targets.
-func (rt *Runtime) pruneSent() {
-	rt.mu.Lock()
-	ids := make([]uint32, 0, len(rt.sent))
-	for id := range rt.sent {
-		ids = append(ids, id)
-	}
-	rt.mu.Unlock()
-	var gone []uint32
-	for _, id := range ids {
-		select {
-		case <-rt.r.ContextByID(id).Disconnected():
-			gone = append(gone, id)
-		default:
-		}
-	}
-	rt.mu.Lock()
-	for _, id := range gone {
-		delete(rt.sent, id)
-	}
-	rt.sentPruned = len(rt.sent)
-	rt.mu.Unlock()
 }
 
 // resolveRef turns a reference received in a value into the function.
