@@ -54,14 +54,22 @@ type Options struct {
 	Argv []string
 	// Stdout receives the master's print() output (os.Stdout by default).
 	Stdout io.Writer
+	// Predeclared are names this context predeclares besides the common
+	// ones (the command line adds inventory, connect and each to the
+	// master's); they win over a common name they repeat.
+	Predeclared starlark.StringDict
 }
 
 // Runtime is the Starlark runtime of one context.
 type Runtime struct {
-	r           *core.Router
-	opts        Options
+	r       *core.Router
+	opts    Options
+	decoder *builtins.Decoder
+
+	// predeclared is replaced whole (Predeclare), never changed in place:
+	// a module keeps the dict it was initialised with.
+	predMu      sync.Mutex
 	predeclared starlark.StringDict
-	decoder     *builtins.Decoder
 
 	mu      sync.Mutex
 	modules map[string]*module
@@ -81,6 +89,22 @@ type Runtime struct {
 	// module of a path and sha executes once, so the function it defines
 	// under a name never changes.
 	resolved sync.Map // reference → starlark.Callable
+}
+
+var (
+	predeclMu    sync.Mutex
+	predeclFuncs []func(r *core.Router) starlark.StringDict
+)
+
+// RegisterPredeclared adds names that every context of the binary
+// predeclares, computed for each context's router (call it from init).
+// A module compiles the same way everywhere, so a name that only works
+// in the master (connect) must still be declared in children, where it
+// can say why it fails. Options.Predeclared wins over these.
+func RegisterPredeclared(fn func(r *core.Router) starlark.StringDict) {
+	predeclMu.Lock()
+	defer predeclMu.Unlock()
+	predeclFuncs = append(predeclFuncs, fn)
 }
 
 // RegisterBuiltin makes fn callable from Starlark in every context under
@@ -132,8 +156,30 @@ func (rt *Runtime) Router() *core.Router { return rt.r }
 func (rt *Runtime) Decoder() *builtins.Decoder { return rt.decoder }
 
 func (rt *Runtime) isPredeclared(name string) bool {
-	_, ok := rt.predeclared[name]
+	_, ok := rt.predeclaredNames()[name]
 	return ok
+}
+
+func (rt *Runtime) predeclaredNames() starlark.StringDict {
+	rt.predMu.Lock()
+	defer rt.predMu.Unlock()
+	return rt.predeclared
+}
+
+// Predeclare binds name to v for the modules this context executes from
+// now on (those executed before keep what they saw). The fan-out gives a
+// context it started its host record this way, before any module runs
+// there.
+func (rt *Runtime) Predeclare(name string, v starlark.Value) {
+	v.Freeze()
+	rt.predMu.Lock()
+	defer rt.predMu.Unlock()
+	d := make(starlark.StringDict, len(rt.predeclared)+1)
+	for k, old := range rt.predeclared {
+		d[k] = old
+	}
+	d[name] = v
+	rt.predeclared = d
 }
 
 func (rt *Runtime) makePredeclared() starlark.StringDict {
@@ -167,6 +213,20 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 	}
 	tm["sleep"] = starlark.NewBuiltin("time.sleep", timeSleep)
 	d["time"] = &starlarkstruct.Module{Name: "time", Members: tm}
+	// host is the inventory record of a context that connect() started
+	// (set with Predeclare); None everywhere else.
+	d["host"] = starlark.None
+	predeclMu.Lock()
+	funcs := predeclFuncs
+	predeclMu.Unlock()
+	for _, fn := range funcs {
+		for k, v := range fn(r) {
+			d[k] = v
+		}
+	}
+	for k, v := range rt.opts.Predeclared {
+		d[k] = v
+	}
 	d.Freeze()
 	return d
 }
