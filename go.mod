@@ -10,4 +10,12 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/x448/float16 v0.8.4 // indirect
+require (
+	github.com/charmbracelet/x/ansi v0.11.7 // indirect
+	github.com/clipperhouse/displaywidth v0.11.0 // indirect
+	github.com/clipperhouse/uax29/v2 v2.7.0 // indirect
+	github.com/lucasb-eyer/go-colorful v1.4.0 // indirect
+	github.com/mattn/go-runewidth v0.0.23 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	golang.org/x/term v0.48.0 // indirect
+)

@@ -464,3 +464,8 @@ func (p *pyParser) stringLit(raw bool) (string, error) {
 		}
 	}
 }
+
+// ShellSplit splits a command line as Ansible splits its *_args
+// variables (ansible_ssh_common_args, ansible_become_flags): shell words,
+// with quotes and backslashes, '#' starting a comment.
+func ShellSplit(s string) ([]string, error) { return shlexSplit(s) }

@@ -6,6 +6,7 @@
 //
 //	mitostar [flags] SCRIPT.star [ARG...]
 //	mitostar run [flags] SCRIPT.star [ARG...]
+//	mitostar exec [flags] PATTERN -- CMD [ARG...]
 //	mitostar version
 //	mitostar help
 package main
@@ -26,16 +27,20 @@ import (
 
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/fanout"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 const usage = `usage: mitostar [flags] SCRIPT.star [ARG...]
        mitostar run [flags] SCRIPT.star [ARG...]
+       mitostar exec [flags] [-b] PATTERN -- CMD [ARG...]
        mitostar version
        mitostar help
 
 Runs SCRIPT.star: its top level, then main() if it defines one. ARGs are
-available to the script (in every context) as argv.
+available to the script (in every context) as argv. exec runs CMD on every
+host PATTERN selects from the inventory, in parallel, and prints each
+host's output.
 
 flags:
   -I DIR                  add a module root (repeatable); the script's
@@ -49,8 +54,25 @@ flags:
                           every local child to DIR (for benchmarks)
   -h, --help              this help
 
-exit status: 0 success, 1 the script failed, 2 bad usage,
-130/143 interrupted by SIGINT/SIGTERM.
+many hosts:
+  -i FILE                 inventory: Ansible INI or YAML, a .star file, a
+                          directory, or a host list "h1,h2," (repeatable;
+                          default: $MITOSTAR_INVENTORY, ':'-separated)
+  --limit PATTERN         narrow every host pattern of the run
+  --forks N               hosts connected or called at once (default 50)
+  --progress MODE         auto (a live display when stderr is a terminal),
+                          always or never (one line per host event)
+  --json FILE             one JSON object per host result, then the recap
+                          (- for stdout)
+  -k, --ask-pass          ask once for the ssh password
+  -K, --ask-become-pass   ask once for the become (sudo/su/doas) password
+  --become-password-file FILE
+                          read the become password from FILE
+  -b, --become            (exec) run CMD through each host's become method
+
+exit status: 0 success, 1 the script failed, 2 bad usage, 3 a host failed,
+4 hosts were unreachable and none failed, 130/143 interrupted by
+SIGINT/SIGTERM.
 `
 
 type multiFlag []string
@@ -69,6 +91,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
@@ -78,7 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "help":
 			io.WriteString(stdout, usage)
 			return 0
-		case "run":
+		case "run", "exec":
+			cmd = args[0]
 			args = args[1:]
 		}
 	}
@@ -94,6 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		help       bool
 		cpuProfile string
 		profileDir string
+		fan        fanFlags
 	)
 	fs.Var(&roots, "I", "module root")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
@@ -105,6 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&help, "help", false, "help")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
 	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
+	fan.register(fs, cmd == "exec")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "mitostar: %v\n\n%s", err, usage)
 		return 2
@@ -114,11 +140,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	rest := fs.Args()
-	if len(rest) == 0 {
-		fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
-		return 2
+	var script string
+	var argv, command []string
+	var pattern string
+	if cmd == "exec" {
+		if len(rest) > 0 && rest[0] != "--" {
+			pattern, rest = rest[0], rest[1:]
+		}
+		if len(rest) > 0 && rest[0] == "--" {
+			rest = rest[1:]
+		}
+		if pattern == "" || len(rest) == 0 {
+			fmt.Fprintf(stderr, "mitostar exec: want a host pattern and a command: mitostar exec PATTERN -- CMD [ARG...]\n\n%s", usage)
+			return 2
+		}
+		command = rest
+	} else {
+		if len(rest) == 0 {
+			fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
+			return 2
+		}
+		script, argv = rest[0], rest[1:]
 	}
-	script, argv := rest[0], rest[1:]
 	level, err := core.ParseLevel(logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "mitostar: --log-level: %v\n", err)
@@ -141,10 +184,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mitostar: --shutdown-timeout must not be negative\n")
 		return 2
 	}
-	if _, err := os.Stat(script); err != nil {
+	if script != "" {
+		if _, err := os.Stat(script); err != nil {
+			fmt.Fprintf(stderr, "mitostar: %v\n", err)
+			return 2
+		}
+	}
+	fo, err := fan.open(stdout, stderr)
+	if err != nil {
 		fmt.Fprintf(stderr, "mitostar: %v\n", err)
 		return 2
 	}
+	defer fo.close()
+	stdout, stderr = fo.stdout, fo.stderr
 	logOut := stderr
 	if logFile != "" {
 		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -185,7 +237,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r.EnableDebug()
 		r.SetLogger(slog.New(core.NewLogHandler(r)))
 	}
-	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout})
+	session := fanout.NewSession(r, fo.options)
+	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, Predeclared: fanout.Predeclared(session)})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -194,7 +247,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	var got os.Signal
 	done := make(chan error, 1)
-	go func() { done <- rt.RunScript(ctx, script) }()
+	go func() {
+		if cmd == "exec" {
+			done <- runExec(ctx, session, pattern, command, fo, stdout)
+			return
+		}
+		done <- rt.RunScript(ctx, script)
+	}()
 	var runErr error
 	select {
 	case runErr = <-done:
@@ -205,6 +264,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-time.After(time.Duration(shutdownTO * float64(time.Second))):
 		}
 	}
+	fo.progressEnd()
 	r.CloseTimeout(time.Duration(shutdownTO * float64(time.Second)))
 	switch got {
 	case syscall.SIGINT:
@@ -214,7 +274,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if runErr != nil {
 		fmt.Fprint(stderr, builtins.Backtrace(runErr))
+	}
+	if session.Used() {
+		session.Recap(fo.stderr, fo.color)
+		session.WriteRecapJSON()
+	}
+	if err := session.JSONError(); err != nil {
+		fmt.Fprintf(stderr, "mitostar: --json: %v\n", err)
+	}
+	if runErr != nil {
 		return 1
 	}
-	return 0
+	return session.ExitStatus()
 }
