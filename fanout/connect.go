@@ -131,7 +131,7 @@ func (s *Session) ensure(ctx context.Context, h *inventory.Host, sem chan struct
 	s.mu.Lock()
 	c, ok := s.conns[h.Name]
 	if !ok {
-		c = &conn{done: make(chan struct{})}
+		c = &conn{done: make(chan struct{}), loginDone: make(chan struct{})}
 		s.conns[h.Name] = c
 	}
 	s.mu.Unlock()
@@ -153,6 +153,11 @@ func (s *Session) dial(ctx context.Context, h *inventory.Host, c *conn, sem chan
 	p := s.progress()
 	defer func() {
 		c.elapsed = time.Since(start)
+		select {
+		case <-c.loginDone:
+		default:
+			close(c.loginDone) // no login was tried: followers make their own
+		}
 		close(c.done)
 		s.record(h.Name, func(st *hostStat) {
 			st.elapsed += c.elapsed
@@ -186,6 +191,20 @@ func (s *Session) dial(ctx context.Context, h *inventory.Host, c *conn, sem chan
 		}
 		via = rc.login
 	}
+	login := &pl.login
+	if via == nil && login.method == "ssh" && !pl.noMux {
+		if l := s.leaderFor(endpointKey(login), c); l != nil {
+			leader, err := waitLeader(ctx, l)
+			if err != nil {
+				c.err = err
+				return
+			}
+			if leader != nil {
+				via = leader.login
+				login = &hop{method: "fork", opts: core.ConnectOptions{Name: login.opts.Name, ConnectTimeout: login.opts.ConnectTimeout, Kwargs: map[string]any{}}}
+			}
+		}
+	}
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
@@ -194,16 +213,17 @@ func (s *Session) dial(ctx context.Context, h *inventory.Host, c *conn, sem chan
 	}
 	defer func() { <-sem }()
 	p.HostStart(h.Name)
-	login, err := s.connectHop(ctx, &pl.login, via)
+	lc, err := s.connectHop(ctx, login, via)
+	c.login, c.ctx = lc, lc
+	close(c.loginDone)
 	if err != nil {
 		c.err = err
 		return
 	}
-	c.login, c.ctx = login, login
 	if pl.become != nil {
-		final, err := s.connectHop(ctx, pl.become, login)
+		final, err := s.connectHop(ctx, pl.become, lc)
 		if err != nil {
-			login.Shutdown()
+			lc.Shutdown()
 			c.err = err
 			return
 		}

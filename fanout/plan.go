@@ -23,6 +23,8 @@ type plan struct {
 	via    string
 	login  hop
 	become *hop
+	// noMux turns connection sharing off (mitostar_multiplex=false).
+	noMux bool
 }
 
 // connectionMethods maps ansible_connection values (Ansible's plugin
@@ -65,6 +67,9 @@ func (s *Session) planFor(h *inventory.Host) (*plan, error) {
 	p := &plan{}
 	if via, ok := str("mitostar_via"); ok {
 		p.via = via
+	}
+	if v, ok := vars["mitostar_multiplex"]; ok && !truthy(v) {
+		p.noMux = true
 	}
 	conn, _ := str("ansible_connection")
 	if conn == "" {
@@ -203,6 +208,8 @@ func applyKeywords(h *hop, vars map[string]any, prefix, method string) error {
 			if method == "ssh" {
 				h.opts.Kwargs["transport"] = v
 			}
+		case "multiplex":
+			// Read by planFor: the fan-out's, not the method's.
 		case "name", "via":
 			return fmt.Errorf("%s cannot be set from the inventory", k)
 		default:

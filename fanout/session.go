@@ -64,13 +64,15 @@ type Session struct {
 	used      bool
 	jsonMu    sync.Mutex
 	jsonError error
+	share     sharing
 }
 
 // A conn is one host's connection, made once; done closes when it is
 // settled.
 type conn struct {
-	done    chan struct{}
-	login   *core.Context // the login connection, what relays connect from
+	done      chan struct{}
+	loginDone chan struct{} // closed once login is settled
+	login     *core.Context // the login connection, what relays connect from
 	ctx     *core.Context // the context calls go to (after become)
 	err     error
 	elapsed time.Duration
