@@ -73,9 +73,9 @@ type conn struct {
 	done      chan struct{}
 	loginDone chan struct{} // closed once login is settled
 	login     *core.Context // the login connection, what relays connect from
-	ctx     *core.Context // the context calls go to (after become)
-	err     error
-	elapsed time.Duration
+	ctx       *core.Context // the context calls go to (after become)
+	err       error
+	elapsed   time.Duration
 }
 
 // NewSession returns the fan-out of the master r. Its names (Predeclared)
