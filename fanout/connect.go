@@ -74,6 +74,7 @@ func (s *Session) Connect(ctx context.Context, title string, hosts []*inventory.
 	s.mu.Unlock()
 	var fresh []string
 	for _, h := range hosts {
+		s.record(h.Name, func(*hostStat) {}) // the recap lists hosts in this order
 		s.mu.Lock()
 		_, known := s.conns[h.Name]
 		s.mu.Unlock()
@@ -192,8 +193,11 @@ func (s *Session) dial(ctx context.Context, h *inventory.Host, c *conn, sem chan
 		via = rc.login
 	}
 	login := &pl.login
+	leads := false // other hosts may share this login: keep it
 	if via == nil && login.method == "ssh" && !pl.noMux {
-		if l := s.leaderFor(endpointKey(login), c); l != nil {
+		l := s.leaderFor(endpointKey(login), c)
+		leads = l == nil
+		if l != nil {
 			leader, err := waitLeader(ctx, l)
 			if err != nil {
 				c.err = err
@@ -223,7 +227,9 @@ func (s *Session) dial(ctx context.Context, h *inventory.Host, c *conn, sem chan
 	if pl.become != nil {
 		final, err := s.connectHop(ctx, pl.become, lc)
 		if err != nil {
-			lc.Shutdown()
+			if !leads {
+				lc.Shutdown()
+			}
 			c.err = err
 			return
 		}

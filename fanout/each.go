@@ -155,6 +155,9 @@ func serialOf(v starlark.Value) ([]string, error) {
 			return strconv.FormatInt(n, 10), nil
 		case starlark.String:
 			s := strings.TrimSpace(string(x))
+			if n, err := strconv.Atoi(s); err == nil && n > 0 {
+				return s, nil
+			}
 			p, ok := strings.CutSuffix(s, "%")
 			f, err := strconv.ParseFloat(p, 64)
 			if !ok || err != nil || f <= 0 || f > 100 {
@@ -245,6 +248,7 @@ func (s *Session) Each(ctx context.Context, targets []Target, fn starlark.Value,
 	out := make([]Outcome, len(targets))
 	for i, t := range targets {
 		out[i].Target = t
+		s.record(t.Name, func(*hostStat) {}) // the recap lists hosts in this order
 	}
 	p := s.progress()
 	stopped := ""

@@ -35,8 +35,9 @@ type SSHServer struct {
 
 // SSHD starts an sshd for t (creating the test users first), waits for
 // its pid file and for its port to accept, and kills it with all its
-// session processes when the test ends. extraConfig lines are appended
-// to its sshd_config (e.g. "MaxStartups 50").
+// session processes when the test ends. extraConfig lines go into its
+// sshd_config before the defaults, which they override (sshd keeps the
+// first value of a keyword): e.g. "MaxStartups 200:30:400".
 func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	t.Helper()
 	RequireRoot(t, "/usr/sbin/sshd", "ssh-keygen", "ssh")
@@ -71,7 +72,9 @@ func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	s.HostKeyPub = f[0] + " " + f[1]
 	must(t, os.WriteFile(s.KnownHosts, []byte(fmt.Sprintf("[%s]:%d %s\n", s.Host, s.Port, s.HostKeyPub)), 0o644))
 	must(t, os.MkdirAll("/run/sshd", 0o755))
-	conf := fmt.Sprintf(`Port %d
+	// sshd keeps the first value of a keyword: extraConfig goes first,
+	// so it can change the defaults below (MaxStartups).
+	conf := strings.Join(extraConfig, "\n") + "\n" + fmt.Sprintf(`Port %d
 ListenAddress %s
 HostKey %s/hostkey
 PidFile %s/sshd.pid
@@ -84,9 +87,6 @@ UsePAM yes
 UseDNS no
 MaxStartups 100
 `, s.Port, s.Host, dir, dir, auth)
-	if len(extraConfig) > 0 {
-		conf += strings.Join(extraConfig, "\n") + "\n"
-	}
 	must(t, os.WriteFile(s.Config, []byte(conf), 0o644))
 	run(t, 30*time.Second, nil, "/usr/sbin/sshd", "-t", "-f", s.Config)
 
