@@ -130,11 +130,16 @@ func fmtElapsed(d time.Duration) string {
 	return fmt.Sprintf("%.2fs", d.Seconds())
 }
 
-// oneLine keeps an error's first line (its message; a traceback follows
-// in the JSON output).
+// oneLine puts an error on one line: its message's lines (the last
+// output of ssh or sudo that says why) joined with " / ".
 func oneLine(s string) string {
-	first, _, _ := strings.Cut(s, "\n")
-	return first
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " / ")
 }
 
 // writeJSON writes one host event as a JSON object (--json).
