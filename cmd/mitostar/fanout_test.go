@@ -53,6 +53,7 @@ func testFleet(t *testing.T) *fleet {
 web1
 web2 ansible_user=mtbob ansible_become=true
 web3 ansible_user=mtalice ansible_become=true ansible_become_password=alicepw
+web4 ansible_user=mtalice
 
 [db]
 db1 ansible_user=mtalice ansible_become=true ansible_become_password=wrong-password
@@ -149,10 +150,11 @@ func TestFanoutFleet(t *testing.T) {
 		t.Fatalf("exit status %d, want 4 (unreachable, none failed)\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
 	want := []string{
-		"connected: behind c1 c2 db2 web1 web2 web3",
+		"connected: behind c1 c2 db2 web1 web2 web3 web4",
 		"probe: web1 True web1 mtcarol prod,web generic False",
 		"probe: web2 True web2 root prod,web generic False",
 		"probe: web3 True web3 root prod,web generic False",
+		"probe: web4 True web4 mtalice prod,web generic False",
 		"probe: db2 True db2 mtbob db,prod generic False",
 		"probe: c1 True c1 root containers generic False",
 		"probe: c2 True c2 root containers generic False",
@@ -176,7 +178,7 @@ func TestFanoutFleet(t *testing.T) {
 		}
 	}
 	// The recap: one line per host, the unreachable ones with their error.
-	for h, ok := range map[string]int{"web1": 1, "web2": 1, "web3": 1, "db2": 1, "c1": 1, "c2": 1, "behind": 2} {
+	for h, ok := range map[string]int{"web1": 1, "web2": 1, "web3": 1, "web4": 1, "db2": 1, "c1": 1, "c2": 1, "behind": 2} {
 		if !regexp.MustCompile(fmt.Sprintf(`(?m)^%s\s+%d\s+0\s+0\s+0\s+0\s+\d+\.\d\ds$`, h, ok)).MatchString(res.stderr) {
 			t.Errorf("recap line of %s missing or wrong:\n%s", h, res.stderr)
 		}
@@ -384,6 +386,22 @@ func TestFanoutExec(t *testing.T) {
 	res = mitostar(t, f.dir, nil, "exec", "-i", f.inventory, "web1:refused", "--", "true")
 	if res.code != 4 || !strings.Contains(res.stdout, "refused | UNREACHABLE! >> StreamError: ") {
 		t.Errorf("exec with an unreachable host: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	// -b with the password from a file, --json on stdout, debug logs:
+	// the password shows nowhere.
+	pwFile := filepath.Join(f.dir, "become-pw")
+	os.WriteFile(pwFile, []byte(testbed.Passwords["mtalice"]+"\n"), 0o600)
+	res = mitostar(t, f.dir, nil, "exec", "-v", "-i", f.inventory, "-b", "--become-password-file", pwFile, "--json", "-", "web4", "--", "id", "-un")
+	if res.code != 0 {
+		t.Fatalf("exec -b --become-password-file: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	lines := jsonLines(t, res.stdout)
+	if len(lines) != 3 || lines[1]["host"] != "web4" || lines[1]["phase"] != "each" || lines[1]["status"] != "ok" ||
+		lines[1]["value"].(map[string]any)["stdout"] != "root\n" || lines[2]["hosts"] == nil {
+		t.Errorf("--json -: %q", res.stdout)
+	}
+	if strings.Contains(res.stdout+res.stderr, testbed.Passwords["mtalice"]) {
+		t.Errorf("the become password is in the output")
 	}
 	res = mitostar(t, f.dir, nil, "exec", "-i", f.inventory, "web1")
 	if res.code != 2 || !strings.Contains(res.stderr, "want a host pattern and a command") {
