@@ -20,11 +20,10 @@ import (
 )
 
 // ptyRun runs the command in a real terminal of cols×rows, answers the
-// first prompt matching prompt with answer (when prompt is not empty),
-// calls during(), once the output shows duringMark, while the run goes
-// on, and returns all the bytes the terminal received and the exit
-// status.
-func ptyRun(t *testing.T, dir string, env []string, cols, rows int, prompt, answer, duringMark string, during func(), args ...string) ([]byte, int) {
+// prompts in order (each answer once its prompt shows), calls during(),
+// once the output shows duringMark, while the run goes on, and returns
+// all the bytes the terminal received and the exit status.
+func ptyRun(t *testing.T, dir string, env []string, cols, rows int, prompts [][2]string, duringMark string, during func(), args ...string) ([]byte, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -65,9 +64,9 @@ func ptyRun(t *testing.T, dir string, env []string, cols, rows int, prompt, answ
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	if prompt != "" {
-		waitFor(prompt)
-		io.WriteString(f, answer+"\n")
+	for _, p := range prompts {
+		waitFor(p[0])
+		io.WriteString(f, p[1]+"\n")
 	}
 	if during != nil {
 		waitFor(duringMark)
@@ -112,7 +111,8 @@ def main():
 // asked and answered there, the display shows running hosts while they
 // work and failures as they happen, and the final screen holds the
 // failures, the script's output and the recap — no trace of the display,
-// no password. Colour on a terminal, none with NO_COLOR.
+// no password (-k's for ssh, -K's for sudo). Colour on a terminal, none
+// with NO_COLOR.
 func TestFanoutTerminal(t *testing.T) {
 	testbed.RequireRoot(t, "/usr/sbin/sshd", "sudo")
 	sshd := testbed.SSHD(t, "MaxStartups 200:30:400", "MaxSessions 200")
@@ -122,6 +122,7 @@ func TestFanoutTerminal(t *testing.T) {
 	os.WriteFile(inv, []byte(fmt.Sprintf(`t1
 t2
 t3 ansible_user=mtalice ansible_become=true
+t4 ansible_user=mtbob ansible_ssh_private_key_file=/nonexistent/key
 r1 ansible_port=%d
 [all:vars]
 ansible_host=127.0.0.1
@@ -134,32 +135,34 @@ ansible_ssh_common_args=-o UserKnownHostsFile=%s
 	os.WriteFile(script, []byte(terminalScript), 0o644)
 	const cols, rows = 100, 30
 	password := testbed.Passwords["mtalice"]
+	sshPassword := testbed.Passwords["mtbob"]
+	prompts := [][2]string{{"SSH password: ", sshPassword}, {"BECOME password: ", password}}
 	var argvLeak []string
 	checkArgv := func() {
 		// While hosts work, no process's command line holds the password.
 		entries, _ := os.ReadDir("/proc")
 		for _, e := range entries {
 			data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			if err == nil && bytes.Contains(data, []byte(password)) {
+			if err == nil && (bytes.Contains(data, []byte(password)) || bytes.Contains(data, []byte(sshPassword))) {
 				argvLeak = append(argvLeak, e.Name()+": "+strings.ReplaceAll(string(data), "\x00", " "))
 			}
 		}
 	}
-	raw, code := ptyRun(t, dir, []string{"TERM=xterm-256color"}, cols, rows, "BECOME password: ", password, "running", checkArgv,
-		"-i", inv, "-K", script)
+	raw, code := ptyRun(t, dir, []string{"TERM=xterm-256color"}, cols, rows, prompts, "running", checkArgv,
+		"-i", inv, "-k", "-K", script)
 	if code != 3 {
 		t.Errorf("exit status %d, want 3 (t2 failed)", code)
 	}
 	if len(argvLeak) > 0 {
 		t.Errorf("the password is in a process's argv: %q", argvLeak)
 	}
-	if bytes.Contains(raw, []byte(password)) {
+	if bytes.Contains(raw, []byte(password)) || bytes.Contains(raw, []byte(sshPassword)) {
 		t.Errorf("the password reached the terminal:\n%q", raw)
 	}
 	lines := screen(raw, cols, rows)
 	text := strings.Join(lines, "\n")
 	// The display was drawn (with the running hosts and their time)...
-	if !regexp.MustCompile(`each slow  \d/3 done  `).Match(raw) || !regexp.MustCompile(`  t\d +\d+\.\ds`).Match(raw) {
+	if !regexp.MustCompile(`each slow  \d/4 done  `).Match(raw) || !regexp.MustCompile(`  t\d +\d+\.\ds`).Match(raw) {
 		t.Errorf("the live display never showed the running hosts:\n%q", raw)
 	}
 	// ...in colour, and erased at the end.
@@ -175,6 +178,7 @@ ansible_ssh_common_args=-o UserKnownHostsFile=%s
 		"result t1 mtcarol",
 		"result t2 None",
 		"result t3 root",
+		"result t4 mtbob",
 		"RECAP",
 		"  t2: CallError: fail: t2 breaks",
 	}
@@ -194,8 +198,8 @@ ansible_ssh_common_args=-o UserKnownHostsFile=%s
 	}
 
 	// NO_COLOR: the same display without colours.
-	raw, _ = ptyRun(t, dir, []string{"TERM=xterm-256color", "NO_COLOR=1"}, cols, rows, "BECOME password: ", password, "", nil,
-		"-i", inv, "-K", script)
+	raw, _ = ptyRun(t, dir, []string{"TERM=xterm-256color", "NO_COLOR=1"}, cols, rows, prompts, "", nil,
+		"-i", inv, "-k", "-K", script)
 	if regexp.MustCompile(`\x1b\[[0-9;]*m`).Match(raw) {
 		t.Errorf("colours with NO_COLOR set:\n%q", raw)
 	}
