@@ -42,7 +42,12 @@ web3 ansible_become=true ansible_become_password=pw ansible_become_flags="-H -E"
 c1 ansible_connection=community.docker.docker ansible_user=root mitostar_docker_path=/d
 l1 ansible_connection=mitogen_local
 r1 mitostar_via=web1 mitostar_multiplex=no ansible_port="2200"
+n1 ansible_become=1 mitostar_become_password=1234 ansible_password=5678
 `, Options{BecomePassword: &become})
+	// Passwords that read as numbers are strings (a type error would print them).
+	if n1 := plans["n1"]; n1.become.opts.Kwargs["password"] != "1234" || n1.login.opts.Kwargs["password"] != "5678" {
+		t.Errorf("n1: %+v / %+v", n1.login, n1.become)
+	}
 	web1 := plans["web1"]
 	wantKw := map[string]any{"hostname": "10.0.0.1", "port": int64(2222), "username": "deploy", "identity_file": "/k",
 		"ssh_args": []any{"-o", "A=1", "-o", "B=2 3"}}

@@ -213,6 +213,11 @@ func applyKeywords(h *hop, vars map[string]any, prefix, method string) error {
 		case "name", "via":
 			return fmt.Errorf("%s cannot be set from the inventory", k)
 		default:
+			if strings.Contains(kw, "password") {
+				// A password is a string even when it reads as a number;
+				// a type error about it would print it.
+				v = fmt.Sprint(v)
+			}
 			if s, ok := v.(string); ok && (kw == "port" || strings.HasSuffix(kw, "_interval") || strings.HasSuffix(kw, "_count")) {
 				if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 					v = n

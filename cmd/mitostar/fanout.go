@@ -199,6 +199,10 @@ func runExec(ctx context.Context, s *fanout.Session, pattern string, command []s
 	if err != nil {
 		return err
 	}
+	if len(targets)+len(unreachable) == 0 {
+		fmt.Fprintf(fo.stderr, "mitostar exec: no hosts matched %q: nothing to do\n", pattern)
+		return nil
+	}
 	var mu sync.Mutex
 	show := func(text string) {
 		if fo.jsonStdout {

@@ -429,6 +429,11 @@ func TestFanoutBadUsage(t *testing.T) {
 			t.Errorf("mitostar %q: exit %d, stderr %q; want 2 and %q", c.args, res.code, res.stderr, c.want)
 		}
 	}
+	// exec on a pattern that matches nothing says so.
+	res0 := mitostar(t, dir, nil, "exec", "-i", "h1,", "nothing", "--", "true")
+	if res0.code != 0 || !strings.Contains(res0.stderr, `no hosts matched "nothing"`) {
+		t.Errorf("exec on no hosts: exit %d\n%s", res0.code, res0.stderr)
+	}
 	// A script that uses no hosts has no recap and exits 0.
 	res := mitostar(t, dir, []string{inventoryEnv + "=h1,h2,"}, script)
 	if res.code != 0 || strings.Contains(res.stderr, "RECAP") {
