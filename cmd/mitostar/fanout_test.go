@@ -11,7 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"go.starlark.net/starlark"
+
+	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/internal/testbed"
+	"github.com/mitostar/mitostar/runtime"
 )
 
 // fleet is one inventory of real targets shared by the fan-out tests:
@@ -23,6 +27,15 @@ type fleet struct {
 	dir       string
 	inventory string // the INI file
 	sshd      *testbed.SSHServer
+}
+
+func init() {
+	// fotest.change stands for an operation that changed its host: it
+	// marks the call's thread as operations do (each reads the count).
+	runtime.RegisterBuiltin("fotest.change", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		builtins.MarkChanged(thread)
+		return starlark.None, nil
+	})
 }
 
 // testFleet builds a fleet for t, stopped when t ends.
@@ -318,6 +331,12 @@ def work(fail_on):
         fail("failing on purpose")
     return [start.unix_nano, time.now().unix_nano]
 
+def maybe_change(names):
+    if host.name in names:
+        fotest.change()
+        fotest.change()
+    return host.name
+
 def show(tag, results):
     print(tag, " ".join(["%s:%s" % (r.host, "ok" if r.ok else ("skip" if "not run" in r.error.message else "FAIL")) for r in results]))
 
@@ -332,6 +351,10 @@ def main():
     show("limit50", each(hosts, work, ["h3"], serial = 2, max_fail_percentage = 50))
     show("pct", each(hosts, work, ["h1"], serial = ["1", "50%"], max_fail_percentage = 0))
     show("plain", each(hosts, work, ["h7"]))
+    print("changed", " ".join([r.host for r in each(hosts, maybe_change, ["h2", "h6"]) if r.changed]))
+    print("builtin changed", all([r.changed for r in each(hosts, fotest.change)]))
+    rs = each(hosts, work, [], _timeout = 0.05)
+    print("timeout", " ".join(sorted(set([r.error.kind for r in rs]))), rs[0].error.message)
 `), 0o644)
 	res := mitostar(t, dir, nil, "-i", inv, "--progress", "never", script)
 	if res.code != 3 {
@@ -345,13 +368,19 @@ def main():
 		// serial ["1", "50%"]: [h1] [h2 h3 h4] ...: h1 fails, nothing else runs.
 		"pct h1:FAIL h2:skip h3:skip h4:skip h5:skip h6:skip h7:skip",
 		"plain h1:ok h2:ok h3:ok h4:ok h5:ok h6:ok h7:FAIL",
+		"changed h2 h6",
+		"builtin changed True",
+		"timeout TimeoutError call timed out after 0.05s",
 	} {
 		if !strings.Contains(res.stdout, w+"\n") {
 			t.Errorf("stdout lacks %q:\n%s", w, res.stdout)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^h5\s+3\s+0\s+0\s+0\s+2\s`).MatchString(res.stderr) {
-		t.Errorf("recap of h5 (3 ok, 2 skipped) wrong:\n%s", res.stderr)
+	if !regexp.MustCompile(`(?m)^h5\s+5\s+1\s+1\s+0\s+2\s`).MatchString(res.stderr) {
+		t.Errorf("recap of h5 (5 ok, 1 changed, 1 failed, 2 skipped) wrong:\n%s", res.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^h6\s+5\s+2\s+1\s+0\s+2\s`).MatchString(res.stderr) {
+		t.Errorf("recap of h6 (5 ok, 2 changed, 1 failed, 2 skipped) wrong:\n%s", res.stderr)
 	}
 	if !strings.Contains(res.stderr, "[h3] FAILED") || !strings.Contains(res.stderr, "[h5] skipped") {
 		t.Errorf("progress lines missing:\n%s", res.stderr)
