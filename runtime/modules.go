@@ -470,7 +470,7 @@ func (rt *Runtime) execModule(thread *starlark.Thread, m *module) (starlark.Stri
 		t, done := rt.newThread("load "+m.path, builtinsThreadContext(thread))
 		defer done()
 		t.SetLocal(loadStackKey, append(append([]string(nil), stack...), m.path))
-		g, err := m.prog.Init(t, rt.predeclared)
+		g, err := m.prog.Init(t, rt.predeclaredNames())
 		if err != nil {
 			m.err = err
 			return

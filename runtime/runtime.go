@@ -54,14 +54,22 @@ type Options struct {
 	Argv []string
 	// Stdout receives the master's print() output (os.Stdout by default).
 	Stdout io.Writer
+	// Predeclared are names this context predeclares besides the common
+	// ones (the command line adds inventory, connect and each to the
+	// master's); they win over a common name they repeat.
+	Predeclared starlark.StringDict
 }
 
 // Runtime is the Starlark runtime of one context.
 type Runtime struct {
-	r           *core.Router
-	opts        Options
+	r       *core.Router
+	opts    Options
+	decoder *builtins.Decoder
+
+	// predeclared is replaced whole (Predeclare), never changed in place:
+	// a module keeps the dict it was initialised with.
+	predMu      sync.Mutex
 	predeclared starlark.StringDict
-	decoder     *builtins.Decoder
 
 	mu      sync.Mutex
 	modules map[string]*module
@@ -90,6 +98,22 @@ type Runtime struct {
 	topLevel sync.Map // *starlark.Function → *starRef
 }
 
+var (
+	predeclMu    sync.Mutex
+	predeclFuncs []func(r *core.Router) starlark.StringDict
+)
+
+// RegisterPredeclared adds names that every context of the binary
+// predeclares, computed for each context's router (call it from init).
+// A module compiles the same way everywhere, so a name that only works
+// in the master (connect) must still be declared in children, where it
+// can say why it fails. Options.Predeclared wins over these.
+func RegisterPredeclared(fn func(r *core.Router) starlark.StringDict) {
+	predeclMu.Lock()
+	defer predeclMu.Unlock()
+	predeclFuncs = append(predeclFuncs, fn)
+}
+
 // RegisterBuiltin makes fn callable from Starlark in every context under
 // a dotted name ("mymod.fn"), locally and as ctx.call(mymod.fn). Call it
 // from init (or before any context starts): children are this same binary
@@ -110,6 +134,8 @@ func New(r *core.Router, opts Options) *Runtime {
 	rt.predeclared = rt.makePredeclared()
 	r.SetCallHandler(rt.handleCall)
 	r.SetHelloExt(rt.helloExt)
+	runtimes.Store(r, rt)
+	context.AfterFunc(r.Lifetime(), func() { runtimes.Delete(r) })
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
 	// Ids are never reused: what was pushed to a context that is gone is
 	// of no more use.
@@ -130,6 +156,16 @@ func New(r *core.Router, opts Options) *Runtime {
 	return rt
 }
 
+// runtimes holds the runtime of each router, until the router closes.
+var runtimes sync.Map // *core.Router → *Runtime
+
+// Of returns the runtime attached to r, if any.
+func Of(r *core.Router) *Runtime {
+	v, _ := runtimes.Load(r)
+	rt, _ := v.(*Runtime)
+	return rt
+}
+
 // Router is the context's router.
 func (rt *Runtime) Router() *core.Router { return rt.r }
 
@@ -141,8 +177,30 @@ func (rt *Runtime) Decoder() *builtins.Decoder { return rt.decoder }
 func (rt *Runtime) Predeclared() starlark.StringDict { return rt.predeclared }
 
 func (rt *Runtime) isPredeclared(name string) bool {
-	_, ok := rt.predeclared[name]
+	_, ok := rt.predeclaredNames()[name]
 	return ok
+}
+
+func (rt *Runtime) predeclaredNames() starlark.StringDict {
+	rt.predMu.Lock()
+	defer rt.predMu.Unlock()
+	return rt.predeclared
+}
+
+// Predeclare binds name to v for the modules this context executes from
+// now on (those executed before keep what they saw). The fan-out gives a
+// context it started its host record this way, before any module runs
+// there.
+func (rt *Runtime) Predeclare(name string, v starlark.Value) {
+	v.Freeze()
+	rt.predMu.Lock()
+	defer rt.predMu.Unlock()
+	d := make(starlark.StringDict, len(rt.predeclared)+1)
+	for k, old := range rt.predeclared {
+		d[k] = old
+	}
+	d[name] = v
+	rt.predeclared = d
 }
 
 func (rt *Runtime) makePredeclared() starlark.StringDict {
@@ -177,6 +235,20 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 	}
 	tm["sleep"] = starlark.NewBuiltin("time.sleep", timeSleep)
 	d["time"] = &starlarkstruct.Module{Name: "time", Members: tm}
+	// host is the inventory record of a context that connect() started
+	// (set with Predeclare); None everywhere else.
+	d["host"] = starlark.None
+	predeclMu.Lock()
+	funcs := predeclFuncs
+	predeclMu.Unlock()
+	for _, fn := range funcs {
+		for k, v := range fn(r) {
+			d[k] = v
+		}
+	}
+	for k, v := range rt.opts.Predeclared {
+		d[k] = v
+	}
 	d.Freeze()
 	return d
 }

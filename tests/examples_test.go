@@ -163,6 +163,20 @@ func TestExamples(t *testing.T) {
 				t.Errorf("stdout = %q, want %q", out, want)
 			}
 		},
+		"many_hosts.star": func(t *testing.T, mitostar string) {
+			out, errOut := runExample(t, ".", mitostar, "-i", filepath.Join(exampleDir, "hosts.ini"), "--progress", "never",
+				filepath.Join(exampleDir, "many_hosts.star"))
+			want := "web hosts: [\"web1\", \"web2\"]\n" +
+				"connected: [\"web1\", \"web2\", \"db1\"] unreachable: []\n" +
+				"web1 -> web1 (frontend, groups web): hello\n" +
+				"web2 -> web2 (frontend, groups web): hello\n" +
+				"db1 -> db1 (database, groups db): hello\n" +
+				"host in the master: None\n"
+			if out != want {
+				t.Errorf("stdout = %q, want %q", out, want)
+			}
+			wantMatch(t, "stderr", errOut, `(?m)^RECAP\n`, `(?m)^db1\s+1\s+0\s+0\s+0\s+0\s+\d+\.\d\ds$`)
+		},
 		"ssh_sudo.star": func(t *testing.T, mitostar string) {
 			sshd := testbed.SSHD(t)
 			out, _ := runExample(t, ".", mitostar, filepath.Join(exampleDir, "ssh_sudo.star"),

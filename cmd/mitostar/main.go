@@ -6,6 +6,7 @@
 //
 //	mitostar [flags] SCRIPT.star [ARG...]
 //	mitostar run [flags] SCRIPT.star [ARG...]
+//	mitostar exec [flags] PATTERN -- CMD [ARG...]
 //	mitostar version (or --version)
 //	mitostar doc [NAME]
 //	mitostar help
@@ -30,19 +31,23 @@ import (
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
 	"github.com/mitostar/mitostar/docs"
+	"github.com/mitostar/mitostar/fanout"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 const usage = `usage: mitostar [flags] SCRIPT.star [ARG...]
        mitostar run [flags] SCRIPT.star [ARG...]
+       mitostar exec [flags] [-b] PATTERN -- CMD [ARG...]
        mitostar version | --version
        mitostar doc [NAME]
        mitostar help
 
 Runs SCRIPT.star: its top level, then main() if it defines one. ARGs are
-available to the script (in every context) as argv. "mitostar doc NAME"
-prints the reference of NAME (a predeclared name, a method such as
-Receiver.get, an error kind), "mitostar doc" all of it.
+available to the script (in every context) as argv. exec runs CMD on every
+host PATTERN selects from the inventory, in parallel, and prints each
+host's output. "mitostar doc NAME" prints the reference of NAME (a
+predeclared name, a method such as Receiver.get, an error kind),
+"mitostar doc" all of it.
 
 flags:
   -I DIR                  add a module root (repeatable); the script's
@@ -57,8 +62,25 @@ flags:
   --version               print the version and exit
   -h, --help              this help
 
-exit status: 0 success, 1 the script failed, 2 bad usage,
-130/143 interrupted by SIGINT/SIGTERM.
+many hosts:
+  -i FILE                 inventory: Ansible INI or YAML, a .star file, a
+                          directory, or a host list "h1,h2," (repeatable;
+                          default: $MITOSTAR_INVENTORY, ':'-separated)
+  --limit PATTERN         narrow every host pattern of the run
+  --forks N               hosts connected or called at once (default 50)
+  --progress MODE         auto (a live display when stderr is a terminal),
+                          always or never (one line per host event)
+  --json FILE             one JSON object per host result, then the recap
+                          (- for stdout)
+  -k, --ask-pass          ask once for the ssh password
+  -K, --ask-become-pass   ask once for the become (sudo/su/doas) password
+  --become-password-file FILE
+                          read the become password from FILE
+  -b, --become            (exec) run CMD through each host's become method
+
+exit status: 0 success, 1 the script failed, 2 bad usage, 3 a host failed,
+4 hosts were unreachable and none failed, 130/143 interrupted by
+SIGINT/SIGTERM.
 `
 
 type multiFlag []string
@@ -72,6 +94,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
@@ -80,7 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return write(stdout, stderr, usage)
 		case "doc":
 			return doc(stdout, stderr, args[1:])
-		case "run":
+		case "run", "exec":
+			cmd = args[0]
 			args = args[1:]
 		}
 	}
@@ -97,6 +121,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		version    bool
 		cpuProfile string
 		profileDir string
+		fan        fanFlags
 	)
 	fs.Var(&roots, "I", "module root")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
@@ -109,6 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&version, "version", false, "print the version")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
 	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
+	fan.register(fs, cmd == "exec")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "mitostar: %s\n\n%s", asTyped(err, args), usage)
 		return 2
@@ -122,11 +148,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	rest := fs.Args()
-	if len(rest) == 0 {
-		fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
-		return 2
+	var script string
+	var argv, command []string
+	var pattern string
+	if cmd == "exec" {
+		if len(rest) > 0 && rest[0] != "--" {
+			pattern, rest = rest[0], rest[1:]
+		}
+		if len(rest) > 0 && rest[0] == "--" {
+			rest = rest[1:]
+		}
+		if pattern == "" || len(rest) == 0 {
+			fmt.Fprintf(stderr, "mitostar exec: want a host pattern and a command: mitostar exec PATTERN -- CMD [ARG...]\n\n%s", usage)
+			return 2
+		}
+		command = rest
+	} else {
+		if len(rest) == 0 {
+			fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
+			return 2
+		}
+		script, argv = rest[0], rest[1:]
 	}
-	script, argv := rest[0], rest[1:]
 	level, err := core.ParseLevel(logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "mitostar: --log-level: %v\n", err)
@@ -153,9 +196,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mitostar: --shutdown-timeout must not be negative\n")
 		return 2
 	}
-	if err := runtime.CheckScript(script); err != nil {
-		fmt.Fprintf(stderr, "mitostar: %v\n", err)
-		return 2
+	if script != "" {
+		if err := runtime.CheckScript(script); err != nil {
+			fmt.Fprintf(stderr, "mitostar: %v\n", err)
+			return 2
+		}
 	}
 	for _, root := range roots {
 		if fi, err := os.Stat(root); err != nil {
@@ -166,6 +211,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	fo, err := fan.open(stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mitostar: %v\n", err)
+		return 2
+	}
+	defer fo.close()
+	stdout, stderr = fo.stdout, fo.stderr
 	logOut := stderr
 	if logFile != "" {
 		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -201,7 +253,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r.EnableDebug()
 		r.SetLogger(slog.New(core.NewLogHandler(r)))
 	}
-	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout})
+	session := fanout.NewSession(r, fo.options)
+	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, Predeclared: fanout.Predeclared(session)})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -210,7 +263,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	var got os.Signal
 	done := make(chan error, 1)
-	go func() { done <- rt.RunScript(ctx, script) }()
+	go func() {
+		if cmd == "exec" {
+			done <- runExec(ctx, session, pattern, command, fo, stdout)
+			return
+		}
+		done <- rt.RunScript(ctx, script)
+	}()
 	var runErr error
 	select {
 	case runErr = <-done:
@@ -221,6 +280,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-time.After(time.Duration(shutdownTO * float64(time.Second))):
 		}
 	}
+	fo.progressEnd()
 	rt.Close(time.Duration(shutdownTO * float64(time.Second)))
 	switch got {
 	case syscall.SIGINT:
@@ -230,9 +290,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if runErr != nil {
 		fmt.Fprint(stderr, builtins.Backtrace(runErr))
+	}
+	if session.Used() {
+		session.Recap(fo.stderr, fo.color)
+		session.WriteRecapJSON()
+	}
+	if err := session.JSONError(); err != nil {
+		fmt.Fprintf(stderr, "mitostar: --json: %v\n", err)
+	}
+	if runErr != nil {
 		return 1
 	}
-	return 0
+	return session.ExitStatus()
 }
 
 // printVersion prints the version line: mitostar, protocol, Go, platform.

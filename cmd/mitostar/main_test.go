@@ -411,6 +411,9 @@ func TestReferenceCoversEverything(t *testing.T) {
 	defer r.Close()
 	pre := runtime.New(r, runtime.Options{}).Predeclared()
 	for _, name := range pre.Keys() {
+		if name == "fotest" {
+			continue // a builtin of this package's tests (fanout_test.go), not of mitostar
+		}
 		need(name)
 		if _, ok := pre[name].(*starlark.List); ok {
 			continue // argv and parent_ids: Starlark's list methods

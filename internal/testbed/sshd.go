@@ -37,8 +37,9 @@ type SSHServer struct {
 
 // SSHD starts an sshd for t (creating the test users first), waits for
 // its pid file and for its port to accept, and kills it with all its
-// session processes when the test ends. extraConfig lines are appended
-// to its sshd_config (e.g. "MaxStartups 50").
+// session processes when the test ends. extraConfig lines go into its
+// sshd_config before the defaults, which they override (sshd keeps the
+// first value of a keyword): e.g. "MaxStartups 200:30:400".
 func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	t.Helper()
 	return startSSHD(t, nil, extraConfig)
@@ -95,7 +96,9 @@ func startSSHD(t testing.TB, h *NetHost, extraConfig []string) *SSHServer {
 	}
 	must(t, os.WriteFile(s.KnownHosts, []byte(known+" "+s.HostKeyPub+"\n"), 0o644))
 	must(t, os.MkdirAll("/run/sshd", 0o755))
-	conf := fmt.Sprintf(`Port %d
+	// sshd keeps the first value of a keyword: extraConfig goes first,
+	// so it can change the defaults below (MaxStartups).
+	conf := strings.Join(extraConfig, "\n") + "\n" + fmt.Sprintf(`Port %d
 ListenAddress %s
 HostKey %s/hostkey
 PidFile %s/sshd.pid
@@ -108,9 +111,6 @@ UsePAM yes
 UseDNS no
 MaxStartups 100
 `, s.Port, s.Host, dir, dir, auth)
-	if len(extraConfig) > 0 {
-		conf += strings.Join(extraConfig, "\n") + "\n"
-	}
 	must(t, os.WriteFile(s.Config, []byte(conf), 0o644))
 	run(t, 30*time.Second, nil, "/usr/sbin/sshd", "-t", "-f", s.Config)
 
