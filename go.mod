@@ -3,6 +3,7 @@ module github.com/mitostar/mitostar
 go 1.26.0
 
 require (
+	github.com/aymanbagabas/go-udiff v0.4.2
 	github.com/creack/pty v1.1.24
 	github.com/fxamacker/cbor/v2 v2.10.0
 	go.starlark.net v0.0.0-20260908191801-89a6a09411d5
