@@ -24,16 +24,25 @@ var FileOptions = &syntax.FileOptions{
 }
 
 // moduleBlob is a module as it travels: in LOAD_MODULE, in a call's Ext,
-// in the reply to GET_MODULE and in a fork's handshake.
+// in the reply to GET_MODULE and in a fork's handshake. Kind kindSrc
+// marks a file that operations read (src=), which travels the same way
+// but is never executed.
 type moduleBlob struct {
 	Path   string `cbor:"1,keyasint"`
 	SHA256 string `cbor:"2,keyasint"`
 	Source []byte `cbor:"3,keyasint"`
+	Kind   int    `cbor:"4,keyasint,omitempty"`
 }
 
+// Kinds of moduleBlob.
+const (
+	kindModule = 0 // a Starlark module
+	kindSrc    = 1 // a file read by ops.file and ops.template (src=)
+)
+
 // encodeModuleBlobs returns the CBOR of blobs as core.Marshal writes it
-// (an array of maps {1: path, 2: sha256, 3: source}), by hand: modules
-// ride with the first call into every child.
+// (an array of maps {1: path, 2: sha256, 3: source[, 4: kind]}), by
+// hand: modules ride with the first call into every child.
 func encodeModuleBlobs(blobs []moduleBlob) []byte {
 	n := 1
 	for _, b := range blobs {
@@ -41,7 +50,11 @@ func encodeModuleBlobs(blobs []moduleBlob) []byte {
 	}
 	out := core.AppendHead(make([]byte, 0, n), 4, uint64(len(blobs)))
 	for _, b := range blobs {
-		out = core.AppendHead(out, 5, 3)
+		if b.Kind != kindModule {
+			out = core.AppendHead(out, 5, 4)
+		} else {
+			out = core.AppendHead(out, 5, 3)
+		}
 		out = append(core.AppendHead(core.AppendHead(out, 0, 1), 3, uint64(len(b.Path))), b.Path...)
 		out = append(core.AppendHead(core.AppendHead(out, 0, 2), 3, uint64(len(b.SHA256))), b.SHA256...)
 		out = core.AppendHead(out, 0, 3)
@@ -50,13 +63,17 @@ func encodeModuleBlobs(blobs []moduleBlob) []byte {
 		} else {
 			out = append(core.AppendHead(out, 2, uint64(len(b.Source))), b.Source...)
 		}
+		if b.Kind != kindModule {
+			out = core.AppendHead(core.AppendHead(out, 0, 4), 0, uint64(b.Kind))
+		}
 	}
 	return out
 }
 
-// decodeModuleBlobs reads what encodeModuleBlobs writes directly, and
-// any other layout with the general decoder: the first use of that
-// decoder in a new child costs it a reflection walk of the type.
+// decodeModuleBlobs reads what encodeModuleBlobs writes for modules
+// directly, and any other layout (src files included) with the general
+// decoder: the first use of that decoder in a new child costs it a
+// reflection walk of the type.
 func decodeModuleBlobs(data []byte) ([]moduleBlob, error) {
 	if blobs, ok := readModuleBlobs(data); ok {
 		return blobs, nil
@@ -119,6 +136,7 @@ type moduleChunk struct {
 	Offset int    `cbor:"3,keyasint"`
 	Total  int    `cbor:"4,keyasint"`
 	Data   []byte `cbor:"5,keyasint"`
+	Kind   int    `cbor:"6,keyasint,omitempty"` // kindModule or kindSrc
 }
 
 // maxModuleSize bounds what a LOAD_MODULE sequence may announce.
@@ -131,14 +149,19 @@ type module struct {
 	src   []byte
 	prog  *starlark.Program
 	loads []string // paths this module loads
+	srcs  []string // src= files its operations name as string literals
 
 	once    sync.Once
 	globals starlark.StringDict
 	err     error
 }
 
-// A moduleID is a module's identity: its path and the sha256 of its source.
-type moduleID struct{ path, sha string }
+// A moduleID is a module's identity: its path and the sha256 of its
+// source (and, for a src file, kindSrc).
+type moduleID struct {
+	path, sha string
+	kind      int
+}
 
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
@@ -147,29 +170,33 @@ func sha256Hex(b []byte) string {
 
 // CleanModulePath checks a load path against the sandbox rules: relative,
 // no "..", no empty components. It returns the clean slash form.
-func CleanModulePath(p string) (string, error) {
+func CleanModulePath(p string) (string, error) { return cleanRootPath("module", p) }
+
+// cleanRootPath is CleanModulePath for a path of kind "module" or "src".
+func cleanRootPath(kind, p string) (string, error) {
 	if p == "" {
-		return "", errors.New("empty module path")
+		return "", fmt.Errorf("empty %s path", kind)
 	}
 	if strings.HasPrefix(p, "/") || filepath.IsAbs(p) {
-		return "", fmt.Errorf("module path %q is absolute: load paths are relative to a module root", p)
+		return "", fmt.Errorf("%s path %q is absolute: %s paths are relative to a module root", kind, p, kind)
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == ".." {
-			return "", fmt.Errorf("module path %q escapes its module root (\"..\")", p)
+			return "", fmt.Errorf("%s path %q escapes its module root (\"..\")", kind, p)
 		}
 	}
 	c := path.Clean(p)
 	if c == "." || strings.HasPrefix(c, "../") {
-		return "", fmt.Errorf("module path %q is not a file under a module root", p)
+		return "", fmt.Errorf("%s path %q is not a file under a module root", kind, p)
 	}
 	return c, nil
 }
 
-// readFromRoots finds p in the module roots, refusing symlinks that
-// resolve outside the root they were found in.
-func readFromRoots(roots []string, p string) (src []byte, err error) {
-	clean, err := CleanModulePath(p)
+// readFromRoots finds p, a path of kind "module" or "src", in the module
+// roots, refusing symlinks that resolve outside the root they were found
+// in.
+func readFromRoots(roots []string, kind, p string) (src []byte, err error) {
+	clean, err := cleanRootPath(kind, p)
 	if err != nil {
 		return nil, err
 	}
@@ -184,29 +211,32 @@ func readFromRoots(roots []string, p string) (src []byte, err error) {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("module %q: %w", p, err)
+			return nil, fmt.Errorf("%s %q: %w", kind, p, err)
 		}
 		rel, err := filepath.Rel(realRoot, real)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil, fmt.Errorf("module %q resolves outside its module root %s (symlink to %s)", p, root, real)
+			return nil, fmt.Errorf("%s %q resolves outside its module root %s (symlink to %s)", kind, p, root, real)
+		}
+		if fi, err := os.Stat(real); err == nil && fi.Size() > maxModuleSize {
+			return nil, fmt.Errorf("%s %q is larger than the %d MiB limit", kind, p, maxModuleSize>>20)
 		}
 		src, err := os.ReadFile(real)
 		if err != nil {
-			return nil, fmt.Errorf("module %q: %w", p, err)
+			return nil, fmt.Errorf("%s %q: %w", kind, p, err)
 		}
 		return src, nil
 	}
-	return nil, fmt.Errorf("module %q not found in the module roots (%s)", p, strings.Join(roots, ", "))
+	return nil, fmt.Errorf("%s %q not found in the module roots (%s)", kind, p, strings.Join(roots, ", "))
 }
 
 // compile parses a module; its filename is its root-relative path, so
 // functions know the module they belong to.
 func (rt *Runtime) compile(p, sha string, src []byte) (*module, error) {
-	_, prog, err := starlark.SourceProgramOptions(FileOptions, p, src, rt.isPredeclared)
+	f, prog, err := starlark.SourceProgramOptions(FileOptions, p, src, rt.isPredeclared)
 	if err != nil {
 		return nil, err
 	}
-	m := &module{path: p, sha: sha, src: src, prog: prog}
+	m := &module{path: p, sha: sha, src: src, prog: prog, srcs: literalSrcs(f)}
 	for i := 0; i < prog.NumLoads(); i++ {
 		l, _ := prog.Load(i)
 		clean, err := CleanModulePath(l)
@@ -265,7 +295,7 @@ func (rt *Runtime) moduleSource(p string) (*module, error) {
 		return m, nil
 	}
 	if rt.r.IsMaster() {
-		src, err := readFromRoots(rt.opts.Roots, clean)
+		src, err := readFromRoots(rt.opts.Roots, "module", clean)
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +416,7 @@ func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
 	for _, b := range blobs {
 		for off := 0; ; off += moduleChunkSize {
 			end := min(off+moduleChunkSize, len(b.Source))
-			data, err := core.Marshal(&moduleChunk{Path: b.Path, SHA256: b.SHA256, Offset: off, Total: len(b.Source), Data: b.Source[off:end]})
+			data, err := core.Marshal(&moduleChunk{Path: b.Path, SHA256: b.SHA256, Offset: off, Total: len(b.Source), Data: b.Source[off:end], Kind: b.Kind})
 			if err != nil {
 				return err
 			}
@@ -414,7 +444,7 @@ func (rt *Runtime) onLoadModule(msg *core.Message) {
 		rt.r.Logger().Error("bad LOAD_MODULE", "err", err)
 		return
 	}
-	key := c.Path + "@" + c.SHA256
+	key := fmt.Sprintf("%d:%s@%s", c.Kind, c.Path, c.SHA256)
 	rt.mu.Lock()
 	buf := rt.partial[key]
 	switch {
@@ -438,7 +468,7 @@ func (rt *Runtime) onLoadModule(msg *core.Message) {
 	}
 	delete(rt.partial, key)
 	rt.mu.Unlock()
-	if _, err := rt.addBlob(moduleBlob{Path: c.Path, SHA256: c.SHA256, Source: buf}); err != nil {
+	if _, err := rt.addAny(moduleBlob{Path: c.Path, SHA256: c.SHA256, Source: buf, Kind: c.Kind}); err != nil {
 		rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
 	}
 }

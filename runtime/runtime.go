@@ -41,6 +41,8 @@ import (
 	// fakessh registers the fakessh role, fakessh.exec and fakessh.run.
 	_ "github.com/mitostar/mitostar/fakessh"
 	"github.com/mitostar/mitostar/files"
+	// ops registers the operations (ops.file, ...) and facts.
+	_ "github.com/mitostar/mitostar/ops"
 )
 
 const slogError = slog.LevelError
@@ -52,8 +54,15 @@ type Options struct {
 	Roots []string
 	// Argv is the script's argument list, the same in every context.
 	Argv []string
-	// Stdout receives the master's print() output (os.Stdout by default).
+	// Stdout receives the master's print() output (os.Stdout by default),
+	// and the diffs of operations when Diff is set.
 	Stdout io.Writer
+	// CheckMode makes operations report what they would change and
+	// change nothing (check_mode in every context of the tree).
+	CheckMode bool
+	// Diff prints each change an operation makes in any context of the
+	// tree, with its diff, on the master's Stdout (master only).
+	Diff bool
 }
 
 // Runtime is the Starlark runtime of one context.
@@ -67,7 +76,12 @@ type Runtime struct {
 	modules map[string]*module
 	partial map[string][]byte            // "path@sha" → LOAD_MODULE bytes so far
 	sent    map[uint32]map[moduleID]bool // target id → modules already pushed
+	srcs    map[string]*srcFile          // src files by root-relative path
 	stdout  sync.Mutex
+
+	// diffHandle is the master's handle for changes to show (0: diffs
+	// are not shown); children learn it in the handshake.
+	diffHandle uint32
 
 	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
 	printFn func(*starlark.Thread, string)
@@ -96,7 +110,7 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
+		srcs: map[string]*srcFile{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
@@ -106,6 +120,10 @@ func New(r *core.Router, opts Options) *Runtime {
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
+	rt.registerSrcService()
+	if r.IsMaster() && opts.Diff {
+		rt.installDiffHandler()
+	}
 	if r.IsMaster() {
 		// Children install their FileService at start (files registers a
 		// child hook); a master gets it here.
@@ -158,6 +176,10 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 		argv[i] = starlark.String(a)
 	}
 	d["argv"] = starlark.NewList(argv)
+	d["check_mode"] = starlark.Bool(rt.opts.CheckMode)
+	if facts, ok := builtins.Lookup("ops.facts"); ok {
+		d["facts"] = facts
+	}
 	d["json"] = json.Module
 	d["math"] = math.Module
 	d["struct"] = starlark.NewBuiltin("struct", starlarkstruct.Make)
@@ -367,21 +389,26 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(args, kwargs); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
+	var blobs []moduleBlob
 	if mod != nil && target.ID != rt.r.ID() {
-		blobs, err := rt.modulesFor(target.ID, mod)
-		if err != nil {
+		if blobs, err = rt.modulesFor(target.ID, mod); err != nil {
 			return nil, err
 		}
-		// Small modules ride with the call; larger ones go ahead of it as
-		// LOAD_MODULE chunks that fit any message size limit. Either way
-		// the first call costs one round trip.
-		if len(blobs) > 0 {
-			ext := encodeModuleBlobs(blobs)
-			if len(ext) <= moduleChunkSize {
-				req.Ext = ext
-			} else if err := rt.pushModules(target, blobs); err != nil {
-				return nil, err
-			}
+	}
+	if b, ok := fn.(*starlark.Builtin); ok && target.ID != rt.r.ID() {
+		if src := builtinSrc(b.Name(), args, kwargs); src != "" {
+			blobs = append(blobs, rt.srcBlobs(target.ID, []string{src})...)
+		}
+	}
+	// Small modules ride with the call; larger ones go ahead of it as
+	// LOAD_MODULE chunks that fit any message size limit. Either way the
+	// first call costs one round trip.
+	if len(blobs) > 0 {
+		ext := encodeModuleBlobs(blobs)
+		if len(ext) <= moduleChunkSize {
+			req.Ext = ext
+		} else if err := rt.pushModules(target, blobs); err != nil {
+			return nil, err
 		}
 	}
 	return req, nil
@@ -392,7 +419,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	// A module goes with its transitive loads: once it is sent, they are.
 	rt.mu.Lock()
-	done := rt.sent[target][moduleID{m.path, m.sha}]
+	done := rt.sent[target][moduleID{path: m.path, sha: m.sha}]
 	rt.mu.Unlock()
 	if done {
 		return nil, nil
@@ -408,15 +435,17 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 		rt.sent[target] = sent
 	}
 	var blobs []moduleBlob
+	var srcs []string
 	for _, m := range mods {
-		key := moduleID{m.path, m.sha}
+		key := moduleID{path: m.path, sha: m.sha}
 		if !sent[key] {
 			sent[key] = true
 			blobs = append(blobs, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+			srcs = append(srcs, m.srcs...)
 		}
 	}
 	rt.mu.Unlock()
-	return blobs, nil
+	return append(blobs, rt.srcBlobs(target, srcs)...), nil
 }
 
 // resolveRef turns a reference received in a value into the function.
@@ -472,7 +501,7 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.P
 			return nil, nil, fmt.Errorf("call: modules: %w", err)
 		}
 		for _, b := range blobs {
-			if _, err := rt.addBlob(b); err != nil {
+			if _, err := rt.addAny(b); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -515,8 +544,10 @@ var warmCall = func() *core.CallRequest {
 
 // helloExt is what a new child receives in its handshake.
 type helloExt struct {
-	Argv    []string     `cbor:"1,keyasint"`
-	Modules []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module cache
+	Argv       []string     `cbor:"1,keyasint"`
+	Modules    []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module and src cache
+	CheckMode  bool         `cbor:"3,keyasint,omitempty"`
+	DiffHandle uint32       `cbor:"4,keyasint,omitempty"` // the master's handle for changes to show
 }
 
 // readHelloExt reads the common extension, {1: argv} without modules,
@@ -550,11 +581,14 @@ func readHelloExt(data []byte, h *helloExt) bool {
 }
 
 func (rt *Runtime) helloExt(method string) []byte {
-	ext := helloExt{Argv: rt.opts.Argv}
+	ext := helloExt{Argv: rt.opts.Argv, CheckMode: rt.opts.CheckMode, DiffHandle: rt.diffHandle}
 	if method == "fork" {
 		rt.mu.Lock()
 		for _, m := range rt.modules {
 			ext.Modules = append(ext.Modules, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+		}
+		for _, f := range rt.srcs {
+			ext.Modules = append(ext.Modules, moduleBlob{Path: f.path, SHA256: f.sha, Source: f.data, Kind: kindSrc})
 		}
 		rt.mu.Unlock()
 	}
@@ -571,11 +605,12 @@ func init() {
 				return fmt.Errorf("runtime: handshake extension: %w", err)
 			}
 		}
-		rt := New(r, Options{Argv: h.Argv})
+		rt := New(r, Options{Argv: h.Argv, CheckMode: h.CheckMode})
+		rt.diffHandle = h.DiffHandle
 		moduleOwner.Store(rt)
 		r.SetWarmCall(warmCall)
 		for _, b := range h.Modules {
-			if _, err := rt.addBlob(b); err != nil {
+			if _, err := rt.addAny(b); err != nil {
 				return err
 			}
 		}
