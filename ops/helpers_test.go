@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -166,3 +167,6 @@ func readlinkT(t *testing.T, path string) string {
 	}
 	return target
 }
+
+// matches reports whether s matches the regular expression pattern.
+func matches(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }

@@ -76,8 +76,8 @@ func envOf(thread *starlark.Thread) Env {
 
 type bareEnv struct{}
 
-func (bareEnv) CheckMode() bool                  { return false }
-func (bareEnv) ShowChange(_, _, _, _ string)     {}
+func (bareEnv) CheckMode() bool                   { return false }
+func (bareEnv) ShowChange(_, _, _, _ string)      {}
 func (bareEnv) Predeclared(string) starlark.Value { return nil }
 func (bareEnv) Source(_ context.Context, path string) ([]byte, error) {
 	return nil, fmt.Errorf("src %q: no mitostar runtime on this thread to read module roots from", path)

@@ -20,11 +20,11 @@ type pkgManager struct {
 	name string
 	env  []string // added to the environment of every command
 	// installed: which of names are installed.
-	installedArgv func(names []string) []string
+	installedArgv  func(names []string) []string
 	parseInstalled func(p proc, names []string) (map[string]bool, error)
 	// outdated: which of names (all installed) have a newer version.
-	outdatedArgv  func(names []string) []string
-	parseOutdated func(p proc, names []string) (map[string]bool, error)
+	outdatedArgv             func(names []string) []string
+	parseOutdated            func(p proc, names []string) (map[string]bool, error)
 	install, remove, upgrade func(names []string) []string
 	// latest installs missing names and upgrades outdated ones in one
 	// command; nil for managers whose install does not upgrade.
