@@ -63,7 +63,7 @@ func runScript(t *testing.T, opts runtime.Options, script string, argv ...string
 	defer cancel()
 	var out, log syncBuffer
 	r := core.NewMaster(core.Options{Sink: core.NewWriterSink(&log)})
-	opts.Roots, opts.Argv, opts.Stdout = []string{"testdata"}, argv, &out
+	opts.Roots, opts.Argv, opts.Stdout = append([]string{"testdata"}, opts.Roots...), argv, &out
 	rt := runtime.New(r, opts)
 	err := rt.RunScript(ctx, filepath.Join("testdata", script))
 	r.CloseTimeout(5 * time.Second)
@@ -484,3 +484,42 @@ func mustAtoi(t *testing.T, s string) int {
 	return n
 }
 
+
+// TestSrcFiles ships src= files from the module roots: a literal src
+// with its module, a computed one fetched by a grandchild through its
+// parent, a direct call of the builtin; paths outside the roots are
+// refused, and a child never reads a src from its own disk.
+func TestSrcFiles(t *testing.T) {
+	root := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "secret.txt")
+	if err := os.WriteFile(outside, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "escape.txt")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := runScript(t, runtime.Options{Roots: []string{root}}, "src.star", dir)
+	want := []string{
+		"literal True",
+		"computed True",
+		"computed again False",
+		"direct create file",
+		"same True",
+		`refused /etc/passwd -> ops.file: src path "/etc/passwd" is absolute: src paths are relative to a module root`,
+		`refused ../scenario.star -> ops.file: src path "../scenario.star" escapes its module root ("..")`,
+		`refused files/../../x -> ops.file: src path "files/../../x" escapes its module root ("..")`,
+		`refused nope.txt -> ops.file: src "nope.txt" not found in the module roots (testdata, ` + root + `)`,
+		`refused escape.txt -> ops.file: src "escape.txt" resolves outside its module root ` + root + ` (symlink to ` + outside + `)`,
+		`refused ops.go -> ops.file: src "ops.go" not found in the module roots (testdata, ` + root + `)`,
+	}
+	if got := strings.Split(strings.TrimSpace(out), "\n"); !slices.Equal(got, want) {
+		t.Errorf("src.star printed\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "direct.txt")); err != nil || string(data) != "data shipped from the module root\nline 2\n" {
+		t.Errorf("direct.txt: %q, %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "refused")); !os.IsNotExist(err) {
+		t.Errorf("a refused src made a file: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.starlark.net/starlark"
@@ -133,6 +134,11 @@ func (rt *Runtime) srcSource(ctx context.Context, p string) (*srcFile, error) {
 	pid, _ := rt.r.ParentID()
 	var sha string
 	if err := rt.r.ContextByID(pid).CallService(ctx, &sha, srcService, srcGet, map[string]any{"path": clean}); err != nil {
+		var refused *core.RemoteError
+		if errors.As(err, &refused) && refused.Kind == core.CallError {
+			// The master's own words: not found, or outside a root.
+			return nil, errors.New(refused.Message)
+		}
 		return nil, fmt.Errorf("src %q: %w", clean, err)
 	}
 	rt.mu.Lock()

@@ -43,6 +43,7 @@ func TestReadHelloExt(t *testing.T) {
 		{Argv: []string{}},
 		{Argv: []string{"first", "second arg", "", strings.Repeat("é", 300)}},
 		{Argv: []string{"a"}, Modules: []moduleBlob{{Path: "m.star", SHA256: "ab", Source: []byte("x = 1\n")}}},
+		{Argv: []string{"a"}, CheckMode: true, DiffHandle: 1001},
 	} {
 		data, err := core.Marshal(&ext)
 		if err != nil {
@@ -54,8 +55,8 @@ func TestReadHelloExt(t *testing.T) {
 		}
 		var got helloExt
 		ok := readHelloExt(data, &got)
-		if ok != (len(ext.Modules) == 0) {
-			t.Fatalf("readHelloExt(%x) = %v, want %v", data, ok, len(ext.Modules) == 0)
+		if fast := len(ext.Modules) == 0 && !ext.CheckMode && ext.DiffHandle == 0; ok != fast {
+			t.Fatalf("readHelloExt(%x) = %v, want %v", data, ok, fast)
 		}
 		if ok && !reflect.DeepEqual(got.Argv, want.Argv) && !(len(got.Argv) == 0 && len(want.Argv) == 0) {
 			t.Fatalf("argv %q, the general decoder reads %q", got.Argv, want.Argv)
