@@ -484,7 +484,6 @@ func mustAtoi(t *testing.T, s string) int {
 	return n
 }
 
-
 // TestSrcFiles ships src= files from the module roots: a literal src
 // with its module, a computed one fetched by a grandchild through its
 // parent, a direct call of the builtin; paths outside the roots are
