@@ -170,3 +170,15 @@ func readlinkT(t *testing.T, path string) string {
 
 // matches reports whether s matches the regular expression pattern.
 func matches(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// wantErrors runs each source of cases after prelude and checks that it
+// fails with an error matching its pattern.
+func (e *fakeEnv) wantErrors(t *testing.T, prelude string, cases map[string]string) {
+	t.Helper()
+	for src, pattern := range cases {
+		_, err := e.exec(t, prelude+src)
+		if err == nil || !matches(pattern, err.Error()) {
+			t.Errorf("%s: error %v, want one matching %q", src, err, pattern)
+		}
+	}
+}

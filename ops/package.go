@@ -335,12 +335,7 @@ func opPackage(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 			missing = append(missing, n)
 		}
 	}
-	act := func(what string, argv []string) error {
-		return o.change(what, func() error {
-			_, err := o.run(argv, env, "", true)
-			return err
-		})
-	}
+	act := func(what string, argv []string) error { return o.changeRun(what, env, argv...) }
 	switch state {
 	case "present":
 		if len(missing) > 0 {

@@ -50,6 +50,20 @@ func (o *op) run(argv []string, env []string, cwd string, check bool) (proc, err
 	return procOf(v)
 }
 
+// runner returns a function that runs argv (env added, checked), for
+// change and changeAll.
+func (o *op) runner(env []string, argv ...string) func() error {
+	return func() error {
+		_, err := o.run(argv, env, "", true)
+		return err
+	}
+}
+
+// changeRun records a change made by running argv.
+func (o *op) changeRun(what string, env []string, argv ...string) error {
+	return o.change(what, o.runner(env, argv...))
+}
+
 // procOf reads exec.run's struct(rc, stdout, stderr).
 func procOf(v starlark.Value) (proc, error) {
 	s, ok := v.(starlark.HasAttrs)

@@ -242,12 +242,7 @@ func opService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := sys.check(o, name); err != nil {
 		return nil, err
 	}
-	act := func(what string, argv []string) error {
-		return o.change(what, func() error {
-			_, err := o.run(argv, cEnv, "", true)
-			return err
-		})
-	}
+	act := func(what string, argv []string) error { return o.changeRun(what, cEnv, argv...) }
 	if state != "" {
 		running, err := sys.running(o, name)
 		if err != nil {

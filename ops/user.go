@@ -180,12 +180,6 @@ func opUser(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err != nil {
 		return nil, err
 	}
-	run := func(argv []string) func() error {
-		return func() error {
-			_, err := o.run(argv, cEnv, "", true)
-			return err
-		}
-	}
 	switch {
 	case !present && cur == nil:
 	case !present:
@@ -193,7 +187,7 @@ func opUser(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		if remove {
 			argv = append(argv, "-r")
 		}
-		err = o.change("remove user", run(append(argv, name)))
+		err = o.changeRun("remove user", cEnv, append(argv, name)...)
 	case cur == nil:
 		argv := []string{"useradd"}
 		if uid >= 0 {
@@ -216,9 +210,9 @@ func opUser(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		} else {
 			argv = append(argv, "-M")
 		}
-		err = o.change("create user", run(append(argv, name)))
+		err = o.changeRun("create user", cEnv, append(argv, name)...)
 	default:
-		err = o.modifyUser(cur, uid, group, groups, appendGroups, shell, home, run)
+		err = o.modifyUser(cur, uid, group, groups, appendGroups, shell, home)
 	}
 	if err != nil {
 		return nil, err
@@ -227,7 +221,7 @@ func opUser(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 }
 
 // modifyUser runs one usermod for everything of cur that differs.
-func (o *op) modifyUser(cur *account, uid int, group string, groups []string, appendGroups bool, shell, home string, run func([]string) func() error) error {
+func (o *op) modifyUser(cur *account, uid int, group string, groups []string, appendGroups bool, shell, home string) error {
 	argv := []string{"usermod"}
 	var what []string
 	if uid >= 0 && uid != cur.id {
@@ -275,7 +269,7 @@ func (o *op) modifyUser(cur *account, uid int, group string, groups []string, ap
 	if len(what) == 0 {
 		return nil
 	}
-	return o.changeAll(what, run(append(argv, cur.name)))
+	return o.changeAll(what, o.runner(cEnv, append(argv, cur.name)...))
 }
 
 // ops.group(name, gid=None, state="present")
@@ -302,21 +296,15 @@ func opGroup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, err
 	}
-	run := func(argv ...string) func() error {
-		return func() error {
-			_, err := o.run(argv, cEnv, "", true)
-			return err
-		}
-	}
 	switch {
 	case !present && cur != nil:
-		err = o.change("remove group", run("groupdel", name))
+		err = o.changeRun("remove group", cEnv, "groupdel", name)
 	case present && cur == nil && gid >= 0:
-		err = o.change("create group", run("groupadd", "-g", strconv.Itoa(gid), name))
+		err = o.changeRun("create group", cEnv, "groupadd", "-g", strconv.Itoa(gid), name)
 	case present && cur == nil:
-		err = o.change("create group", run("groupadd", name))
+		err = o.changeRun("create group", cEnv, "groupadd", name)
 	case present && gid >= 0 && cur.id != gid:
-		err = o.change(fmt.Sprintf("set gid %d (was %d)", gid, cur.id), run("groupmod", "-g", strconv.Itoa(gid), name))
+		err = o.changeRun(fmt.Sprintf("set gid %d (was %d)", gid, cur.id), cEnv, "groupmod", "-g", strconv.Itoa(gid), name)
 	}
 	if err != nil {
 		return nil, err
