@@ -11,6 +11,10 @@
 #   PROFILE=1 bench/run.sh        also writes CPU/heap profiles of every
 #                                 mitostar context to bench/out/prof
 #
+# Last, bench/deploy.sh times one deploy on 20 and 50 loopback ssh hosts
+# with mitostar, ansible-playbook and Ansible with the Mitogen strategy
+# (in smoke mode: 2 hosts, mitostar only; BENCH_NO_SSHD=1 skips it).
+#
 # Without BENCH_SSH, as root with /usr/sbin/sshd installed, the ssh rows
 # run against a throwaway sshd on 127.0.0.1 that this script starts (its
 # own host key, authorized key and known_hosts in a temporary directory)
@@ -187,6 +191,11 @@ else
 fi
 
 python3 bench/table.py "$OUT/mitostar.jsonl" "$OUT/mitogen.jsonl" "$OUT/floor.jsonl"
+
+# ---- the deploy rows: mitostar vs ansible-playbook (bench/deploy.sh) ----
+# 20 and 50 loopback ssh hosts (2 hosts, mitostar only, in smoke mode).
+stop_sshd
+bench/deploy.sh
 if [ "$MITOGEN_STATUS" != 0 ]; then
 	echo "bench: the Python Mitogen side failed (status $MITOGEN_STATUS): its missing rows show \"-\"" >&2
 	exit 1
