@@ -11,7 +11,9 @@
 # bench/out/deploy.jsonl. See bench/README.md, "The deploy rows".
 #
 #   bench/deploy.sh                    20 and 50 hosts, the three sides
-#   BENCH_SMOKE=1 bench/deploy.sh      2 hosts, mitostar only
+#   BENCH_SMOKE=1 BENCH_SSH_SMOKE=1 bench/deploy.sh
+#                                      2 hosts, mitostar only (smoke mode
+#                                      starts no sshd without BENCH_SSH_SMOKE)
 #   DEPLOY_HOSTS="20" DEPLOY_SIDES="mitostar mitogen" bench/deploy.sh
 #
 # Needs root and openssh-server; the Ansible sides need ansible-core and
@@ -31,8 +33,8 @@ else
 	SIDES=${DEPLOY_SIDES:-mitostar ansible mitogen}
 fi
 MITOGEN_STRATEGY=/usr/lib/python3/dist-packages/ansible_mitogen/plugins/strategy
-if [ -n "${BENCH_NO_SSHD:-}" ]; then
-	echo "deploy: BENCH_NO_SSHD is set: no deploy rows" >&2
+if [ -n "${BENCH_NO_SSHD:-}" ] || { [ -n "${BENCH_SMOKE:-}" ] && [ -z "${BENCH_SSH_SMOKE:-}" ]; }; then
+	echo "deploy: no sshd (BENCH_NO_SSHD, or smoke mode without BENCH_SSH_SMOKE): no deploy rows" >&2
 	exit 0
 fi
 if [ "$(id -u)" != 0 ] || [ ! -x /usr/sbin/sshd ]; then

@@ -13,7 +13,8 @@
 #
 # Last, bench/deploy.sh times one deploy on 20 and 50 loopback ssh hosts
 # with mitostar, ansible-playbook and Ansible with the Mitogen strategy
-# (in smoke mode: 2 hosts, mitostar only; BENCH_NO_SSHD=1 skips it).
+# (in smoke mode only with BENCH_SSH_SMOKE=1: 2 hosts, mitostar only;
+# BENCH_NO_SSHD=1 skips it).
 #
 # Without BENCH_SSH, as root with /usr/sbin/sshd installed, the ssh rows
 # run against a throwaway sshd on 127.0.0.1 that this script starts (its
