@@ -85,11 +85,11 @@ var messageMethods = methodTable{
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &v); err != nil {
 			return nil, err
 		}
-		head, tail, err := EncodePieces(nil, v)
+		head, tail, err := EncodePieces(refsOf(thread), nil, v)
 		if err != nil {
 			return nil, fmt.Errorf("reply: %w", err)
 		}
-		if err := m.M.ReplyRaw(head, tail...); err != nil {
+		if err := m.M.ReplyRaw(ThreadContext(thread), head, tail...); err != nil {
 			return nil, fmt.Errorf("reply: %w", err)
 		}
 		return starlark.None, nil
@@ -169,7 +169,7 @@ func messageEncoded(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	if len(args) != 1 {
 		return nil, fmt.Errorf("%s: want exactly one positional argument (the value), got %d", b.Name(), len(args))
 	}
-	data, err := Encode(args[0])
+	data, err := Encode(refsOf(thread), args[0])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
@@ -201,11 +201,11 @@ var senderMethods = methodTable{
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &v); err != nil {
 			return nil, err
 		}
-		head, tail, err := EncodePieces(nil, v)
+		head, tail, err := EncodePieces(refsOf(thread), nil, v)
 		if err != nil {
 			return nil, fmt.Errorf("send: %w", err)
 		}
-		if err := b.Receiver().(*Sender).S.SendRaw(head, tail...); err != nil {
+		if err := b.Receiver().(*Sender).S.SendRaw(ThreadContext(thread), head, tail...); err != nil {
 			return nil, fmt.Errorf("send: %w", err)
 		}
 		return starlark.None, nil

@@ -16,14 +16,26 @@ import (
 // Runtime is what the builtins need from the runtime of their context:
 // the runtime package implements it and attaches it to every thread.
 type Runtime interface {
+	// FuncRefs says how this context's Starlark functions travel.
+	FuncRefs
 	// Decoder decodes values received in this context.
 	Decoder() *Decoder
 	// CallRequest builds the request for calling fn in target: fn travels
-	// as a reference, with the modules target still lacks.
-	CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
+	// as a reference, with the modules target still lacks (pushed ahead
+	// of the call when large, waiting for room until ctx ends).
+	CallRequest(ctx context.Context, target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
 	// NewThread returns a thread for running Starlark code (a handler),
 	// and a function to call when done with it.
 	NewThread(name string) (*starlark.Thread, func())
+}
+
+// refsOf is how functions encoded on thread travel: its runtime, or nil
+// (they cannot) on a thread without one.
+func refsOf(thread *starlark.Thread) FuncRefs {
+	if rt := runtimeOf(thread); rt != nil {
+		return rt
+	}
+	return nil
 }
 
 func mustRuntime(thread *starlark.Thread, fn string) (Runtime, error) {
@@ -106,7 +118,7 @@ var routerMethods = methodTable{
 			return nil, err
 		}
 		cp := *m.M
-		if err := b.Receiver().(*Router).R.RouteContext(ThreadContext(t), &cp); err != nil {
+		if err := b.Receiver().(*Router).R.Route(ThreadContext(t), &cp); err != nil {
 			return nil, fmt.Errorf("route: %w", err)
 		}
 		return starlark.None, nil
@@ -218,7 +230,7 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 			}
 			onStart = v
 		default:
-			if opts.Kwargs[k], err = ToGo(v); err != nil {
+			if opts.Kwargs[k], err = ToGo(refsOf(thread), v); err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", fname, k, err)
 			}
 		}
@@ -368,11 +380,7 @@ func init() {
 			return nil, err
 		}
 		c := b.Receiver().(*Context).C
-		req, err := buildRequest(t, c, fn, rest, stripTimeout(kwargs), timeout)
-		if err != nil {
-			return nil, err
-		}
-		rv, err := c.CallAsync(ThreadContext(t), req)
+		rv, err := startCall(t, c, fn, rest, stripTimeout(kwargs), timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +400,12 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return starlark.None, c.SendContext(ThreadContext(t), m)
+		ctx, cancel := callContext(t, timeout)
+		defer cancel()
+		if err := c.Send(ctx, m); err != nil {
+			return nil, callError(c, err, timeout)
+		}
+		return starlark.None, nil
 	}
 	contextMethods["send"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -400,7 +413,7 @@ func init() {
 			return nil, err
 		}
 		cp := *m.M
-		return starlark.None, b.Receiver().(*Context).C.SendContext(ThreadContext(t), &cp)
+		return starlark.None, b.Receiver().(*Context).C.Send(ThreadContext(t), &cp)
 	}
 	contextMethods["send_async"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -454,7 +467,7 @@ func init() {
 		}
 		kw := map[string]any{}
 		for _, kv := range kwargs {
-			v, err := ToGo(kv[1])
+			v, err := ToGo(refsOf(t), kv[1])
 			if err != nil {
 				return nil, fmt.Errorf("call_service: %s: %w", kv[0], err)
 			}
@@ -502,7 +515,7 @@ func buildRequest(thread *starlark.Thread, c *core.Context, fn starlark.Value, a
 	if err != nil {
 		return nil, err
 	}
-	req, err := rt.CallRequest(c, fn, args, kwargs)
+	req, err := rt.CallRequest(ThreadContext(thread), c, fn, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -510,26 +523,69 @@ func buildRequest(thread *starlark.Thread, c *core.Context, fn starlark.Value, a
 	return req, nil
 }
 
-// callIn calls fn in c and waits for the result. With a timeout, the
-// remote thread is cancelled when it passes; the wait here allows a
-// little more so the remote TimeoutError arrives first.
-func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
+// callContext bounds what a call with _timeout seconds (0: none) waits
+// for locally: the script's own context, and the call's deadline.
+func callContext(t *starlark.Thread, timeout float64) (context.Context, context.CancelFunc) {
+	ctx := ThreadContext(t)
+	if timeout > 0 {
+		return context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second)))
+	}
+	return ctx, func() {}
+}
+
+// callTimeoutError is how a call that passed its _timeout fails, whether
+// the callee said so or the caller's own deadline passed first (a callee
+// that stopped reading never answers).
+func callTimeoutError(c *core.Context, timeout float64) error {
+	return &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", timeout), Context: c.Name()}
+}
+
+// callError turns a local timeout of a call into its TimeoutError.
+func callError(c *core.Context, err error, timeout float64) error {
+	var te *core.TimeoutError
+	if timeout > 0 && errors.As(err, &te) {
+		return callTimeoutError(c, timeout)
+	}
+	return err
+}
+
+// startCall sends a call of fn to c and returns the receiver of its
+// reply. With a timeout, the send waits for room in a full queue only
+// until the call's deadline, and the receiver yields the call's
+// TimeoutError at the deadline if no reply came: the remote thread is
+// cancelled at the same time.
+func startCall(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (*core.Receiver, error) {
 	req, err := buildRequest(thread, c, fn, args, kwargs, timeout)
 	if err != nil {
 		return nil, err
 	}
-	ctx := ThreadContext(thread)
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second))+2*time.Second)
-		defer cancel()
-	}
-	val, err := c.CallRaw(ctx, req)
+	ctx, cancel := callContext(thread, timeout)
+	defer cancel()
+	start := time.Now()
+	rv, err := c.CallAsync(ctx, req)
 	if err != nil {
-		var te *core.TimeoutError
-		if errors.As(err, &te) {
-			return nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call to %s timed out after %gs", c.Name(), timeout), Context: c.Name()}
-		}
+		return nil, callError(c, err, timeout)
+	}
+	if timeout > 0 {
+		rv.Expire(time.Duration(timeout*float64(time.Second))-time.Since(start), callTimeoutError(c, timeout))
+	}
+	return rv, nil
+}
+
+// callIn calls fn in c and waits for the result, until the call's
+// _timeout if it has one.
+func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
+	rv, err := startCall(thread, c, fn, args, kwargs, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer rv.Close()
+	m, err := rv.Get(ThreadContext(thread), true)
+	if err != nil {
+		return nil, err
+	}
+	val, err := core.DecodeCallReply(m)
+	if err != nil {
 		return nil, err
 	}
 	return runtimeOf(thread).Decoder().Decode(val)
@@ -537,10 +593,10 @@ func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args st
 
 // ---- plain Go values (keywords of connection methods and services) ----
 
-// ToGo converts a Starlark value to plain Go data (nil, bool, int64 or
+// ToGo converts a Starlark value to plain Go data (functions by refs) (nil, bool, int64 or
 // *big.Int, float64, string, []byte, []any, map[string]any), or names the
 // type it cannot convert.
-func ToGo(v starlark.Value) (any, error) {
+func ToGo(refs FuncRefs, v starlark.Value) (any, error) {
 	switch x := v.(type) {
 	case starlark.NoneType:
 		return nil, nil
@@ -563,7 +619,7 @@ func ToGo(v starlark.Value) (any, error) {
 		defer iter.Done()
 		var e starlark.Value
 		for iter.Next(&e) {
-			g, err := ToGo(e)
+			g, err := ToGo(refs, e)
 			if err != nil {
 				return nil, err
 			}
@@ -577,7 +633,7 @@ func ToGo(v starlark.Value) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("dict keys must be strings here, got %s", kv[0].Type())
 			}
-			g, err := ToGo(kv[1])
+			g, err := ToGo(refs, kv[1])
 			if err != nil {
 				return nil, err
 			}
@@ -585,7 +641,7 @@ func ToGo(v starlark.Value) (any, error) {
 		}
 		return out, nil
 	case *starlark.Function, *starlark.Builtin, FuncRefValue:
-		return refTree(x)
+		return refTree(refs, x)
 	}
 	return nil, fmt.Errorf("cannot use a value of type %s here", v.Type())
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -69,12 +68,15 @@ type BootstrapReport struct {
 	Elapsed  time.Duration // from start to the ready line
 }
 
-type observerKey struct{}
+// observers holds each router's bootstrap observer, until it closes.
+var observers sync.Map // *core.Router → func(BootstrapReport)
 
 // ObserveBootstraps has fn called after each successful bootstrap of a
 // child of r (benchmarks and tests count the bytes shipped).
 func ObserveBootstraps(r *core.Router, fn func(BootstrapReport)) {
-	r.SetExt(observerKey{}, fn)
+	if _, had := observers.Swap(r, fn); !had {
+		context.AfterFunc(r.Lifetime(), func() { observers.Delete(r) })
+	}
 }
 
 func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, spec startSpec) (*core.Conn, error) {
@@ -101,7 +103,7 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 		p.kill()
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err), Noise: s.noise()}
 	}
-	if fn, ok := env.Router.Ext(observerKey{}); ok {
+	if fn, ok := observers.Load(env.Router); ok {
 		fn.(func(BootstrapReport))(BootstrapReport{
 			Name: env.Name, Shipped: s.shipped, Written: s.in.n.Load(),
 			Platform: s.platform, Elapsed: time.Since(began),
@@ -264,7 +266,7 @@ func (s *session) logDiag(line string) {
 	if !s.up.Load() || strings.HasPrefix(line, "debug1:") || strings.HasPrefix(line, "debug2:") || strings.HasPrefix(line, "debug3:") {
 		level = slog.LevelDebug
 	}
-	s.env.Router.EmitAs(s.env.Name, level, line)
+	s.env.Log(level, line)
 }
 
 // readyPrefix is the start of the line a child prints when it is up.
@@ -293,11 +295,7 @@ func (s *session) run() (io.Reader, error) {
 				replay.WriteString(line)
 				replay.WriteByte('\n')
 				replay.Write(ls.buf)
-				rest := s.p.stdout
-				if f, ok := rest.(*os.File); ok {
-					rest = core.NewPipeReader(f)
-				}
-				return io.MultiReader(&replay, rest), nil
+				return io.MultiReader(&replay, s.p.stdout), nil
 			}
 			if i := strings.Index(line, marker); i >= 0 {
 				if pre := line[:i]; strings.TrimSpace(pre) != "" {

@@ -20,6 +20,18 @@ const (
 	msgDuplicateHandle      = "cannot register a handle that already exists"
 )
 
+// Refusals of mitostar's bounded queues (Mitogen's queues are unbounded).
+const (
+	// msgCongested: a relay refused to forward a frame because the queue
+	// towards its next hop is full (name, id, queued bytes, relay name).
+	msgCongested = "%s (context %d) is not reading its messages: %d bytes already wait for it in %s"
+	// msgCallQueueFull: a context refused a call because too many wait.
+	msgCallQueueFull = "%s has %d bytes of calls waiting to run: refused"
+	// msgReceiverFull: a receiver refused a message because it holds too
+	// many that its owner has not read.
+	msgReceiverFull = "receiver %d in %s holds %d bytes not yet read: refused"
+)
+
 // ChannelError reports a dead channel: the peer disconnected, no route
 // exists, a policy refused the message, or the receiver was closed.
 type ChannelError struct {

@@ -288,11 +288,7 @@ func (r *hashReader) Read(b []byte) (int, error) {
 	if int64(len(b)) > r.left {
 		b = b[:r.left]
 	}
-	n, ok := readNoWait(r.f, b)
-	var err error
-	if !ok {
-		n, err = r.f.Read(b)
-	}
+	n, err := r.f.Read(b)
 	r.h.Write(b[:n])
 	r.left -= int64(n)
 	switch {
@@ -608,27 +604,13 @@ func (w *chunkWriter) loop() {
 	defer close(w.done)
 	for c := range w.ch {
 		if w.err == nil {
-			if err := writeChunk(w.f, c); err != nil {
+			if _, err := w.f.Write(c); err != nil {
 				w.err = err
 				w.failed.Store(true)
 			}
 		}
 		w.release(len(c))
 	}
-}
-
-// writeChunk writes all of c to f, without waiting where it can
-// (writeNoWait).
-func writeChunk(f *os.File, c []byte) error {
-	for len(c) > 0 {
-		n, ok := writeNoWait(f, c)
-		if !ok {
-			_, err := f.Write(c)
-			return err
-		}
-		c = c[n:]
-	}
-	return nil
 }
 
 // write queues c; it waits only while 64 chunks are queued, which the

@@ -6,6 +6,7 @@ package ops
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -42,24 +43,20 @@ type factsCache struct {
 	facts hostFacts
 }
 
-type factsKey struct{}
+// caches holds each context's facts until its router closes.
+var caches sync.Map // *core.Router → *factsCache
 
-var factsMu sync.Mutex
-
-// cacheOf returns the facts cache of r's context (one for a thread
-// without a router).
+// cacheOf returns the facts cache of r's context (a fresh one for a
+// thread without a router).
 func cacheOf(r *core.Router) *factsCache {
 	if r == nil {
 		return &factsCache{}
 	}
-	factsMu.Lock()
-	defer factsMu.Unlock()
-	if c, ok := r.Ext(factsKey{}); ok {
-		return c.(*factsCache)
+	c, loaded := caches.LoadOrStore(r, &factsCache{})
+	if !loaded {
+		context.AfterFunc(r.Lifetime(), func() { caches.Delete(r) })
 	}
-	c := &factsCache{}
-	r.SetExt(factsKey{}, c)
-	return c
+	return c.(*factsCache)
 }
 
 // facts() returns a fresh dict of this context's facts.

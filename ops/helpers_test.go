@@ -36,7 +36,7 @@ var (
 
 func (e *fakeEnv) CheckMode() bool { return e.check }
 
-func (e *fakeEnv) ShowChange(op, target, msg, diff string) {
+func (e *fakeEnv) ShowChange(_ context.Context, op, target, msg, diff string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.shown = append(e.shown, op+" "+target+": "+msg+"\n"+diff)
@@ -58,8 +58,12 @@ func (e *fakeEnv) Predeclared(name string) starlark.Value {
 
 func (e *fakeEnv) Decoder() *builtins.Decoder { return nil }
 
-func (e *fakeEnv) CallRequest(*core.Context, starlark.Value, starlark.Tuple, []starlark.Tuple) (*core.CallRequest, error) {
+func (e *fakeEnv) CallRequest(context.Context, *core.Context, starlark.Value, starlark.Tuple, []starlark.Tuple) (*core.CallRequest, error) {
 	return nil, errors.New("the unit tests make no calls")
+}
+
+func (e *fakeEnv) FuncRef(*starlark.Function) (string, string, string, error) {
+	return "", "", "", errors.New("the unit tests send no functions")
 }
 
 func (e *fakeEnv) NewThread(name string) (*starlark.Thread, func()) {

@@ -50,7 +50,7 @@ type Env interface {
 	// mode, would make): op and target name it, msg says what changed,
 	// diff is its unified diff or "". The runtime prints it under the
 	// context's name when the run asked for diffs.
-	ShowChange(op, target, msg, diff string)
+	ShowChange(ctx context.Context, op, target, msg, diff string)
 	// Source returns the content of a file at path under a module root
 	// of the master (the src= of ops.file and ops.template).
 	Source(ctx context.Context, path string) ([]byte, error)
@@ -76,9 +76,9 @@ func envOf(thread *starlark.Thread) Env {
 
 type bareEnv struct{}
 
-func (bareEnv) CheckMode() bool                   { return false }
-func (bareEnv) ShowChange(_, _, _, _ string)      {}
-func (bareEnv) Predeclared(string) starlark.Value { return nil }
+func (bareEnv) CheckMode() bool                                            { return false }
+func (bareEnv) ShowChange(context.Context, string, string, string, string) {}
+func (bareEnv) Predeclared(string) starlark.Value                          { return nil }
 func (bareEnv) Source(_ context.Context, path string) ([]byte, error) {
 	return nil, fmt.Errorf("src %q: no mitostar runtime on this thread to read module roots from", path)
 }
@@ -142,7 +142,7 @@ func (o *op) result(unchanged string) starlark.Value {
 			msg = "would " + msg
 		}
 		builtins.MarkChanged(o.thread)
-		o.env.ShowChange(o.name, o.target, msg, o.diff)
+		o.env.ShowChange(o.ctx(), o.name, o.target, msg, o.diff)
 	}
 	d := starlark.StringDict{
 		"changed": starlark.Bool(changed),

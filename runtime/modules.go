@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -24,14 +26,16 @@ var FileOptions = &syntax.FileOptions{
 }
 
 // moduleBlob is a module as it travels: in LOAD_MODULE, in a call's Ext,
-// in the reply to GET_MODULE and in a fork's handshake. Kind kindSrc
-// marks a file that operations read (src=), which travels the same way
-// but is never executed.
+// in the reply to GET_MODULE and in a fork's handshake; a CBOR array of
+// path, sha256, source and kind. Kind kindSrc marks a file that
+// operations read (src=), which travels the same way but is never
+// executed.
 type moduleBlob struct {
-	Path   string `cbor:"1,keyasint"`
-	SHA256 string `cbor:"2,keyasint"`
-	Source []byte `cbor:"3,keyasint"`
-	Kind   int    `cbor:"4,keyasint,omitempty"`
+	_      struct{} `cbor:",toarray"`
+	Path   string
+	SHA256 string
+	Source []byte
+	Kind   int
 }
 
 // Kinds of moduleBlob.
@@ -40,86 +44,20 @@ const (
 	kindSrc    = 1 // a file read by ops.file and ops.template (src=)
 )
 
-// encodeModuleBlobs returns the CBOR of blobs as core.Marshal writes it
-// (an array of maps {1: path, 2: sha256, 3: source[, 4: kind]}), by
-// hand: modules ride with the first call into every child.
+// encodeModuleBlobs returns the CBOR of blobs.
 func encodeModuleBlobs(blobs []moduleBlob) []byte {
-	n := 1
-	for _, b := range blobs {
-		n += 24 + len(b.Path) + len(b.SHA256) + len(b.Source)
+	data, err := core.Marshal(blobs)
+	if err != nil {
+		panic(fmt.Sprintf("encoding modules: %v", err)) // strings and bytes always encode
 	}
-	out := core.AppendHead(make([]byte, 0, n), 4, uint64(len(blobs)))
-	for _, b := range blobs {
-		if b.Kind != kindModule {
-			out = core.AppendHead(out, 5, 4)
-		} else {
-			out = core.AppendHead(out, 5, 3)
-		}
-		out = append(core.AppendHead(core.AppendHead(out, 0, 1), 3, uint64(len(b.Path))), b.Path...)
-		out = append(core.AppendHead(core.AppendHead(out, 0, 2), 3, uint64(len(b.SHA256))), b.SHA256...)
-		out = core.AppendHead(out, 0, 3)
-		if b.Source == nil {
-			out = append(out, 0xf6)
-		} else {
-			out = append(core.AppendHead(out, 2, uint64(len(b.Source))), b.Source...)
-		}
-		if b.Kind != kindModule {
-			out = core.AppendHead(core.AppendHead(out, 0, 4), 0, uint64(b.Kind))
-		}
-	}
-	return out
+	return data
 }
 
-// decodeModuleBlobs reads what encodeModuleBlobs writes for modules
-// directly, and any other layout (src files included) with the general
-// decoder: the first use of that decoder in a new child costs it a
-// reflection walk of the type.
+// decodeModuleBlobs reads what encodeModuleBlobs writes.
 func decodeModuleBlobs(data []byte) ([]moduleBlob, error) {
-	if blobs, ok := readModuleBlobs(data); ok {
-		return blobs, nil
-	}
 	var blobs []moduleBlob
 	err := core.Unmarshal(data, &blobs)
 	return blobs, err
-}
-
-func readModuleBlobs(data []byte) ([]moduleBlob, bool) {
-	major, _, n, rest, err := core.ReadHead(data)
-	if err != nil || major != 4 || n > uint64(len(rest)) {
-		return nil, false
-	}
-	blobs := make([]moduleBlob, n)
-	for i := range blobs {
-		if major, _, n, rest, err = core.ReadHead(rest); err != nil || major != 5 || n != 3 {
-			return nil, false
-		}
-		for key := uint64(1); key <= 3; key++ {
-			var k uint64
-			if major, _, k, rest, err = core.ReadHead(rest); err != nil || major != 0 || k != key {
-				return nil, false
-			}
-			if key == 3 && len(rest) > 0 && rest[0] == 0xf6 {
-				rest = rest[1:]
-				continue
-			}
-			var size uint64
-			if major, _, size, rest, err = core.ReadHead(rest); err != nil || size > uint64(len(rest)) ||
-				(key < 3 && major != 3) || (key == 3 && major != 2) {
-				return nil, false
-			}
-			v := rest[:size]
-			rest = rest[size:]
-			switch key {
-			case 1:
-				blobs[i].Path = string(v)
-			case 2:
-				blobs[i].SHA256 = string(v)
-			case 3:
-				blobs[i].Source = append(make([]byte, 0, len(v)), v...)
-			}
-		}
-	}
-	return blobs, len(rest) == 0
 }
 
 // moduleChunkSize bounds the module bytes in one LOAD_MODULE message, so
@@ -380,6 +318,9 @@ func (rt *Runtime) closure(m *module) ([]*module, error) {
 // on its own goroutine: fetching may wait on the parent.
 func (rt *Runtime) onGetModule(msg *core.Message) {
 	rt.r.Go(func() {
+		// A child that stops reading gets a minute before it is dropped.
+		ctx, cancel := context.WithTimeout(rt.r.Lifetime(), time.Minute)
+		defer cancel()
 		var req core.GetModuleRequest
 		if err := msg.Decode(&req); err != nil {
 			rt.r.Logger().Error("bad GET_MODULE", "err", err)
@@ -391,7 +332,7 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 			mods, err = rt.closure(m)
 		}
 		if err != nil {
-			rt.replyDead(msg, err.Error())
+			rt.replyDead(ctx, msg, err.Error())
 			return
 		}
 		blobs := make([]moduleBlob, len(mods))
@@ -400,19 +341,19 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 			blobs[i] = moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
 			paths[i] = m.path
 		}
-		if err := rt.pushModules(rt.r.ContextByID(msg.SrcID), blobs); err != nil {
-			rt.replyDead(msg, err.Error())
+		if err := rt.pushModules(ctx, rt.r.ContextByID(msg.SrcID), blobs); err != nil {
+			rt.replyDead(ctx, msg, err.Error())
 			return
 		}
-		if err := msg.Reply(paths); err != nil {
-			rt.replyDead(msg, err.Error())
+		if err := msg.Reply(ctx, paths); err != nil {
+			rt.replyDead(ctx, msg, err.Error())
 		}
 	})
 }
 
-// pushModules sends modules to target as LOAD_MODULE chunks.
-func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
-	ctx := rt.r.Lifetime()
+// pushModules sends modules to target as LOAD_MODULE chunks; ctx bounds
+// the wait for room in a full queue.
+func (rt *Runtime) pushModules(ctx context.Context, target *core.Context, blobs []moduleBlob) error {
 	for _, b := range blobs {
 		for off := 0; ; off += moduleChunkSize {
 			end := min(off+moduleChunkSize, len(b.Source))
@@ -420,7 +361,7 @@ func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
 			if err != nil {
 				return err
 			}
-			if err := target.SendContext(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
+			if err := target.Send(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
 				return err // the same error the call itself would meet
 			}
 			if end == len(b.Source) {
@@ -431,9 +372,9 @@ func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
 	return nil
 }
 
-func (rt *Runtime) replyDead(msg *core.Message, reason string) {
+func (rt *Runtime) replyDead(ctx context.Context, msg *core.Message, reason string) {
 	data, _ := core.Marshal(reason)
-	rt.r.Route(&core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
+	rt.r.Route(ctx, &core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
 }
 
 // onLoadModule assembles the module chunks a parent pushes, ahead of

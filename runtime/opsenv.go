@@ -41,7 +41,7 @@ type shownChange struct {
 
 // ShowChange implements ops.Env: with --diff, the master prints the
 // change under the name of the context that made it.
-func (rt *Runtime) ShowChange(op, target, msg, diff string) {
+func (rt *Runtime) ShowChange(ctx context.Context, op, target, msg, diff string) {
 	if rt.diffHandle == 0 {
 		return
 	}
@@ -54,7 +54,7 @@ func (rt *Runtime) ShowChange(op, target, msg, diff string) {
 	if err != nil {
 		return
 	}
-	rt.r.Route(&core.Message{DstID: 0, Handle: rt.diffHandle, Data: data})
+	rt.r.Route(ctx, &core.Message{DstID: 0, Handle: rt.diffHandle, Data: data})
 }
 
 // installDiffHandler makes the master print the changes its contexts

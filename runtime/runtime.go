@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.starlark.net/lib/json"
@@ -95,6 +94,8 @@ type Runtime struct {
 	// module of a path and sha executes once, so the function it defines
 	// under a name never changes.
 	resolved sync.Map // reference → starlark.Callable
+	// topLevel caches how this context's top-level functions travel.
+	topLevel sync.Map // *starlark.Function → *starRef
 }
 
 // RegisterBuiltin makes fn callable from Starlark in every context under
@@ -115,7 +116,6 @@ func New(r *core.Router, opts Options) *Runtime {
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
 	rt.predeclared = rt.makePredeclared()
-	r.SetExt(runtimeKey{}, rt)
 	r.SetCallHandler(rt.handleCall)
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
@@ -131,15 +131,6 @@ func New(r *core.Router, opts Options) *Runtime {
 			r.Logger().Error("installing the file service", "err", err)
 		}
 	}
-	return rt
-}
-
-type runtimeKey struct{}
-
-// Of returns the runtime attached to r, if any.
-func Of(r *core.Router) *Runtime {
-	v, _ := r.Ext(runtimeKey{})
-	rt, _ := v.(*Runtime)
 	return rt
 }
 
@@ -219,8 +210,7 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
-	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn, OnMaxSteps: stepsDone}
-	thread.SetMaxExecutionSteps(wakeSteps)
+	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
 	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
 	builtins.SetThreadState(thread, st)
 	if ctx == rt.r.Lifetime() {
@@ -241,20 +231,6 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 	}
 	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
 	return thread, func() { stop() }
-}
-
-// wakeSteps is how many Starlark steps a thread runs between calls of
-// core.WakeSysmon (~1–3 ms of computation): a thread that loops without
-// blocking must be preemptible, or no timer (its _timeout among them)
-// fires and no message is routed while it runs.
-const wakeSteps = 1 << 16
-
-// stepsDone is every thread's OnMaxSteps: it wakes sysmon and sets the
-// next mark. A caller that wants a real step limit sets OnMaxSteps to
-// nil first.
-func stepsDone(thread *starlark.Thread) {
-	thread.SetMaxExecutionSteps(thread.ExecutionSteps() + wakeSteps)
-	core.WakeSysmon()
 }
 
 // cancelThread stops thread because ctx ended.
@@ -298,13 +274,9 @@ const (
 	refBuiltin = "builtin:"
 )
 
-func init() {
-	builtins.FuncRefOf = funcRefOf
-}
-
-// funcRefOf says how fn travels, or why it cannot.
-func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
-	r, err := starRefOf(fn)
+// FuncRef implements builtins.FuncRefs: how fn travels, or why it cannot.
+func (rt *Runtime) FuncRef(fn *starlark.Function) (path, sha, name string, err error) {
+	r, err := rt.starRefOf(fn)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -316,9 +288,10 @@ func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
 type starRef struct{ path, sha, ref string }
 
 // starRefOf says how fn travels, or why it cannot; the answer for a
-// top-level function is worked out once and cached.
-func starRefOf(fn *starlark.Function) (*starRef, error) {
-	if r, ok := topLevel.Load(fn); ok {
+// top-level function is worked out once and cached (a global binding
+// never changes once made).
+func (rt *Runtime) starRefOf(fn *starlark.Function) (*starRef, error) {
+	if r, ok := rt.topLevel.Load(fn); ok {
 		return r.(*starRef), nil
 	}
 	name := fn.Name()
@@ -331,10 +304,6 @@ func starRefOf(fn *starlark.Function) (*starRef, error) {
 		return nil, fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
 	}
 	path := fn.Position().Filename()
-	rt := moduleOwner.Load()
-	if rt == nil {
-		return nil, errors.New("no runtime knows the module of " + name)
-	}
 	rt.mu.Lock()
 	m, ok := rt.modules[path]
 	rt.mu.Unlock()
@@ -342,21 +311,13 @@ func starRefOf(fn *starlark.Function) (*starRef, error) {
 		return nil, fmt.Errorf("function %s: module %s is not known to this context", name, path)
 	}
 	r := &starRef{path: path, sha: m.sha, ref: refStar + m.sha + ":" + name + ":" + path}
-	topLevel.Store(fn, r)
+	rt.topLevel.Store(fn, r)
 	return r, nil
 }
 
-// topLevel holds the functions funcRefOf found to be top-level functions
-// of their module (a global binding never changes once made), with how
-// they travel.
-var topLevel sync.Map // *starlark.Function → *starRef
-
-// moduleOwner is the runtime of this process (one context per process).
-var moduleOwner atomic.Pointer[Runtime]
-
 // CallRequest implements builtins.Runtime: fn as a reference plus the
 // modules target lacks (the function's module and its transitive loads).
-func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error) {
+func (rt *Runtime) CallRequest(ctx context.Context, target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error) {
 	req := &core.CallRequest{}
 	var mod *module
 	switch f := fn.(type) {
@@ -366,7 +327,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		}
 		req.Func = refBuiltin + f.Name()
 	case *starlark.Function:
-		ref, err := starRefOf(f)
+		ref, err := rt.starRefOf(f)
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +347,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		return nil, fmt.Errorf("call: want a top-level function or a registered builtin, got %s", fn.Type())
 	}
 	var err error
-	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(args, kwargs); err != nil {
+	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(rt, args, kwargs); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
 	var blobs []moduleBlob
@@ -407,7 +368,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		ext := encodeModuleBlobs(blobs)
 		if len(ext) <= moduleChunkSize {
 			req.Ext = ext
-		} else if err := rt.pushModules(target, blobs); err != nil {
+		} else if err := rt.pushModules(ctx, target, blobs); err != nil {
 			return nil, err
 		}
 	}
@@ -494,7 +455,7 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 }
 
 // handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
-func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.Pieces, error) {
+func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []string, error) {
 	if len(c.Request.Ext) > 0 {
 		blobs, err := decodeModuleBlobs(c.Request.Ext)
 		if err != nil {
@@ -523,61 +484,23 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.P
 		}
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
 	}
-	head, tail, err := builtins.EncodePieces(core.ReplyOK, v)
+	head, tail, err := builtins.EncodePieces(rt, core.ReplyOK, v)
 	if err != nil {
 		return nil, nil, &core.RemoteError{Kind: core.CallError, Message: "encoding the result: " + err.Error(), Context: rt.r.Name()}
 	}
 	return head, tail, nil
 }
 
-// warmCall is the call a new child runs before its first real one
-// (core.Router.SetWarmCall): os.getpid, a builtin with no effects, takes
-// the whole path of a call (thread, builtin lookup, arguments decoded,
-// result encoded) except reading and writing the stream.
-var warmCall = func() *core.CallRequest {
-	args, _, err := builtins.EncodeArgs(nil, nil)
-	if err != nil {
-		panic(err)
-	}
-	return &core.CallRequest{Func: refBuiltin + "os.getpid", Args: args}
-}()
-
-// helloExt is what a new child receives in its handshake.
+// helloExt is what a new child receives in its handshake: a CBOR array
+// of argv, for fork the parent's module and src cache, check mode
+// (--check) and the master's handle for changes to show (--diff; 0 for
+// none).
 type helloExt struct {
-	Argv       []string     `cbor:"1,keyasint"`
-	Modules    []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module and src cache
-	CheckMode  bool         `cbor:"3,keyasint,omitempty"`
-	DiffHandle uint32       `cbor:"4,keyasint,omitempty"` // the master's handle for changes to show
-}
-
-// readHelloExt reads the common extension, {1: argv} without modules,
-// as Marshal writes it, without the reflecting decoder (whose first use
-// in a new child costs it ~0.2 ms); false means another layout.
-func readHelloExt(data []byte, h *helloExt) bool {
-	major, _, n, rest, err := core.ReadHead(data)
-	if err != nil || major != 5 || n != 1 || len(rest) == 0 || rest[0] != 0x01 {
-		return false
-	}
-	rest = rest[1:]
-	if len(rest) > 0 && rest[0] == 0xf6 { // null: no argv
-		return len(rest) == 1
-	}
-	if major, _, n, rest, err = core.ReadHead(rest); err != nil || major != 4 || n > uint64(len(rest)) {
-		return false
-	}
-	argv := make([]string, n)
-	for i := range argv {
-		var size uint64
-		if major, _, size, rest, err = core.ReadHead(rest); err != nil || major != 3 || size > uint64(len(rest)) {
-			return false
-		}
-		argv[i], rest = string(rest[:size]), rest[size:]
-	}
-	if len(rest) != 0 {
-		return false
-	}
-	h.Argv = argv
-	return true
+	_          struct{} `cbor:",toarray"`
+	Argv       []string
+	Modules    []moduleBlob
+	CheckMode  bool
+	DiffHandle uint32
 }
 
 func (rt *Runtime) helloExt(method string) []byte {
@@ -599,16 +522,13 @@ func (rt *Runtime) helloExt(method string) []byte {
 func init() {
 	core.RegisterChildHook(func(r *core.Router, ext []byte) error {
 		var h helloExt
-		if len(ext) > 0 && !readHelloExt(ext, &h) {
-			h = helloExt{}
+		if len(ext) > 0 {
 			if err := core.Unmarshal(ext, &h); err != nil {
 				return fmt.Errorf("runtime: handshake extension: %w", err)
 			}
 		}
 		rt := New(r, Options{Argv: h.Argv, CheckMode: h.CheckMode})
 		rt.diffHandle = h.DiffHandle
-		moduleOwner.Store(rt)
-		r.SetWarmCall(warmCall)
 		for _, b := range h.Modules {
 			if _, err := rt.addAny(b); err != nil {
 				return err
@@ -625,7 +545,6 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if !rt.r.IsMaster() {
 		return errors.New("RunScript: only the master runs scripts")
 	}
-	moduleOwner.Store(rt)
 	dir, base := filepath.Split(script)
 	if dir == "" {
 		dir = "."

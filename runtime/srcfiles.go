@@ -63,7 +63,7 @@ func (rt *Runtime) serveSrc(ctx context.Context, call *core.ServiceCall) (any, e
 		return nil, err
 	}
 	blob := moduleBlob{Path: f.path, SHA256: f.sha, Source: f.data, Kind: kindSrc}
-	if err := rt.pushModules(call.Caller(), []moduleBlob{blob}); err != nil {
+	if err := rt.pushModules(ctx, call.Caller(), []moduleBlob{blob}); err != nil {
 		return nil, err
 	}
 	return f.sha, nil

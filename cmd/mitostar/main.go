@@ -66,11 +66,6 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
 	core.RunRole()
-	// A master mostly waits on pipes; on small machines waking idle Ps
-	// costs more than it buys (see docs/benchmarks.md).
-	if os.Getenv("GOMAXPROCS") == "" {
-		goruntime.GOMAXPROCS(1)
-	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -175,11 +170,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
-	if profileDir == "" {
-		// Heap profiles are only written with --profile; without one,
-		// sampling allocations is cost for nothing.
-		goruntime.MemProfileRate = 0
-	}
 	if profileDir != "" {
 		if err := os.MkdirAll(profileDir, 0o755); err != nil {
 			fmt.Fprintf(stderr, "mitostar: --profile: %v\n", err)

@@ -123,7 +123,7 @@ func TestVersionAndHelp(t *testing.T) {
 	t.Parallel()
 	r := mitostar(t, "", nil, "version")
 	r.want(t, 0)
-	matches(t, "version", r.stdout, `^mitostar \S+ \(protocol 1, go1\.\d+\S* \w+/\w+\)\n$`)
+	matches(t, "version", r.stdout, `^mitostar \S+ \(protocol 2, go1\.\d+\S* \w+/\w+\)\n$`)
 
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"run", "-h"}} {
 		r := mitostar(t, "", nil, args...)

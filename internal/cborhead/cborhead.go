@@ -1,21 +1,20 @@
-package core
+// Package cborhead reads and writes the heads of CBOR items (RFC 8949
+// §3), for the hand-written codecs of mitostar: Starlark values
+// (builtins) and byte-stream frames (core). Every other payload goes
+// through fxamacker/cbor.
+package cborhead
 
 import (
 	"errors"
 	"fmt"
 )
 
-// CBOR item heads (RFC 8949 §3), shared by the hand-written codecs on
-// the hot paths: call headers (call.go), byte-stream frames
-// (bytestream.go) and Starlark values (builtins/codec.go). Everything
-// else goes through fxamacker/cbor with DecodeOptions.
+// ErrTruncated is the error of an item cut short.
+var ErrTruncated = errors.New("unexpected end of data")
 
-// ErrCBORTruncated is the error of an item cut short.
-var ErrCBORTruncated = errors.New("unexpected end of data")
-
-// AppendHead appends the head of a CBOR item of the given major type
+// Append appends the head of a CBOR item of the given major type
 // and argument, in its shortest form.
-func AppendHead(b []byte, major byte, n uint64) []byte {
+func Append(b []byte, major byte, n uint64) []byte {
 	m := major << 5
 	switch {
 	case n < 24:
@@ -30,13 +29,13 @@ func AppendHead(b []byte, major byte, n uint64) []byte {
 	return append(b, m|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
-// ReadHead reads the head of the CBOR item at the start of b: its major
+// Read reads the head of the CBOR item at the start of b: its major
 // type, additional information and argument (for major type 7, the
 // bits of a float or the simple value), and the bytes after the head.
 // Indefinite lengths and reserved values are errors.
-func ReadHead(b []byte) (major, info byte, n uint64, rest []byte, err error) {
+func Read(b []byte) (major, info byte, n uint64, rest []byte, err error) {
 	if len(b) == 0 {
-		return 0, 0, 0, nil, ErrCBORTruncated
+		return 0, 0, 0, nil, ErrTruncated
 	}
 	major, info = b[0]>>5, b[0]&31
 	switch {
@@ -45,7 +44,7 @@ func ReadHead(b []byte) (major, info byte, n uint64, rest []byte, err error) {
 	case info <= 27:
 		size := 1 << (info - 24)
 		if len(b) < 1+size {
-			return 0, 0, 0, nil, ErrCBORTruncated
+			return 0, 0, 0, nil, ErrTruncated
 		}
 		for _, c := range b[1 : 1+size] {
 			n = n<<8 | uint64(c)
