@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -89,21 +88,22 @@ func TestSrcShippedWithModule(t *testing.T) {
 	}
 }
 
-// src blobs (kind 1) are written by hand as the general encoder writes
-// them, and read back by the general decoder.
-func TestSrcBlobsCodec(t *testing.T) {
+// src blobs keep their kind, and the handshake its check mode and diff
+// handle, through the encoding; a src whose sha256 does not match is
+// refused.
+func TestSrcBlobsAndHelloExt(t *testing.T) {
 	blobs := []moduleBlob{{Path: "a.star", SHA256: "ab", Source: []byte("x = 1\n")}, {Path: "t/a.tmpl", SHA256: "cd", Source: []byte("{{.x}}"), Kind: kindSrc}}
-	want, err := core.Marshal(blobs)
+	back, err := decodeModuleBlobs(encodeModuleBlobs(blobs))
+	if err != nil || len(back) != 2 || back[1].Kind != kindSrc || string(back[1].Source) != "{{.x}}" || back[0].Kind != kindModule {
+		t.Fatalf("decoded %+v, %v", back, err)
+	}
+	data, err := core.Marshal(&helloExt{Argv: []string{"a"}, Modules: blobs, CheckMode: true, DiffHandle: 1001})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := encodeModuleBlobs(blobs)
-	if !bytes.Equal(got, want) {
-		t.Fatalf("encodeModuleBlobs\n got %x\nwant %x", got, want)
-	}
-	back, err := decodeModuleBlobs(got)
-	if err != nil || len(back) != 2 || back[1].Kind != kindSrc || string(back[1].Source) != "{{.x}}" || back[0].Kind != kindModule {
-		t.Fatalf("decoded %+v, %v", back, err)
+	var h helloExt
+	if err := core.Unmarshal(data, &h); err != nil || !h.CheckMode || h.DiffHandle != 1001 || len(h.Modules) != 2 || h.Modules[1].Kind != kindSrc {
+		t.Fatalf("handshake read back as %+v, %v", h, err)
 	}
 	if _, err := rt0(t).addAny(moduleBlob{Path: "x", SHA256: "00", Source: []byte("y"), Kind: kindSrc}); err == nil {
 		t.Errorf("a src whose sha256 does not match was accepted")
