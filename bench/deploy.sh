@@ -51,67 +51,15 @@ fi
 
 WORK=$(mktemp -d /tmp/mitostar-bench-deploy.XXXXXX)
 chmod 755 "$WORK"
-SSHD_PID=
-cleanup() {
-	if [ -n "$SSHD_PID" ]; then
-		kill "$SSHD_PID" 2>/dev/null || true
-		wait "$SSHD_PID" 2>/dev/null || true
-	fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+. bench/sshd.sh
+trap 'stop_sshd; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # One sshd on 127.0.0.1 serves every host (TESTBED §9: its start-up
 # limits raised for parallel connections).
-ssh-keygen -q -t ed25519 -N '' -C mitostar-bench -f "$WORK/hostkey"
-ssh-keygen -q -t ed25519 -N '' -C mitostar-bench -f "$WORK/id"
-mkdir -m 755 "$WORK/auth"
-cp "$WORK/id.pub" "$WORK/auth/root"
-mkdir -p -m 755 /run/sshd
-for try in 1 2 3 4 5; do
-	PORT=$((20000 + RANDOM % 40000))
-	if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-		continue
-	fi
-	cat >"$WORK/sshd_config" <<EOF
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $WORK/hostkey
-PidFile $WORK/sshd.pid
-AuthorizedKeysFile $WORK/auth/%u
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin yes
-UsePAM yes
-UseDNS no
-MaxStartups 200:30:400
-MaxSessions 200
-EOF
-	/usr/sbin/sshd -D -e -f "$WORK/sshd_config" </dev/null >/dev/null 2>"$WORK/sshd.log" &
-	SSHD_PID=$!
-	for _ in $(seq 100); do
-		[ -s "$WORK/sshd.pid" ] && break
-		kill -0 "$SSHD_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	if [ -s "$WORK/sshd.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-		break
-	fi
-	kill "$SSHD_PID" 2>/dev/null || true
-	wait "$SSHD_PID" 2>/dev/null || true
-	SSHD_PID=
-done
-if [ -z "$SSHD_PID" ]; then
-	echo "deploy: could not start sshd: $(cat "$WORK/sshd.log")" >&2
-	exit 1
-fi
-echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/hostkey.pub")" >"$WORK/known_hosts"
-ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$WORK/known_hosts" \
-	-o IdentitiesOnly=yes -i "$WORK/id" -p "$PORT" root@127.0.0.1 true
-echo "deploy: sshd on 127.0.0.1:$PORT (pid $SSHD_PID)" >&2
+start_sshd "MaxStartups 200:30:400" "MaxSessions 200"
+PORT=${BENCH_SSH##*:} KEY=$BENCH_SSH_KEY KNOWN_HOSTS=$BENCH_SSH_KNOWN_HOSTS
 
 make -s build
 
@@ -126,8 +74,8 @@ inventory() { # inventory FILE HOST...
 		echo "ansible_host=127.0.0.1"
 		echo "ansible_port=$PORT"
 		echo "ansible_user=root"
-		echo "ansible_ssh_private_key_file=$WORK/id"
-		echo "ansible_ssh_common_args=-o UserKnownHostsFile=$WORK/known_hosts"
+		echo "ansible_ssh_private_key_file=$KEY"
+		echo "ansible_ssh_common_args=-o UserKnownHostsFile=$KNOWN_HOSTS"
 		echo "ansible_python_interpreter=/usr/bin/python3"
 		echo "[hosts]"
 		printf '%s\n' "$@"
@@ -142,7 +90,7 @@ run_side() {
 	local log=$WORK/$side.log
 	case $side in
 	mitostar)
-		bin/mitostar bench/deploy/deploy.star "$base" "$PORT" "$WORK/id" "$WORK/known_hosts" "$@" >"$log" 2>&1 || {
+		bin/mitostar bench/deploy/deploy.star "$base" "$PORT" "$KEY" "$KNOWN_HOSTS" "$@" >"$log" 2>&1 || {
 			cat "$log" >&2
 			return 1
 		}
