@@ -146,13 +146,19 @@ func fsWrite(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err := fsCheckMode(b.Name(), mode); err != nil {
 		return nil, err
 	}
-	if err := fsWriteFile(path, content, uint32(mode)); err != nil {
+	if err := WriteFileAtomic(path, []byte(content), uint32(mode), -1, -1); err != nil {
 		return nil, OSError(b.Name(), path, err)
 	}
 	return starlark.None, nil
 }
 
-func fsWriteFile(path, content string, mode uint32) (err error) {
+// WriteFileAtomic replaces path with content as fs.write does: a
+// temporary file in the same directory gets mode (exactly, setuid and
+// sticky bits included), the owner uid and group gid, is fsynced and
+// renamed over path, and the directory is fsynced. A uid or gid of -1
+// keeps, when root replaces a regular file, the old file's owner or
+// group (otherwise the file is the writer's).
+func WriteFileAtomic(path string, content []byte, mode uint32, uid, gid int) (err error) {
 	clean := filepath.Clean(path)
 	dir, base := filepath.Split(clean)
 	if dir == "" {
@@ -172,22 +178,30 @@ func fsWriteFile(path, content string, mode uint32) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := io.WriteString(f, content); err != nil {
+	if _, err := f.Write(content); err != nil {
 		return err
 	}
 	if err := syscall.Fchmod(int(f.Fd()), mode); err != nil {
 		return err
 	}
-	if os.Geteuid() == 0 {
+	if (uid < 0 || gid < 0) && os.Geteuid() == 0 {
 		if fi, err := os.Lstat(clean); err == nil && fi.Mode().IsRegular() {
 			st := fi.Sys().(*syscall.Stat_t)
-			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
-				return err
+			if uid < 0 {
+				uid = int(st.Uid)
 			}
-			if mode&0o6000 != 0 { // chown clears setuid and setgid
-				if err := syscall.Fchmod(int(f.Fd()), mode); err != nil {
-					return err
-				}
+			if gid < 0 {
+				gid = int(st.Gid)
+			}
+		}
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
+		if mode&0o6000 != 0 { // chown clears setuid and setgid
+			if err := syscall.Fchmod(int(f.Fd()), mode); err != nil {
+				return err
 			}
 		}
 	}
@@ -407,11 +421,11 @@ func fsChown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if owner == starlark.None && group == starlark.None {
 		return nil, fmt.Errorf("%s: user or group must be given", b.Name())
 	}
-	uid, err := fsID(b.Name(), "user", owner)
+	uid, err := ResolveID(b.Name(), "user", owner)
 	if err != nil {
 		return nil, err
 	}
-	gid, err := fsID(b.Name(), "group", group)
+	gid, err := ResolveID(b.Name(), "group", group)
 	if err != nil {
 		return nil, err
 	}
@@ -421,9 +435,10 @@ func fsChown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	return starlark.None, nil
 }
 
-// fsID resolves a user or group given as None (-1: unchanged), an int
-// or a name (a name made of digits that is not in the database is an id).
-func fsID(fn, kind string, v starlark.Value) (int, error) {
+// ResolveID resolves a user (kind "user") or group (kind "group") given
+// as None (-1: unchanged), an int or a name (a name made of digits that
+// is not in the database is an id); errors are prefixed with fn.
+func ResolveID(fn, kind string, v starlark.Value) (int, error) {
 	switch v := v.(type) {
 	case starlark.NoneType:
 		return -1, nil

@@ -70,6 +70,9 @@ func RouterOf(thread *starlark.Thread) (*core.Router, error) {
 // SetRuntime attaches rt to thread.
 func SetRuntime(thread *starlark.Thread, rt Runtime) { mutableState(thread).Runtime = rt }
 
+// RuntimeOf returns the runtime attached to thread, nil if none.
+func RuntimeOf(thread *starlark.Thread) Runtime { return runtimeOf(thread) }
+
 func runtimeOf(thread *starlark.Thread) Runtime {
 	if st := stateOf(thread); st != nil {
 		return st.Runtime

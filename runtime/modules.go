@@ -31,13 +31,22 @@ var FileOptions = &syntax.FileOptions{
 
 // moduleBlob is a module as it travels: in LOAD_MODULE, in a call's Ext,
 // in the reply to GET_MODULE and in a fork's handshake; a CBOR array of
-// path, sha256 and source.
+// path, sha256, source and kind. Kind kindSrc marks a file that
+// operations read (src=), which travels the same way but is never
+// executed.
 type moduleBlob struct {
 	_      struct{} `cbor:",toarray"`
 	Path   string
 	SHA256 string
 	Source []byte
+	Kind   int
 }
+
+// Kinds of moduleBlob.
+const (
+	kindModule = 0 // a Starlark module
+	kindSrc    = 1 // a file read by ops.file and ops.template (src=)
+)
 
 // encodeModuleBlobs returns the CBOR of blobs.
 func encodeModuleBlobs(blobs []moduleBlob) []byte {
@@ -69,6 +78,7 @@ type moduleChunk struct {
 	Offset int    `cbor:"3,keyasint"`
 	Total  int    `cbor:"4,keyasint"`
 	Data   []byte `cbor:"5,keyasint"`
+	Kind   int    `cbor:"6,keyasint,omitempty"` // kindModule or kindSrc
 }
 
 // maxModuleSize bounds a script or module: what the master reads from
@@ -82,14 +92,19 @@ type module struct {
 	src   []byte
 	prog  *starlark.Program
 	loads []string // paths this module loads
+	srcs  []string // src= files its operations name as string literals
 
 	once    sync.Once
 	globals starlark.StringDict
 	err     error
 }
 
-// A moduleID is a module's identity: its path and the sha256 of its source.
-type moduleID struct{ path, sha string }
+// A moduleID is a module's identity: its path and the sha256 of its
+// source (and, for a src file, kindSrc).
+type moduleID struct {
+	path, sha string
+	kind      int
+}
 
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
@@ -98,29 +113,33 @@ func sha256Hex(b []byte) string {
 
 // CleanModulePath checks a load path against the sandbox rules: relative,
 // no "..", no empty components. It returns the clean slash form.
-func CleanModulePath(p string) (string, error) {
+func CleanModulePath(p string) (string, error) { return cleanRootPath("module", p) }
+
+// cleanRootPath is CleanModulePath for a path of kind "module" or "src".
+func cleanRootPath(kind, p string) (string, error) {
 	if p == "" {
-		return "", errors.New("empty module path")
+		return "", fmt.Errorf("empty %s path", kind)
 	}
 	if strings.HasPrefix(p, "/") || filepath.IsAbs(p) {
-		return "", fmt.Errorf("module path %q is absolute: load paths are relative to a module root", p)
+		return "", fmt.Errorf("%s path %q is absolute: %s paths are relative to a module root", kind, p, kind)
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == ".." {
-			return "", fmt.Errorf("module path %q escapes its module root (\"..\")", p)
+			return "", fmt.Errorf("%s path %q escapes its module root (\"..\")", kind, p)
 		}
 	}
 	c := path.Clean(p)
 	if c == "." || strings.HasPrefix(c, "../") {
-		return "", fmt.Errorf("module path %q is not a file under a module root", p)
+		return "", fmt.Errorf("%s path %q is not a file under a module root", kind, p)
 	}
 	return c, nil
 }
 
-// readFromRoots finds p in the module roots, refusing symlinks that
-// resolve outside the root they were found in.
-func readFromRoots(roots []string, p string) (src []byte, err error) {
-	clean, err := CleanModulePath(p)
+// readFromRoots finds p, a path of kind "module" or "src", in the module
+// roots, refusing symlinks that resolve outside the root they were found
+// in.
+func readFromRoots(roots []string, kind, p string) (src []byte, err error) {
+	clean, err := cleanRootPath(kind, p)
 	if err != nil {
 		return nil, err
 	}
@@ -135,43 +154,43 @@ func readFromRoots(roots []string, p string) (src []byte, err error) {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("module %q: %w", p, err)
+			return nil, fmt.Errorf("%s %q: %w", kind, p, err)
 		}
 		rel, err := filepath.Rel(realRoot, real)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil, fmt.Errorf("module %q resolves outside its module root %s (symlink to %s)", p, root, real)
+			return nil, fmt.Errorf("%s %q resolves outside its module root %s (symlink to %s)", kind, p, root, real)
 		}
-		return readModuleFile(p, real)
+		return readModuleFile(kind, p, real)
 	}
-	return nil, fmt.Errorf("module %q not found in the module roots (%s)", p, strings.Join(roots, ", "))
+	return nil, fmt.Errorf("%s %q not found in the module roots (%s)", kind, p, strings.Join(roots, ", "))
 }
 
 // readModuleFile reads module p from the file real: a regular file of at
 // most maxModuleSize bytes (a device such as /dev/zero never ends, a
 // FIFO may never answer).
-func readModuleFile(p, real string) ([]byte, error) {
+func readModuleFile(kind, p, real string) ([]byte, error) {
 	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("module %q: %w", p, err)
+		return nil, fmt.Errorf("%s %q: %w", kind, p, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("module %q: %w", p, err)
+		return nil, fmt.Errorf("%s %q: %w", kind, p, err)
 	}
 	switch {
 	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("module %q is %s, not a file", p, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s %q is %s, not a file", kind, p, fileKind(fi.Mode()))
 	case fi.Size() > maxModuleSize:
-		return nil, fmt.Errorf("module %q is %d bytes, over the %d MiB limit of a script or module", p, fi.Size(), maxModuleSize>>20)
+		return nil, fmt.Errorf("%s %q is %d bytes, over the %d MiB limit of a script, module or file", kind, p, fi.Size(), maxModuleSize>>20)
 	}
 	// The size limit holds even for a file that grows while read.
 	src, err := io.ReadAll(io.LimitReader(f, maxModuleSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("module %q: %w", p, err)
+		return nil, fmt.Errorf("%s %q: %w", kind, p, err)
 	}
 	if len(src) > maxModuleSize {
-		return nil, fmt.Errorf("module %q is over the %d MiB limit of a script or module", p, maxModuleSize>>20)
+		return nil, fmt.Errorf("%s %q is over the %d MiB limit of a script, module or file", kind, p, maxModuleSize>>20)
 	}
 	return src, nil
 }
@@ -213,11 +232,11 @@ func fileKind(m fs.FileMode) string {
 // compile parses a module; its filename is its root-relative path, so
 // functions know the module they belong to.
 func (rt *Runtime) compile(p, sha string, src []byte) (*module, error) {
-	_, prog, err := starlark.SourceProgramOptions(FileOptions, p, src, rt.isPredeclared)
+	f, prog, err := starlark.SourceProgramOptions(FileOptions, p, src, rt.isPredeclared)
 	if err != nil {
 		return nil, err
 	}
-	m := &module{path: p, sha: sha, src: src, prog: prog}
+	m := &module{path: p, sha: sha, src: src, prog: prog, srcs: literalSrcs(f)}
 	for i := 0; i < prog.NumLoads(); i++ {
 		l, _ := prog.Load(i)
 		clean, err := CleanModulePath(l)
@@ -276,7 +295,7 @@ func (rt *Runtime) moduleSource(p string) (*module, error) {
 		return m, nil
 	}
 	if rt.r.IsMaster() {
-		src, err := readFromRoots(rt.opts.Roots, clean)
+		src, err := readFromRoots(rt.opts.Roots, "module", clean)
 		if err != nil {
 			return nil, err
 		}
@@ -400,7 +419,7 @@ func (rt *Runtime) pushModules(ctx context.Context, target *core.Context, blobs 
 	for _, b := range blobs {
 		for off := 0; ; off += moduleChunkSize {
 			end := min(off+moduleChunkSize, len(b.Source))
-			data, err := core.Marshal(&moduleChunk{Path: b.Path, SHA256: b.SHA256, Offset: off, Total: len(b.Source), Data: b.Source[off:end]})
+			data, err := core.Marshal(&moduleChunk{Path: b.Path, SHA256: b.SHA256, Offset: off, Total: len(b.Source), Data: b.Source[off:end], Kind: b.Kind})
 			if err != nil {
 				return err
 			}
@@ -428,7 +447,7 @@ func (rt *Runtime) onLoadModule(msg *core.Message) {
 		rt.r.Logger().Error("bad LOAD_MODULE", "err", err)
 		return
 	}
-	key := c.Path + "@" + c.SHA256
+	key := fmt.Sprintf("%d:%s@%s", c.Kind, c.Path, c.SHA256)
 	rt.mu.Lock()
 	buf := rt.partial[key]
 	switch {
@@ -452,7 +471,7 @@ func (rt *Runtime) onLoadModule(msg *core.Message) {
 	}
 	delete(rt.partial, key)
 	rt.mu.Unlock()
-	if _, err := rt.addBlob(moduleBlob{Path: c.Path, SHA256: c.SHA256, Source: buf}); err != nil {
+	if _, err := rt.addAny(moduleBlob{Path: c.Path, SHA256: c.SHA256, Source: buf, Kind: c.Kind}); err != nil {
 		rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
 	}
 }

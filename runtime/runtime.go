@@ -41,6 +41,8 @@ import (
 	// fakessh registers the fakessh role, fakessh.exec and fakessh.run.
 	_ "github.com/mitostar/mitostar/fakessh"
 	"github.com/mitostar/mitostar/files"
+	// ops registers the operations (ops.file, ...) and facts.
+	_ "github.com/mitostar/mitostar/ops"
 )
 
 const slogError = slog.LevelError
@@ -52,12 +54,19 @@ type Options struct {
 	Roots []string
 	// Argv is the script's argument list, the same in every context.
 	Argv []string
-	// Stdout receives the master's print() output (os.Stdout by default).
+	// Stdout receives the master's print() output (os.Stdout by default),
+	// and the diffs of operations when Diff is set.
 	Stdout io.Writer
 	// Predeclared are names this context predeclares besides the common
 	// ones (the command line adds inventory, connect and each to the
 	// master's); they win over a common name they repeat.
 	Predeclared starlark.StringDict
+	// CheckMode makes operations report what they would change and
+	// change nothing (check_mode in every context of the tree).
+	CheckMode bool
+	// Diff prints each change an operation makes in any context of the
+	// tree, with its diff, on the master's Stdout (master only).
+	Diff bool
 }
 
 // Runtime is the Starlark runtime of one context.
@@ -75,9 +84,14 @@ type Runtime struct {
 	modules map[string]*module
 	partial map[string][]byte            // "path@sha" → LOAD_MODULE bytes so far
 	sent    map[uint32]map[moduleID]bool // target id → modules already pushed (forgotten when it is gone)
+	srcs    map[string]*srcFile          // src files by root-relative path
 	stdout  sync.Mutex
 
 	stdoutErr error // the first failed write of print(), under stdout
+
+	// diffHandle is the master's handle for changes to show (0: diffs
+	// are not shown); children learn it in the handshake.
+	diffHandle uint32
 
 	svcMu    sync.Mutex
 	services map[string]bool // Starlark service modules served here
@@ -127,7 +141,7 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}, services: map[string]bool{}}
+		srcs: map[string]*srcFile{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}, services: map[string]bool{}}
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
@@ -146,6 +160,10 @@ func New(r *core.Router, opts Options) *Runtime {
 	})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
 	rt.installActivator()
+	rt.registerSrcService()
+	if r.IsMaster() && opts.Diff {
+		rt.installDiffHandler()
+	}
 	if r.IsMaster() {
 		// Children install their FileService at start (files registers a
 		// child hook); a master gets it here.
@@ -226,6 +244,10 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 		argv[i] = starlark.String(a)
 	}
 	d["argv"] = starlark.NewList(argv)
+	d["check_mode"] = starlark.Bool(rt.opts.CheckMode)
+	if facts, ok := builtins.Lookup("ops.facts"); ok {
+		d["facts"] = facts
+	}
 	d["json"] = json.Module
 	d["math"] = math.Module
 	d["struct"] = starlark.NewBuiltin("struct", starlarkstruct.Make)
@@ -446,21 +468,26 @@ func (rt *Runtime) CallRequest(ctx context.Context, target *core.Context, fn sta
 	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(rt, args, kwargs); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
+	var blobs []moduleBlob
 	if mod != nil && target.ID != rt.r.ID() {
-		blobs, err := rt.modulesFor(target.ID, mod)
-		if err != nil {
+		if blobs, err = rt.modulesFor(target.ID, mod); err != nil {
 			return nil, err
 		}
-		// Small modules ride with the call; larger ones go ahead of it as
-		// LOAD_MODULE chunks that fit any message size limit. Either way
-		// the first call costs one round trip.
-		if len(blobs) > 0 {
-			ext := encodeModuleBlobs(blobs)
-			if len(ext) <= moduleChunkSize {
-				req.Ext = ext
-			} else if err := rt.pushModules(ctx, target, blobs); err != nil {
-				return nil, err
-			}
+	}
+	if b, ok := fn.(*starlark.Builtin); ok && target.ID != rt.r.ID() {
+		if src := builtinSrc(b.Name(), args, kwargs); src != "" {
+			blobs = append(blobs, rt.srcBlobs(target.ID, []string{src})...)
+		}
+	}
+	// Small modules ride with the call; larger ones go ahead of it as
+	// LOAD_MODULE chunks that fit any message size limit. Either way the
+	// first call costs one round trip.
+	if len(blobs) > 0 {
+		ext := encodeModuleBlobs(blobs)
+		if len(ext) <= moduleChunkSize {
+			req.Ext = ext
+		} else if err := rt.pushModules(ctx, target, blobs); err != nil {
+			return nil, err
 		}
 	}
 	return req, nil
@@ -471,7 +498,7 @@ func (rt *Runtime) CallRequest(ctx context.Context, target *core.Context, fn sta
 func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	// A module goes with its transitive loads: once it is sent, they are.
 	rt.mu.Lock()
-	done := rt.sent[target][moduleID{m.path, m.sha}]
+	done := rt.sent[target][moduleID{path: m.path, sha: m.sha}]
 	rt.mu.Unlock()
 	if done {
 		return nil, nil
@@ -487,15 +514,17 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 		rt.sent[target] = sent
 	}
 	var blobs []moduleBlob
+	var srcs []string
 	for _, m := range mods {
-		key := moduleID{m.path, m.sha}
+		key := moduleID{path: m.path, sha: m.sha}
 		if !sent[key] {
 			sent[key] = true
 			blobs = append(blobs, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+			srcs = append(srcs, m.srcs...)
 		}
 	}
 	rt.mu.Unlock()
-	return blobs, nil
+	return append(blobs, rt.srcBlobs(target, srcs)...), nil
 }
 
 // resolveRef turns a reference received in a value into the function.
@@ -551,7 +580,7 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 			return nil, nil, fmt.Errorf("call: modules: %w", err)
 		}
 		for _, b := range blobs {
-			if _, err := rt.addBlob(b); err != nil {
+			if _, err := rt.addAny(b); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -584,19 +613,26 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 }
 
 // helloExt is what a new child receives in its handshake: a CBOR array
-// of argv and, for fork, the parent's module cache.
+// of argv, for fork the parent's module and src cache, check mode
+// (--check) and the master's handle for changes to show (--diff; 0 for
+// none).
 type helloExt struct {
-	_       struct{} `cbor:",toarray"`
-	Argv    []string
-	Modules []moduleBlob
+	_          struct{} `cbor:",toarray"`
+	Argv       []string
+	Modules    []moduleBlob
+	CheckMode  bool
+	DiffHandle uint32
 }
 
 func (rt *Runtime) helloExt(method string) []byte {
-	ext := helloExt{Argv: rt.opts.Argv}
+	ext := helloExt{Argv: rt.opts.Argv, CheckMode: rt.opts.CheckMode, DiffHandle: rt.diffHandle}
 	if method == "fork" {
 		rt.mu.Lock()
 		for _, m := range rt.modules {
 			ext.Modules = append(ext.Modules, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+		}
+		for _, f := range rt.srcs {
+			ext.Modules = append(ext.Modules, moduleBlob{Path: f.path, SHA256: f.sha, Source: f.data, Kind: kindSrc})
 		}
 		rt.mu.Unlock()
 	}
@@ -612,9 +648,10 @@ func init() {
 				return fmt.Errorf("runtime: handshake extension: %w", err)
 			}
 		}
-		rt := New(r, Options{Argv: h.Argv})
+		rt := New(r, Options{Argv: h.Argv, CheckMode: h.CheckMode})
+		rt.diffHandle = h.DiffHandle
 		for _, b := range h.Modules {
-			if _, err := rt.addBlob(b); err != nil {
+			if _, err := rt.addAny(b); err != nil {
 				return err
 			}
 		}

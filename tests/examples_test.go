@@ -177,6 +177,31 @@ func TestExamples(t *testing.T) {
 			}
 			wantMatch(t, "stderr", errOut, `(?m)^RECAP\n`, `(?m)^db1\s+1\s+0\s+0\s+0\s+0\s+\d+\.\d\ds$`)
 		},
+		"deploy.star": func(t *testing.T, mitostar string) {
+			dir := filepath.Join(t.TempDir(), "demo")
+			script := filepath.Join(exampleDir, "deploy.star")
+			out, _ := runExample(t, ".", mitostar, "--check", "--diff", script, dir)
+			wantMatch(t, "--check --diff", out,
+				`(?m)^\[web\] ops\.template \S+/demo/app\.conf: would create file\n--- before: \S+/app\.conf\n\+\+\+ after: \S+/app\.conf\n@@ -0,0 \+1,5 @@\n\+# demo on \S+: written by mitostar's ops\.template\n\+listen = 127\.0\.0\.1:8080\n`,
+				`(?m)^changed: would create file; insert block at line 1$`)
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("--check made %s: %v", dir, err)
+			}
+			out, _ = runExample(t, ".", mitostar, script, dir)
+			want := "changed: create directory\nchanged: create file\nchanged: create file; insert line 1\n" +
+				"changed: create file; insert block at line 1\nchanged: run sh -c 'echo reloaded >> reloads'\n"
+			if out != want {
+				t.Errorf("first run: stdout = %q, want %q", out, want)
+			}
+			out, _ = runExample(t, ".", mitostar, script, dir)
+			want = "ok: directory as asked\nok: content, mode and owner as asked\nok: line present\nok: block present\n"
+			if out != want {
+				t.Errorf("second run: stdout = %q, want %q", out, want)
+			}
+			if data, err := os.ReadFile(filepath.Join(dir, "reloads")); err != nil || string(data) != "reloaded\n" {
+				t.Errorf("the command ran %q, %v; want once", data, err)
+			}
+		},
 		"ssh_sudo.star": func(t *testing.T, mitostar string) {
 			sshd := testbed.SSHD(t)
 			out, _ := runExample(t, ".", mitostar, filepath.Join(exampleDir, "ssh_sudo.star"),

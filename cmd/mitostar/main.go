@@ -57,6 +57,12 @@ flags:
   --log-file FILE         write logs there instead of stderr
   --max-message-size N    largest message payload in bytes (default 134217728)
   --shutdown-timeout SEC  how long to wait for contexts to exit (default 5)
+  --check                 check mode: operations (ops.*) report what they
+                          would change and change nothing; check_mode is
+                          True in every context
+  --diff                  print each change an operation makes (or would
+                          make), with its unified diff, under the name of
+                          its context
   --profile DIR           write CPU and heap profiles of the master and of
                           every local child to DIR (for benchmarks)
   --version               print the version and exit
@@ -122,6 +128,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cpuProfile string
 		profileDir string
 		fan        fanFlags
+		checkMode  bool
+		showDiff   bool
 	)
 	fs.Var(&roots, "I", "module root")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
@@ -135,6 +143,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
 	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
 	fan.register(fs, cmd == "exec")
+	fs.BoolVar(&checkMode, "check", false, "check mode")
+	fs.BoolVar(&showDiff, "diff", false, "print the diffs of operations")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "mitostar: %s\n\n%s", asTyped(err, args), usage)
 		return 2
@@ -254,7 +264,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r.SetLogger(slog.New(core.NewLogHandler(r)))
 	}
 	session := fanout.NewSession(r, fo.options)
-	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, Predeclared: fanout.Predeclared(session)})
+	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, Predeclared: fanout.Predeclared(session),
+		CheckMode: checkMode, Diff: showDiff})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)

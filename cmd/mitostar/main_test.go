@@ -136,7 +136,7 @@ func TestVersionAndHelp(t *testing.T) {
 		r := mitostar(t, "", nil, args...)
 		r.want(t, 0)
 		contains(t, fmt.Sprint(args), r.stdout, "usage: mitostar [flags] SCRIPT.star [ARG...]", "-I DIR", "--log-level",
-			"--log-file", "--max-message-size", "--shutdown-timeout", "exit status")
+			"--log-file", "--max-message-size", "--shutdown-timeout", "--check", "--diff", "exit status")
 		if r.stderr != "" {
 			t.Errorf("%v wrote to stderr: %s", args, r.stderr)
 		}
@@ -163,7 +163,7 @@ func TestUsageErrors(t *testing.T) {
 		// Flags are named as they were typed, with one dash or two.
 		{[]string{"--bogus", "ok.star"}, "mitostar: flag provided but not defined: --bogus\n"},
 		{[]string{"-bogus", "ok.star"}, "mitostar: flag provided but not defined: -bogus\n"},
-		{[]string{"--check", "ok.star"}, "mitostar: flag provided but not defined: --check\n"},
+		{[]string{"--chekc", "ok.star"}, "mitostar: flag provided but not defined: --chekc\n"},
 		{[]string{"-I"}, "flag needs an argument: -I\n"},
 		{[]string{"ok.star", "--log-level"}, ""}, // after the script: the script's argument
 		{[]string{"--log-level"}, "flag needs an argument: --log-level\n"},
@@ -629,7 +629,7 @@ func TestLoads(t *testing.T) {
 
 	for _, tc := range []struct{ script, want string }{
 		{"fifo.star", `cannot load lib/fifo.star: module "lib/fifo.star" is a named pipe, not a file`},
-		{"huge.star", `cannot load lib/huge.star: module "lib/huge.star" is 68157440 bytes, over the 64 MiB limit of a script or module`},
+		{"huge.star", `cannot load lib/huge.star: module "lib/huge.star" is 68157440 bytes, over the 64 MiB limit of a script, module or file`},
 		{"missing.star", `module "lib/nope.star" not found in the module roots`},
 		{"abs.star", fmt.Sprintf(`module path %q is absolute`, filepath.Join(outside, "secret.star"))},
 		{"dotdot.star", `module path "../secret.star" escapes its module root`},
@@ -775,8 +775,9 @@ def main():
     print("bg", c.call(spawn))
     print("bg", spawn())
     print("ready")
-    if argv[0] != "exit":
-        time.sleep(600)
+    # Long enough for the test to see the background processes alive
+    # before the script ends on its own.
+    time.sleep(600 if argv[0] != "exit" else 1)
 `
 
 // What exec.shell leaves running in the background dies with its
@@ -825,4 +826,56 @@ func alive(pid int) bool {
 	}
 	state := s[i+2]
 	return state != 'Z' && state != 'X'
+}
+
+const opsScript = `
+def deploy(path):
+    r = ops.file(path, content = "v2\n")
+    return [check_mode, r.changed, r.msg]
+
+def main():
+    c = router.local(name = "web1", via = router.local(name = "relay"))
+    print("master check_mode", check_mode)
+    print("web1", c.call(deploy, argv[0]))
+`
+
+// TestCheckAndDiff runs an operation in a grandchild with --check and
+// --diff (check_mode everywhere, nothing changed, the diff printed under
+// the grandchild's name), then for real, then again (nothing to show).
+func TestCheckAndDiff(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{"ops.star": opsScript, "target.txt": "v1\n"})
+	target := filepath.Join(dir, "target.txt")
+	diff := "--- before: " + target + "\n+++ after: " + target + "\n@@ -1 +1 @@\n-v1\n+v2\n"
+
+	r := mitostar(t, dir, nil, "--check", "--diff", "ops.star", target)
+	r.want(t, 0)
+	want := "master check_mode True\n[web1] ops.file " + target + ": would update content\n" + diff +
+		"web1 [True, True, \"would update content\"]\n"
+	if r.stdout != want {
+		t.Errorf("--check --diff: stdout = %q, want %q", r.stdout, want)
+	}
+	if data, _ := os.ReadFile(target); string(data) != "v1\n" {
+		t.Errorf("--check changed the file: %q", data)
+	}
+
+	r = mitostar(t, dir, nil, "--diff", "ops.star", target)
+	r.want(t, 0)
+	want = "master check_mode False\n[web1] ops.file " + target + ": update content\n" + diff +
+		"web1 [False, True, \"update content\"]\n"
+	if r.stdout != want {
+		t.Errorf("--diff: stdout = %q, want %q", r.stdout, want)
+	}
+
+	r = mitostar(t, dir, nil, "--diff", "ops.star", target)
+	r.want(t, 0)
+	if want := "master check_mode False\nweb1 [False, False, \"ok: file as asked\"]\n"; r.stdout != want {
+		t.Errorf("second run: stdout = %q, want %q", r.stdout, want)
+	}
+	r = mitostar(t, dir, nil, "ops.star", target)
+	r.want(t, 0)
+	contains(t, "stdout", r.stdout, "web1 [False, False,")
+	if strings.Contains(r.stdout, "[web1]") {
+		t.Errorf("a change was shown without --diff:\n%s", r.stdout)
+	}
 }

@@ -1,6 +1,8 @@
 package testbed
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,4 +53,29 @@ func TestLXDEngine(t *testing.T) {
 	e := LXD(t)
 	e.StartContainer(t, "mt-tbx1")
 	checkExec(t, e, "exec", "--mode=non-interactive", "mt-tbx1", "--")
+}
+
+func TestDebianContainer(t *testing.T) {
+	c := Debian(t)
+	if out := c.Exec(t, "cat", "/etc/os-release"); !strings.Contains(out, "ID=debian") {
+		t.Errorf("/etc/os-release in the container:\n%s", out)
+	}
+	if out := c.Exec(t, "ip", "-o", "addr"); !strings.Contains(out, DebianAddress+"/24") {
+		t.Errorf("ip addr in the container:\n%s", out)
+	}
+	if out := c.Exec(t, "sh", "-c", "echo $$"); strings.TrimSpace(out) == "1" || strings.TrimSpace(out) == "" {
+		t.Errorf("a process in the container has pid %q", out)
+	}
+	c.Exec(t, "sh", "-c", "echo changed > /etc/mt-marker")
+	if data, err := os.ReadFile(filepath.Join(c.Upper, "etc", "mt-marker")); err != nil || string(data) != "changed\n" {
+		t.Errorf("a file written in the container is not in the overlay's upper directory: %q, %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(DebianRootfs(t), "etc", "mt-marker")); err == nil {
+		t.Errorf("a file written in the container reached the shared root filesystem")
+	}
+	for _, p := range DebianPackages {
+		if m, _ := filepath.Glob(filepath.Join(DebianRootfs(t), "var/cache/apt/archives", p+"_*.deb")); len(m) != 1 {
+			t.Errorf("apt's cache holds %v for %s, want one .deb", m, p)
+		}
+	}
 }
