@@ -5,7 +5,6 @@ package builtins
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 
 	"go.starlark.net/starlark"
@@ -44,7 +43,7 @@ func xferPut(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		if err := fsCheckMode(b.Name(), bits); err != nil {
 			return nil, err
 		}
-		m := xferMode(uint32(bits))
+		m := files.ModeOf(uint32(bits))
 		mode = &m
 	}
 	r, err := RouterOf(thread)
@@ -84,17 +83,3 @@ func xferGet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	return starlark.None, nil
 }
 
-// xferMode turns permission bits (0 to 0o7777) into an os.FileMode.
-func xferMode(bits uint32) os.FileMode {
-	m := fs.FileMode(bits & 0o777)
-	if bits&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if bits&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if bits&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
-}

@@ -40,16 +40,25 @@ func (b idRange) has(id uint32) bool { return id >= b.start && id < b.end }
 func (r *Router) addChild(s *Stream) {
 	r.mu.Lock()
 	r.children[s.remoteID] = s
-	r.routes[s.remoteID] = s
-	r.parentOf[s.remoteID] = r.id
-	delete(r.dead, s.remoteID)
-	r.contextLocked(s.remoteID, s.name)
+	r.mu.Unlock()
+	r.addRoute(routeUpdate{ID: s.remoteID, Name: s.name, Parent: r.id}, s)
+	s.start()
+}
+
+// addRoute routes u.ID to the child stream s, records its parent and
+// name, and announces it to this router's parent. The caller has checked
+// that the route is s's to take.
+func (r *Router) addRoute(u routeUpdate, s *Stream) {
+	r.mu.Lock()
+	r.routes[u.ID] = s
+	r.parentOf[u.ID] = u.Parent
+	delete(r.dead, u.ID)
+	r.contextLocked(u.ID, u.Name)
 	parent := r.parent
 	r.mu.Unlock()
 	if parent != nil {
-		r.sendRouteUpdate(parent, handleAddRoute, routeUpdate{ID: s.remoteID, Name: s.name, Parent: r.id})
+		r.sendRouteUpdate(parent, handleAddRoute, u)
 	}
-	s.start()
 }
 
 func (r *Router) sendRouteUpdate(s *Stream, handle uint32, u routeUpdate) {
@@ -106,21 +115,13 @@ func (r *Router) onAddRoute(m *Message) {
 	in := m.from
 	r.mu.Lock()
 	why := r.checkAddRouteLocked(u, in)
+	from := r.nameOfLocked(m.SrcID)
+	r.mu.Unlock()
 	if why != "" {
-		from := r.nameOfLocked(m.SrcID)
-		r.mu.Unlock()
 		r.warnf("refused ADD_ROUTE for context %d (%q) from %s: %s", u.ID, u.Name, from, why)
 		return
 	}
-	r.routes[u.ID] = in
-	r.parentOf[u.ID] = u.Parent
-	delete(r.dead, u.ID)
-	r.contextLocked(u.ID, u.Name)
-	parent := r.parent
-	r.mu.Unlock()
-	if parent != nil {
-		r.sendRouteUpdate(parent, handleAddRoute, u)
-	}
+	r.addRoute(u, in)
 }
 
 // checkAddRouteLocked says why a route announcement from the child

@@ -214,8 +214,9 @@ func perm(m fs.FileMode) uint32 {
 	return p
 }
 
-// goMode converts wire permission bits back.
-func goMode(p uint32) fs.FileMode {
+// ModeOf turns Unix permission bits (0 to 0o7777: rwx for user, group
+// and others, then setuid, setgid and sticky) into an fs.FileMode.
+func ModeOf(p uint32) fs.FileMode {
 	m := fs.FileMode(p & 0o777)
 	if p&0o4000 != 0 {
 		m |= fs.ModeSetuid
@@ -465,7 +466,7 @@ func (rc *receiver) tree(ctx context.Context, first header) (err error) {
 		if rel == "" {
 			rel = "."
 		}
-		if err := root.Chmod(rel, goMode(d.Mode)); err != nil {
+		if err := root.Chmod(rel, ModeOf(d.Mode)); err != nil {
 			return osError(op, filepath.Join(dest, rel), err)
 		}
 		t := time.Unix(0, d.MTime)
@@ -537,7 +538,7 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	if got := sum.Sum(nil); string(got) != string(want[:]) {
 		return fail(fmt.Errorf("%s %s: sha256 mismatch: received %x, sender had %x", rc.op, full, got, want))
 	}
-	mode := goMode(h.Mode)
+	mode := ModeOf(h.Mode)
 	if !rc.keepSetuid {
 		mode &^= fs.ModeSetuid | fs.ModeSetgid
 	}

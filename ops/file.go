@@ -20,6 +20,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/mitostar/mitostar/builtins"
+	"github.com/mitostar/mitostar/files"
 )
 
 // attrs is the mode and ownership an operation asks for; -1 leaves one
@@ -74,7 +75,7 @@ func (o *op) ensureAttrs(path string, fi fs.FileInfo, a attrs, link bool) error 
 	perm, uid, gid := statOf(fi)
 	if a.mode >= 0 && perm != a.mode && !link {
 		err := o.change(fmt.Sprintf("set mode %s (was %s)", octal(a.mode), octal(perm)), func() error {
-			if err := os.Chmod(path, os.FileMode(a.mode&0o777)|unixBits(a.mode)); err != nil {
+			if err := os.Chmod(path, files.ModeOf(uint32(a.mode))); err != nil {
 				return o.osError(path, err)
 			}
 			return nil
@@ -113,28 +114,12 @@ func (o *op) ensureAttrs(path string, fi fs.FileInfo, a attrs, link bool) error 
 	}
 	if fi, err := os.Stat(path); err == nil {
 		if p, _, _ := statOf(fi); p != want {
-			if err := os.Chmod(path, os.FileMode(want&0o777)|unixBits(want)); err != nil {
+			if err := os.Chmod(path, files.ModeOf(uint32(want))); err != nil {
 				return o.osError(path, err)
 			}
 		}
 	}
 	return nil
-}
-
-// unixBits turns setuid, setgid and sticky permission bits into
-// os.FileMode's flags.
-func unixBits(mode int) os.FileMode {
-	var m os.FileMode
-	if mode&0o4000 != 0 {
-		m |= os.ModeSetuid
-	}
-	if mode&0o2000 != 0 {
-		m |= os.ModeSetgid
-	}
-	if mode&0o1000 != 0 {
-		m |= os.ModeSticky
-	}
-	return m
 }
 
 // lstat returns path's FileInfo, nil when nothing is there.
@@ -248,7 +233,7 @@ func (o *op) ensureDirectory(path string, a attrs) error {
 		if err := os.Mkdir(path, os.FileMode(mode&0o777)); err != nil {
 			return o.osError(path, err)
 		}
-		if err := os.Chmod(path, os.FileMode(mode&0o777)|unixBits(mode)); err != nil {
+		if err := os.Chmod(path, files.ModeOf(uint32(mode))); err != nil {
 			return o.osError(path, err)
 		}
 		if a.uid >= 0 || a.gid >= 0 {

@@ -172,13 +172,19 @@ func askPassword(prompt string) (string, error) {
 		return "", fmt.Errorf("no terminal to ask the password on: %w", err)
 	}
 	defer tty.Close()
-	fmt.Fprint(tty, prompt)
-	pw, err := term.ReadPassword(int(tty.Fd()))
-	fmt.Fprintln(tty)
+	// Echo goes off before the prompt shows (raw mode, and the line is
+	// read by x/term's line editor): a password typed the moment the
+	// prompt appears is never echoed.
+	old, err := term.MakeRaw(int(tty.Fd()))
 	if err != nil {
 		return "", fmt.Errorf("reading the password: %w", err)
 	}
-	return string(pw), nil
+	defer term.Restore(int(tty.Fd()), old)
+	pw, err := term.NewTerminal(tty, "").ReadPassword(prompt)
+	if err != nil {
+		return "", fmt.Errorf("reading the password: %w", err)
+	}
+	return pw, nil
 }
 
 // readPasswordFile reads a password: the file's first line.
