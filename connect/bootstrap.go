@@ -79,12 +79,20 @@ func ObserveBootstraps(r *core.Router, fn func(BootstrapReport)) {
 
 func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, spec startSpec) (*core.Conn, error) {
 	began := time.Now()
-	serveDist(env.Router)
 	p, err := startProc(env.Router, cmd, spec.mode)
 	if err != nil {
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err)}
 	}
-	s := &session{ctx: ctx, env: env, stub: stub, spec: spec, p: p, diagDone: make(chan struct{})}
+	return bootstrap(ctx, env, p, stub, spec, began)
+}
+
+// bootstrap runs the stub's exchange over a started endpoint whose stdin
+// and stdout reach `sh -c STUB` at the far end, until the child's ready
+// line; on failure it kills the endpoint.
+func bootstrap(ctx context.Context, env *core.StartEnv, ep endpoint, stub *Stub, spec startSpec, began time.Time) (*core.Conn, error) {
+	serveDist(env.Router)
+	p := ep.ends()
+	s := &session{ctx: ctx, env: env, stub: stub, spec: spec, ep: ep, p: p, diagDone: make(chan struct{})}
 	s.active.Store(spec.prompt != nil)
 	s.in = &countingWriter{w: p.stdin}
 	if p.diag != nil {
@@ -98,7 +106,7 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 	s.active.Store(false)
 	s.up.Store(err == nil)
 	if err != nil {
-		p.kill()
+		ep.kill()
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err), Noise: s.noise()}
 	}
 	if fn, ok := env.Router.Ext(observerKey{}); ok {
@@ -108,7 +116,7 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 		})
 	}
 	env.Router.Logger().Debug("bootstrap finished", "name", env.Name, "shipped", s.shipped, "written", s.in.n.Load(), "elapsed", time.Since(began))
-	return &core.Conn{Stdout: out, Stdin: p.stdin, Close: p.close, Exited: p.exited}, nil
+	return &core.Conn{Stdout: out, Stdin: p.stdin, Close: ep.close, Exited: p.exited}, nil
 }
 
 // A session is the master's side of one bootstrap.
@@ -117,7 +125,8 @@ type session struct {
 	env   *core.StartEnv
 	stub  *Stub
 	spec  startSpec
-	p     *proc
+	ep    endpoint
+	p     *streamEnds
 	in    *countingWriter
 	ttyMu sync.Mutex // serialises answers typed into the terminal
 
@@ -143,7 +152,7 @@ func (s *session) fail(err error) {
 		s.failure = err
 	}
 	s.mu.Unlock()
-	s.p.close()
+	s.ep.close()
 }
 
 func (s *session) failed() error {
@@ -367,7 +376,7 @@ func (s *session) endedEarly(rerr error) error {
 	if !errors.Is(rerr, io.EOF) {
 		why += " (" + rerr.Error() + ")"
 	}
-	if st := s.p.exitStatus(time.Second); st != "" {
+	if st := s.ep.exitStatus(time.Second); st != "" {
 		why += ": " + st
 	}
 	if diagOpen {
