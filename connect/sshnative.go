@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path"
@@ -229,7 +230,7 @@ func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, passwor
 	}
 	nc.SetDeadline(time.Time{})
 	if changed, why := keys.keyChanged(); changed {
-		d.r.Logger().Warn("ssh: " + why + "; connecting anyway (check_host_keys=\"ignore\")")
+		d.r.Emit(slog.LevelWarn, "ssh: "+why+"; connecting anyway (check_host_keys=\"ignore\")")
 	}
 	d.logf("ssh: connected to %s as %s", addr, cfg.user)
 	return dialResult{client: ssh.NewClient(sc, chans, reqs), via: via}

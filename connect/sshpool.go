@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -225,7 +226,7 @@ func (c *sshConn) watch(interval time.Duration, count int) {
 			missed++
 			if missed > count {
 				err := fmt.Errorf("the ssh connection to %s is lost: no answer to keepalives for %v", c.label, time.Duration(count+1)*interval)
-				c.pool.r.Logger().Warn(err.Error())
+				c.pool.r.Emit(slog.LevelWarn, err.Error())
 				c.close(err)
 				return
 			}
