@@ -36,7 +36,7 @@ import (
 	"github.com/mitostar/mitostar/builtins"
 	// Connection methods register themselves with core; every context
 	// needs them, since any context can be a via= hop.
-	_ "github.com/mitostar/mitostar/connect"
+	"github.com/mitostar/mitostar/connect"
 	"github.com/mitostar/mitostar/core"
 	// fakessh registers the fakessh role, fakessh.exec and fakessh.run.
 	_ "github.com/mitostar/mitostar/fakessh"
@@ -54,6 +54,10 @@ type Options struct {
 	Argv []string
 	// Stdout receives the master's print() output (os.Stdout by default).
 	Stdout io.Writer
+	// SSHTransport is the transport of ssh connections that name none
+	// ("openssh" or "native"; "" for connect's default), in this context
+	// and every child.
+	SSHTransport string
 }
 
 // Runtime is the Starlark runtime of one context.
@@ -102,6 +106,11 @@ func New(r *core.Router, opts Options) *Runtime {
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
 	rt.predeclared = rt.makePredeclared()
 	r.SetExt(runtimeKey{}, rt)
+	if opts.SSHTransport != "" {
+		if err := connect.SetDefaultSSHTransport(r, opts.SSHTransport); err != nil {
+			r.Emit(slogError, "runtime: "+err.Error())
+		}
+	}
 	r.SetCallHandler(rt.handleCall)
 	r.SetHelloExt(rt.helloExt)
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
@@ -515,8 +524,9 @@ var warmCall = func() *core.CallRequest {
 
 // helloExt is what a new child receives in its handshake.
 type helloExt struct {
-	Argv    []string     `cbor:"1,keyasint"`
-	Modules []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module cache
+	Argv         []string     `cbor:"1,keyasint"`
+	Modules      []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module cache
+	SSHTransport string       `cbor:"3,keyasint,omitempty"` // Options.SSHTransport
 }
 
 // readHelloExt reads the common extension, {1: argv} without modules,
@@ -550,7 +560,7 @@ func readHelloExt(data []byte, h *helloExt) bool {
 }
 
 func (rt *Runtime) helloExt(method string) []byte {
-	ext := helloExt{Argv: rt.opts.Argv}
+	ext := helloExt{Argv: rt.opts.Argv, SSHTransport: rt.opts.SSHTransport}
 	if method == "fork" {
 		rt.mu.Lock()
 		for _, m := range rt.modules {
@@ -571,7 +581,7 @@ func init() {
 				return fmt.Errorf("runtime: handshake extension: %w", err)
 			}
 		}
-		rt := New(r, Options{Argv: h.Argv})
+		rt := New(r, Options{Argv: h.Argv, SSHTransport: h.SSHTransport})
 		moduleOwner.Store(rt)
 		r.SetWarmCall(warmCall)
 		for _, b := range h.Modules {

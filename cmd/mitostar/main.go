@@ -45,6 +45,9 @@ flags:
   --log-file FILE         write logs there instead of stderr
   --max-message-size N    largest message payload in bytes (default 134217728)
   --shutdown-timeout SEC  how long to wait for contexts to exit (default 5)
+  --ssh-transport T       openssh (default: the system's ssh program) or
+                          native (SSH in mitostar itself) for ssh
+                          connections that do not choose with transport=
   --profile DIR           write CPU and heap profiles of the master and of
                           every local child to DIR (for benchmarks)
   -h, --help              this help
@@ -94,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		help       bool
 		cpuProfile string
 		profileDir string
+		sshTr      string
 	)
 	fs.Var(&roots, "I", "module root")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
@@ -105,6 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&help, "help", false, "help")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
 	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
+	fs.StringVar(&sshTr, "ssh-transport", "", "the default ssh transport")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "mitostar: %v\n\n%s", err, usage)
 		return 2
@@ -135,6 +140,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if maxSize < core.MinMaxMessageSize {
 		fmt.Fprintf(stderr, "mitostar: --max-message-size must be at least %d bytes\n", core.MinMaxMessageSize)
+		return 2
+	}
+	switch sshTr {
+	case "", "openssh", "native":
+	default:
+		fmt.Fprintf(stderr, "mitostar: --ssh-transport must be openssh or native, got %q\n", sshTr)
 		return 2
 	}
 	if shutdownTO < 0 {
@@ -185,7 +196,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r.EnableDebug()
 		r.SetLogger(slog.New(core.NewLogHandler(r)))
 	}
-	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout})
+	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, SSHTransport: sshTr})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
