@@ -64,7 +64,7 @@ func newHostKeys(c *sshConfig) (*hostKeys, error) {
 	// The keys known for the host, found by asking about a key that
 	// cannot be among them.
 	var ke *knownhosts.KeyError
-	if errors.As(check(h.name, probeAddr, probeKey), &ke) {
+	if errors.As(check(h.name, probeAddr, probeKey()), &ke) {
 		for _, k := range ke.Want {
 			h.known = append(h.known, k.Key)
 		}
@@ -74,8 +74,9 @@ func newHostKeys(c *sshConfig) (*hostKeys, error) {
 
 var (
 	probeAddr = &net.TCPAddr{IP: net.IPv4zero}
-	// probeKey is a key no known_hosts file holds.
-	probeKey = func() ssh.PublicKey {
+	// probeKey is a key no known_hosts file holds, made when first
+	// needed (not in every process of the binary).
+	probeKey = sync.OnceValue(func() ssh.PublicKey {
 		pub, _, err := ed25519.GenerateKey(nil)
 		if err != nil {
 			panic(err)
@@ -85,7 +86,7 @@ var (
 			panic(err)
 		}
 		return k
-	}()
+	})
 )
 
 // algorithms is the host key algorithm preference for the handshake:
