@@ -60,7 +60,7 @@ func (t *nativeSSH) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, 
 	if err != nil {
 		return fail(err)
 	}
-	s, err := openSession(conn, cfg, stub.Command())
+	s, err := openSession(conn, cfg, stub.Command(), t.debugf(env))
 	if err != nil {
 		return fail(err)
 	}
@@ -242,6 +242,10 @@ type sshSession struct {
 	streamEnds
 	conn *sshConn
 	ch   ssh.Channel
+	sent *countingWriter // stdin
+	logf func(string, ...any)
+
+	commandLen int // the exec request's command, which crosses too
 
 	closeOnce   sync.Once
 	releaseOnce sync.Once
@@ -252,14 +256,14 @@ type sshSession struct {
 // openSession opens a session on conn running command. It takes over
 // the caller's reference to conn, released when the session ends (or
 // fails to start).
-func openSession(conn *sshConn, cfg *sshConfig, command string) (*sshSession, error) {
+func openSession(conn *sshConn, cfg *sshConfig, command string, logf func(string, ...any)) (*sshSession, error) {
 	ch, reqs, err := conn.client.OpenChannel("session", nil)
 	if err != nil {
 		conn.pool.release(conn)
 		return nil, fmt.Errorf("opening an ssh session: %w", err)
 	}
-	s := &sshSession{conn: conn, ch: ch}
-	s.stdin = ch
+	s := &sshSession{conn: conn, ch: ch, sent: &countingWriter{w: ch}, logf: logf}
+	s.stdin = s.sent
 	s.stdout = &sessionReader{r: ch, conn: conn}
 	s.diag = ch.Stderr()
 	s.exited = make(chan struct{})
@@ -272,6 +276,7 @@ func openSession(conn *sshConn, cfg *sshConfig, command string) (*sshSession, er
 			return nil, fmt.Errorf("ssh session: %w", err)
 		}
 	}
+	s.commandLen = len(command)
 	ok, err := ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{command}))
 	if err == nil && !ok {
 		err = errors.New("the server refused to run the command")
@@ -329,6 +334,7 @@ func (s *sshSession) serveRequests(reqs <-chan *ssh.Request) {
 	if err := s.conn.lost(); err != nil {
 		s.setStatus(err.Error())
 	}
+	s.logf("ssh session ended: %d bytes sent (command %d bytes)", s.sent.n.Load(), s.commandLen)
 }
 
 func (s *sshSession) setStatus(st string) {
