@@ -77,6 +77,16 @@ func ObserveBootstraps(r *core.Router, fn func(BootstrapReport)) {
 	r.SetExt(observerKey{}, fn)
 }
 
+type cachedModulesKey struct{}
+
+// ObserveCachedModules has fn called, before the handshake of each new
+// child of r that starts from the target's binary cache, with the
+// sha256s of the modules cached beside that binary (ModuleCacheDir):
+// its calls need not carry their source. The runtime registers it.
+func ObserveCachedModules(r *core.Router, fn func(id uint32, shas []string)) {
+	r.SetExt(cachedModulesKey{}, fn)
+}
+
 func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, spec startSpec) (*core.Conn, error) {
 	began := time.Now()
 	p, err := startProc(env.Router, cmd, spec.mode)
@@ -108,6 +118,9 @@ func bootstrap(ctx context.Context, env *core.StartEnv, ep endpoint, stub *Stub,
 	if err != nil {
 		ep.kill()
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err), Noise: s.noise()}
+	}
+	if fn, ok := env.Router.Ext(cachedModulesKey{}); ok && len(s.cached) > 0 {
+		fn.(func(uint32, []string))(env.ID, s.cached)
 	}
 	if fn, ok := env.Router.Ext(observerKey{}); ok {
 		fn.(func(BootstrapReport))(BootstrapReport{
@@ -142,6 +155,7 @@ type session struct {
 	ship     *binary // the binary for the target's platform
 	shipped  bool
 	platform string
+	cached   []string // the sha256s of the modules cached on the target
 }
 
 // fail records the first cause of failure and closes the process, which
@@ -386,11 +400,18 @@ func (s *session) endedEarly(rerr error) error {
 	return errors.New(why)
 }
 
-// handle serves one message of the stub: "stage2 UID SYSNAME MACHINE",
-// "send GZIP" or "error TEXT".
+// handle serves one message of the stub: "have SHA256...", "stage2 UID
+// SYSNAME MACHINE", "send GZIP" or "error TEXT".
 func (s *session) handle(msg string) error {
 	verb, rest, _ := strings.Cut(msg, " ")
 	switch verb {
+	case "have":
+		for _, f := range strings.Fields(rest) {
+			if len(f) == 64 && strings.Trim(f, "0123456789abcdef") == "" {
+				s.cached = append(s.cached, f)
+			}
+		}
+		return nil
 	case "stage2":
 		f := strings.Fields(rest)
 		if len(f) != 3 {
