@@ -71,6 +71,8 @@ type Runtime struct {
 	modules map[string]*module
 	partial map[string][]byte            // "path@sha" → LOAD_MODULE bytes so far
 	sent    map[uint32]map[moduleID]bool // target id → modules already pushed
+	cached  map[uint32]map[string]bool   // child id → sha256s in its target's module cache
+	disk    *moduleCache                 // this child's module cache; nil in the master and local children
 	stdout  sync.Mutex
 
 	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
@@ -100,7 +102,11 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
+		cached: map[uint32]map[string]bool{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
+	if !r.IsMaster() {
+		rt.disk = openModuleCache()
+	}
+	connect.ObserveCachedModules(r, rt.noteCached)
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
@@ -126,6 +132,17 @@ func New(r *core.Router, opts Options) *Runtime {
 }
 
 type runtimeKey struct{}
+
+// noteCached records the modules a new child's target has cached.
+func (rt *Runtime) noteCached(id uint32, shas []string) {
+	set := make(map[string]bool, len(shas))
+	for _, s := range shas {
+		set[s] = true
+	}
+	rt.mu.Lock()
+	rt.cached[id] = set
+	rt.mu.Unlock()
+}
 
 // Of returns the runtime attached to r, if any.
 func Of(r *core.Router) *Runtime {
@@ -383,21 +400,35 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		}
 		// Small modules ride with the call; larger ones go ahead of it as
 		// LOAD_MODULE chunks that fit any message size limit. Either way
-		// the first call costs one round trip.
+		// the first call costs one round trip. Those the target has in
+		// its module cache (no source here) always ride with the call.
 		if len(blobs) > 0 {
 			ext := encodeModuleBlobs(blobs)
-			if len(ext) <= moduleChunkSize {
-				req.Ext = ext
-			} else if err := rt.pushModules(target, blobs); err != nil {
-				return nil, err
+			if len(ext) > moduleChunkSize {
+				var full, named []moduleBlob
+				for _, b := range blobs {
+					if b.Source == nil {
+						named = append(named, b)
+					} else {
+						full = append(full, b)
+					}
+				}
+				if err := rt.pushModules(target, full); err != nil {
+					return nil, err
+				}
+				ext = nil
+				if len(named) > 0 {
+					ext = encodeModuleBlobs(named)
+				}
 			}
+			req.Ext = ext
 		}
 	}
 	return req, nil
 }
 
 // modulesFor returns the modules target still lacks, and marks them as
-// sent.
+// sent. Those in the target's module cache come without their source.
 func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	// A module goes with its transitive loads: once it is sent, they are.
 	rt.mu.Lock()
@@ -421,7 +452,11 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 		key := moduleID{m.path, m.sha}
 		if !sent[key] {
 			sent[key] = true
-			blobs = append(blobs, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+			b := moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
+			if rt.cached[target][m.sha] {
+				b.Source = nil
+			}
+			blobs = append(blobs, b)
 		}
 	}
 	rt.mu.Unlock()
