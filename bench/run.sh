@@ -84,7 +84,8 @@ KbdInteractiveAuthentication no
 PermitRootLogin yes
 UsePAM yes
 UseDNS no
-MaxStartups 100
+MaxStartups 200:30:400
+MaxSessions 200
 EOF
 		/usr/sbin/sshd -t -f "$d/sshd_config"
 		rm -f "$d/sshd.pid"
