@@ -96,9 +96,6 @@ func (e *hopError) Unwrap() error { return e.err }
 // the options cfg was resolved with, for its jump hosts), dialing it
 // and its jump hosts if the pool has none. depth counts jump hosts.
 func (d *dialer) connect(cfg *sshConfig, args []string, password string, havePassword bool, depth int) (*sshConn, error) {
-	if cfg.proxyCommand != "" && cfg.proxyJump == "" {
-		return nil, fmt.Errorf("ProxyCommand %q: the native transport does not run proxy commands (use ProxyJump, or transport=\"openssh\")", cfg.proxyCommand)
-	}
 	var hops []jumpHop
 	if cfg.proxyJump != "" {
 		var err error
@@ -200,9 +197,12 @@ func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, passwor
 	defer auth.close()
 	addr := cfg.addr()
 	var nc net.Conn
-	if via != nil {
+	switch {
+	case via != nil:
 		nc, err = via.client.DialContext(ctx, "tcp", addr)
-	} else {
+	case cfg.proxyCommand != "":
+		nc, err = proxyCommand(ctx, cfg, d.logf)
+	default:
 		nd := net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: -1}
 		nc, err = nd.DialContext(ctx, "tcp", addr)
 	}
@@ -222,6 +222,10 @@ func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, passwor
 			err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
 		}
 		err, noise := auth.failure(err)
+		if pc, ok := nc.(*proxyConn); ok {
+			pc.Close()
+			noise = strings.TrimSpace(noise + "\n" + pc.stderr())
+		}
 		return dialResult{err: &hopError{err: err, noise: noise}}
 	}
 	if !stopped {

@@ -387,7 +387,13 @@ func TestNativeProxyJump(t *testing.T) {
 			if n := jump.LogCount(t, "Accepted publickey for "+userCarol) - carol; n != 1 {
 				t.Errorf("%d logins of the second jump host, want 1", n)
 			}
-			for _, x := range []*core.Context{a, b, c} {
+			// ProxyCommand: ssh -W through the jump host.
+			d := mustConnect(t, ctx, r, "ssh", nil, target.kwargs(userCarol, "transport", tr,
+				"ssh_args", args("-o", "ProxyCommand=ssh -F "+conf+" -W %h:%p jump2")))
+			if uid, _ := whoami(t, ctx, d); uid != uidOf(t, userCarol) {
+				t.Errorf("through a ProxyCommand: uid %s", uid)
+			}
+			for _, x := range []*core.Context{a, b, c, d} {
 				r.Disconnect(x)
 			}
 		})
@@ -530,8 +536,8 @@ func TestNativeConnectErrors(t *testing.T) {
 	_, err := connect(ctx, r, "ssh", nil, map[string]any{"hostname": "127.0.0.1", "port": int64(port), "transport": "native"})
 	wantKind(t, err, "StreamError", fmt.Sprintf("connect ssh.127.0.0.1:%d: ssh to 127.0.0.1 port %d: dial tcp 127.0.0.1:%d: connect: connection refused", port, port, port))
 	_, err = connect(ctx, r, "ssh", nil, map[string]any{"hostname": "127.0.0.1", "transport": "native",
-		"ssh_args": []any{"-o", "ProxyCommand=nc %h %p"}})
-	wantKind(t, err, "StreamError", "the native transport does not run proxy commands")
+		"ssh_args": []any{"-o", "ProxyCommand=echo no way to %h:%p >&2; exit 3"}})
+	wantKind(t, err, "StreamError", "ssh: handshake failed", "no way to 127.0.0.1:22")
 }
 
 // keepaliveParams tell the connecttest-keepalive role what to do.
