@@ -132,7 +132,7 @@ func (a *sshAuth) failure(err error) (error, string) {
 	if !a.started {
 		return err, ""
 	}
-	noise := fmt.Sprintf("%s@%s: Permission denied (%s).", a.cfg.user, a.cfg.hostname, strings.Join(a.allowed, ","))
+	noise := fmt.Sprintf("%s@%s: Permission denied (%s).\n%v", a.cfg.user, a.cfg.hostname, strings.Join(a.allowed, ","), err)
 	var pe *core.PasswordError
 	switch {
 	case errors.As(err, &pe):

@@ -33,6 +33,7 @@ type hostKeys struct {
 	files  []string // the known_hosts files that exist, the user's first
 	record string   // where a new key is written: the first user file ("" for none)
 	hash   bool     // HashKnownHosts
+	warn   func(string)
 	check  ssh.HostKeyCallback
 	known  []ssh.PublicKey // the keys known for name, in file order
 
@@ -42,8 +43,10 @@ type hostKeys struct {
 }
 
 // newHostKeys loads the known_hosts files of c.
-func newHostKeys(c *sshConfig) (*hostKeys, error) {
-	h := &hostKeys{mode: c.strictHostKeyChecking, name: c.knownHostsName(), hash: c.hashKnownHosts}
+// warn reports what ssh would print as a warning (a key that could not
+// be recorded).
+func newHostKeys(c *sshConfig, warn func(string)) (*hostKeys, error) {
+	h := &hostKeys{mode: c.strictHostKeyChecking, name: c.knownHostsName(), hash: c.hashKnownHosts, warn: warn}
 	for i, f := range append(slices.Clone(c.userKnownHosts), c.globalKnownHosts...) {
 		p := c.expandPath(f)
 		if i == 0 && i < len(c.userKnownHosts) && p != os.DevNull {
@@ -207,15 +210,20 @@ func (h *hostKeys) add(key ssh.PublicKey) error {
 	line := name + " " + key.Type() + " " + base64.StdEncoding.EncodeToString(key.Marshal()) + "\n"
 	knownHostsMu.Lock()
 	defer knownHostsMu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(h.record), 0o700); err != nil {
-		return nil
+	err := os.MkdirAll(filepath.Dir(h.record), 0o700)
+	var f *os.File
+	if err == nil {
+		f, err = os.OpenFile(h.record, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	}
-	f, err := os.OpenFile(h.record, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil
+	if err == nil {
+		_, err = f.WriteString(line)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 	}
-	defer f.Close()
-	f.WriteString(line)
+	if err != nil && h.warn != nil {
+		h.warn(fmt.Sprintf("ssh: failed to add the host key of %s (%s) to the list of known hosts: %v", h.name, fingerprint(key), err))
+	}
 	return nil
 }
 

@@ -189,7 +189,7 @@ func poolKeyOf(c *sshConfig, password string, havePassword bool) string {
 // dial opens the TCP connection (directly or through via) and runs the
 // SSH handshake, host key check and authentication.
 func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, password string, havePassword bool) dialResult {
-	keys, err := newHostKeys(cfg)
+	keys, err := newHostKeys(cfg, func(msg string) { d.r.Emit(slog.LevelWarn, msg) })
 	if err != nil {
 		return dialResult{err: err}
 	}

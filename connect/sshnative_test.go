@@ -336,7 +336,7 @@ func TestSSHHostKeyAlgorithms(t *testing.T) {
 	// The preference puts the known key's algorithms first.
 	cfg := &sshConfig{strictHostKeyChecking: "yes", port: s.Port, hostname: "127.0.0.1",
 		userKnownHosts: []string{filepath.Join(dir, "known2")}}
-	hk, err := newHostKeys(cfg)
+	hk, err := newHostKeys(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
