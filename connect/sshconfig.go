@@ -345,33 +345,37 @@ func sshConfigFromArgs(args []string, host string) (*sshConfig, error) {
 	return c, nil
 }
 
-// expandPath expands a leading ~ and OpenSSH's %d (local home), %u
-// (local user), %h (remote host), %r (remote user), %p (port), %n (the
-// name asked for) and %% in a configured path.
+// expandPath expands a leading ~ and the tokens of a configured path.
 func (c *sshConfig) expandPath(p string) string {
-	home, _ := os.UserHomeDir()
 	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, _ := os.UserHomeDir()
 		p = filepath.Join(home, p[1:])
 	}
-	if !strings.Contains(p, "%") {
-		return p
-	}
-	local := ""
-	if u, err := user.Current(); err == nil {
-		local = u.Username
+	return c.expandTokens(p)
+}
+
+// expandTokens expands OpenSSH's %d (local home), %u (local user), %h
+// (remote host), %r (remote user), %p (port), %n (the name asked for)
+// and %% in a configured path or ProxyCommand.
+func (c *sshConfig) expandTokens(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
 	}
 	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] != '%' || i+1 == len(p) {
-			b.WriteByte(p[i])
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' || i+1 == len(s) {
+			b.WriteByte(s[i])
 			continue
 		}
 		i++
-		switch p[i] {
+		switch s[i] {
 		case 'd':
+			home, _ := os.UserHomeDir()
 			b.WriteString(home)
 		case 'u':
-			b.WriteString(local)
+			if u, err := user.Current(); err == nil {
+				b.WriteString(u.Username)
+			}
 		case 'h':
 			b.WriteString(c.hostname)
 		case 'r':
@@ -380,8 +384,11 @@ func (c *sshConfig) expandPath(p string) string {
 			b.WriteString(strconv.Itoa(c.port))
 		case 'n':
 			b.WriteString(c.host)
+		case '%':
+			b.WriteByte('%')
 		default:
-			b.WriteByte(p[i])
+			b.WriteByte('%')
+			b.WriteByte(s[i])
 		}
 	}
 	return b.String()

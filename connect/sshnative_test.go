@@ -177,7 +177,7 @@ func TestNativeEncryptedKey(t *testing.T) {
 		// A master of its own whose controlling terminal is a pty: the
 		// passphrase is typed there, once for two connections.
 		testbed.Require(t, "ssh")
-		params, _ := json.Marshal(passphraseParams{Kwargs: s.kwargs(userAlice, "transport", "native", "identity_file", key)})
+		params, _ := json.Marshal(roleParams{Kwargs: s.kwargs(userAlice, "transport", "native", "identity_file", key)})
 		// The key was unlocked in this process above, not in the child.
 		cmd := exec.Command("/proc/self/exe")
 		cmd.Env = append(os.Environ(), core.RoleEnv+"=connecttest-passphrase", "MTC_PARAMS="+string(params), "SSH_ASKPASS=")
@@ -192,7 +192,7 @@ func TestNativeEncryptedKey(t *testing.T) {
 			cmd.Process.Kill()
 			<-done
 		}()
-		out := &lockedBuffer{}
+		out := &testbed.Buffer{}
 		go io.Copy(out, f)
 		waitFor(t, out, "Enter passphrase for key '"+key+"': ", 30*time.Second)
 		io.WriteString(f, "s3cret phrase\n")
@@ -206,24 +206,48 @@ func TestNativeEncryptedKey(t *testing.T) {
 	})
 }
 
-type passphraseParams struct {
+// roleParams tell a test role started by this test binary what to do,
+// in $MTC_PARAMS.
+type roleParams struct {
 	Kwargs map[string]any
+	Calls  int // connecttest-keepalive: pending calls to fail
+}
+
+// readRoleParams reads $MTC_PARAMS; the keywords' numbers are ints again.
+func readRoleParams() (roleParams, error) {
+	var p roleParams
+	if err := json.Unmarshal([]byte(os.Getenv("MTC_PARAMS")), &p); err != nil {
+		return p, err
+	}
+	for k, v := range p.Kwargs {
+		if f, ok := v.(float64); ok {
+			p.Kwargs[k] = int64(f)
+		}
+	}
+	return p, nil
+}
+
+// testRole registers a role this test binary plays in a process of its
+// own: fn gets $MTC_PARAMS and a master, for at most limit.
+func testRole(name string, limit time.Duration, fn func(ctx context.Context, r *core.Router, p roleParams) int) {
+	core.RegisterRole(name, func() int {
+		p, err := readRoleParams()
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		r := core.NewMaster(core.Options{})
+		defer r.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		defer cancel()
+		return fn(ctx, r, p)
+	})
 }
 
 func init() {
 	// connecttest-passphrase connects twice with the keywords of
 	// $MTC_PARAMS, one connection after the other, and says so.
-	core.RegisterRole("connecttest-passphrase", func() int {
-		var p passphraseParams
-		if err := json.Unmarshal([]byte(os.Getenv("MTC_PARAMS")), &p); err != nil {
-			fmt.Println(err)
-			return 1
-		}
-		p.Kwargs["port"] = int64(p.Kwargs["port"].(float64))
-		r := core.NewMaster(core.Options{})
-		defer r.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
+	testRole("connecttest-passphrase", 60*time.Second, func(ctx context.Context, r *core.Router, p roleParams) int {
 		for i := range 2 {
 			c, err := r.Connect(ctx, "ssh", &core.ConnectOptions{Kwargs: p.Kwargs})
 			if err != nil {
@@ -242,25 +266,7 @@ func init() {
 	})
 }
 
-// lockedBuffer collects a reader's output for waitFor.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func waitFor(t *testing.T, b *lockedBuffer, text string, within time.Duration) {
+func waitFor(t *testing.T, b *testbed.Buffer, text string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !strings.Contains(b.String(), text) {
@@ -512,6 +518,10 @@ func TestSSHConfigWithoutSSH(t *testing.T) {
 	if got != wantS {
 		t.Errorf("resolved\n got %s\nwant %s", got, wantS)
 	}
+	home, _ := os.UserHomeDir()
+	if got, want := c.expandPath("~/k_%r@%h:%p_%n_%%_%x"), home+"/k_bob@example.org:2222_example.org_%_%x"; got != want {
+		t.Errorf("expandPath = %q, want %q", got, want)
+	}
 	hops, err := parseProxyJump(c.proxyJump)
 	if err != nil || len(hops) != 2 || hops[0] != (jumpHop{"jump", "j", 2200}) || hops[1] != (jumpHop{"", "::1", 22}) {
 		t.Errorf("hops %+v, %v", hops, err)
@@ -540,31 +550,11 @@ func TestNativeConnectErrors(t *testing.T) {
 	wantKind(t, err, "StreamError", "ssh: handshake failed", "no way to 127.0.0.1:22")
 }
 
-// keepaliveParams tell the connecttest-keepalive role what to do.
-type keepaliveParams struct {
-	Kwargs map[string]any
-	Calls  int // pending calls to fail
-}
-
 func init() {
 	// connecttest-keepalive runs in a network namespace: it connects with
 	// the keywords of $MTC_PARAMS, starts Calls calls that sleep, prints
 	// "ready", and then one line per call as it fails.
-	core.RegisterRole("connecttest-keepalive", func() int {
-		var p keepaliveParams
-		if err := json.Unmarshal([]byte(os.Getenv("MTC_PARAMS")), &p); err != nil {
-			fmt.Println(err)
-			return 1
-		}
-		for k, v := range p.Kwargs {
-			if f, ok := v.(float64); ok {
-				p.Kwargs[k] = int64(f)
-			}
-		}
-		r := core.NewMaster(core.Options{})
-		defer r.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-		defer cancel()
+	testRole("connecttest-keepalive", 120*time.Second, func(ctx context.Context, r *core.Router, p roleParams) int {
 		began := time.Now()
 		c, err := r.Connect(ctx, "ssh", &core.ConnectOptions{Kwargs: p.Kwargs})
 		if err != nil {
@@ -623,7 +613,7 @@ func TestSSHKeepalive(t *testing.T) {
 	const interval, count = 1, 2
 	for _, tr := range SSHTransports {
 		t.Run(tr, func(t *testing.T) {
-			lines, stderr := runInNetns(t, nw, 0, "connecttest-keepalive", keepaliveParams{Calls: 6,
+			lines, stderr := runInNetns(t, nw, 0, "connecttest-keepalive", roleParams{Calls: 6,
 				Kwargs: s.kwargs(userBob, "transport", tr, "keepalive_interval", interval, "keepalive_count", count)},
 				func() { nw.Cut(t, 1) })
 			t.Cleanup(func() { runCmd(t, "ip", "-n", nw.Switch, "link", "set", "p2", "up") })
@@ -657,7 +647,7 @@ func TestSSHKeepalive(t *testing.T) {
 func TestNativeConnectTimeout(t *testing.T) {
 	setupUsers(t)
 	nw := testbed.NewNetwork(t, 1)
-	lines, _ := runInNetns(t, nw, 0, "connecttest-keepalive", keepaliveParams{Kwargs: map[string]any{
+	lines, _ := runInNetns(t, nw, 0, "connecttest-keepalive", roleParams{Kwargs: map[string]any{
 		"hostname": "10.77.0.99", "transport": "native", "ssh_args": []any{"-o", "ConnectTimeout=1"}}}, nil)
 	if len(lines) != 1 || !strings.Contains(lines[0].text, "i/o timeout") {
 		t.Fatalf("output %v, want a connect timeout", lines)
@@ -685,7 +675,7 @@ func runInNetns(t *testing.T, nw *testbed.Network, i int, role string, params an
 	cmd := nw.Command(i, exe)
 	cmd.Env = append(os.Environ(), core.RoleEnv+"="+role, "MTC_PARAMS="+string(data))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr := &lockedBuffer{}
+	stderr := &testbed.Buffer{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,34 +61,6 @@ func proxyCommand(ctx context.Context, c *sshConfig, logf func(string, ...any)) 
 		return nil, ctx.Err()
 	}
 	return p, nil
-}
-
-// expandTokens expands %h, %p, %r, %n and %% as ssh does in ProxyCommand.
-func (c *sshConfig) expandTokens(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '%' || i+1 == len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		i++
-		switch s[i] {
-		case 'h':
-			b.WriteString(c.hostname)
-		case 'p':
-			b.WriteString(strconv.Itoa(c.port))
-		case 'r':
-			b.WriteString(c.user)
-		case 'n':
-			b.WriteString(c.host)
-		case '%':
-			b.WriteByte('%')
-		default:
-			b.WriteByte('%')
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
 }
 
 // proxyConn is a ProxyCommand's stdin and stdout as a net.Conn. Closing

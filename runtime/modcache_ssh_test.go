@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,7 +64,7 @@ func TestModulesFromTargetCache(t *testing.T) {
 			os.RemoveAll(filepath.Join(binDir, connect.ModuleCacheDir))
 			run := func() int {
 				t.Helper()
-				var log syncBuffer
+				var log testbed.Buffer
 				r := core.NewMaster(core.Options{Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 				defer r.CloseTimeout(5 * time.Second)
 				var out bytes.Buffer
@@ -127,21 +126,4 @@ func waitFile(t *testing.T, p string) {
 			t.Fatalf("%s was not written", p)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

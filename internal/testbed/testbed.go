@@ -330,3 +330,22 @@ func runErr(timeout time.Duration, env []string, argv ...string) (string, error)
 		return buf.String(), fmt.Errorf("%s: no exit within %s: %s", strings.Join(argv, " "), timeout, strings.TrimSpace(buf.String()))
 	}
 }
+
+// Buffer collects output written from several goroutines (a process's
+// stderr, a logger) for a test to read.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
