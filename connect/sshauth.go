@@ -218,7 +218,43 @@ func (a *sshAuth) signers() ([]ssh.Signer, error) {
 			}
 		}
 	}
-	return append(out, locked...), nil
+	return a.withCertificates(append(out, locked...)), nil
+}
+
+// withCertificates presents each key with its certificate from
+// CertificateFile, when one names it.
+func (a *sshAuth) withCertificates(signers []ssh.Signer) []ssh.Signer {
+	var certs []*ssh.Certificate
+	for _, f := range a.cfg.certificateFiles {
+		path := a.cfg.expandPath(f)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			a.logf("certificate file %s: %v", path, err)
+			continue
+		}
+		if k, _, _, _, err := ssh.ParseAuthorizedKey(data); err == nil {
+			if c, ok := k.(*ssh.Certificate); ok {
+				certs = append(certs, c)
+				continue
+			}
+		}
+		a.logf("certificate file %s: not an OpenSSH certificate", path)
+	}
+	if len(certs) == 0 {
+		return signers
+	}
+	var out []ssh.Signer
+	for _, s := range signers {
+		for _, c := range certs {
+			if keysEqual(c.Key, s.PublicKey()) {
+				if cs, err := ssh.NewCertSigner(c, s); err == nil {
+					out = append(out, cs)
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func (a *sshAuth) noteKeyErr(err error) {

@@ -55,8 +55,8 @@ func (t *nativeSSH) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, 
 	if err != nil {
 		return fail(err)
 	}
-	d := &dialer{r: env.Router, ctx: ctx, sshPath: t.sshPath, logf: t.debugf(env)}
-	conn, err := d.connect(cfg, t.options(), t.password, t.havePassword, 0)
+	d := &dialer{r: env.Router, sshPath: t.sshPath, logf: t.debugf(env)}
+	conn, err := d.connect(ctx, cfg, t.options(), t.password, t.havePassword, 0)
 	if err != nil {
 		return fail(err)
 	}
@@ -77,7 +77,6 @@ func (t *nativeSSH) debugf(env *core.StartEnv) func(string, ...any) {
 // A dialer opens (or finds in the pool) the connections of one Start.
 type dialer struct {
 	r       *core.Router
-	ctx     context.Context
 	sshPath string // resolves the jump hosts' configuration
 	logf    func(string, ...any)
 }
@@ -95,7 +94,7 @@ func (e *hopError) Unwrap() error { return e.err }
 // connect returns a reference to an open connection for cfg (args are
 // the options cfg was resolved with, for its jump hosts), dialing it
 // and its jump hosts if the pool has none. depth counts jump hosts.
-func (d *dialer) connect(cfg *sshConfig, args []string, password string, havePassword bool, depth int) (*sshConn, error) {
+func (d *dialer) connect(ctx context.Context, cfg *sshConfig, args []string, password string, havePassword bool, depth int) (*sshConn, error) {
 	var hops []jumpHop
 	if cfg.proxyJump != "" {
 		var err error
@@ -107,7 +106,7 @@ func (d *dialer) connect(cfg *sshConfig, args []string, password string, havePas
 		}
 	}
 	label := cfg.user + "@" + cfg.addr()
-	conn, reused, err := poolOf(d.r).acquire(d.ctx, poolKeyOf(cfg, password, havePassword), label, cfg.serverAliveInterval, cfg.serverAliveCountMax, func(ctx context.Context) dialResult {
+	conn, reused, err := poolOf(d.r).acquire(ctx, poolKeyOf(cfg, password, havePassword), label, cfg.serverAliveInterval, cfg.serverAliveCountMax, func(ctx context.Context) dialResult {
 		var via *sshConn
 		if len(hops) > 0 {
 			var err error
@@ -148,8 +147,7 @@ func (d *dialer) connectJump(ctx context.Context, hops []jumpHop, args []string,
 	if err != nil {
 		return nil, err
 	}
-	hd := &dialer{r: d.r, ctx: ctx, sshPath: d.sshPath, logf: d.logf}
-	via, err := hd.connect(hcfg, hargs, "", false, depth+len(hops))
+	via, err := d.connect(ctx, hcfg, hargs, "", false, depth+len(hops))
 	if err != nil {
 		he := &hopError{err: err}
 		errors.As(err, &he)

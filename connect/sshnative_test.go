@@ -718,3 +718,40 @@ func runCmd(t *testing.T, argv ...string) {
 		t.Errorf("%s: %v: %s", strings.Join(argv, " "), err, out)
 	}
 }
+
+// TestSSHUserCertificate: a key the server does not list, signed by a
+// CA it trusts, logs in with its certificate: FILE-cert.pub beside the
+// key, or one named by CertificateFile.
+func TestSSHUserCertificate(t *testing.T) {
+	setupUsers(t)
+	dir := testbed.TempDir(t, "mt-ca.")
+	ca, caPub := keygen(t, dir, "ca", "ed25519", "")
+	os.WriteFile(filepath.Join(dir, "ca.pub"), []byte(caPub+"\n"), 0o644)
+	s := &sshd{testbed.SSHD(t, "TrustedUserCAKeys "+filepath.Join(dir, "ca.pub"))}
+	key, _ := keygen(t, dir, "user", "ed25519", "")
+	if out, err := exec.Command("ssh-keygen", "-q", "-s", ca, "-I", "mitostar-test", "-n", userAlice, key+".pub").CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -s: %v: %s", err, out)
+	}
+	elsewhere := filepath.Join(dir, "elsewhere-cert.pub")
+	data, _ := os.ReadFile(key + "-cert.pub")
+	os.WriteFile(elsewhere, data, 0o644)
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	for _, tr := range SSHTransports {
+		c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice, "transport", tr, "identity_file", key))
+		if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userAlice) {
+			t.Errorf("%s: uid %s", tr, uid)
+		}
+	}
+	os.Remove(key + "-cert.pub")
+	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice, "transport", "native", "identity_file", key,
+		"ssh_args", []any{"-o", "UserKnownHostsFile=" + s.KnownHosts, "-o", "CertificateFile=" + elsewhere}))
+	if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userAlice) {
+		t.Errorf("CertificateFile: uid %s", uid)
+	}
+	// Without a certificate the key is refused (a master of its own: r
+	// still shares the connection made with the certificate).
+	r2, _ := newMaster(t)
+	_, err := connect(ctx, r2, "ssh", nil, s.kwargs(userAlice, "transport", "native", "identity_file", key))
+	wantKind(t, err, "PasswordError", "SSH password was requested, but none specified")
+}
