@@ -14,6 +14,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -244,7 +245,7 @@ type sshSession struct {
 	streamEnds
 	conn *sshConn
 	ch   ssh.Channel
-	sent *countingWriter // stdin
+	in   *sessionStdin
 	logf func(string, ...any)
 
 	commandLen int // the exec request's command, which crosses too
@@ -264,8 +265,9 @@ func openSession(conn *sshConn, cfg *sshConfig, command string, logf func(string
 		conn.pool.release(conn)
 		return nil, fmt.Errorf("opening an ssh session: %w", err)
 	}
-	s := &sshSession{conn: conn, ch: ch, sent: &countingWriter{w: ch}, logf: logf}
-	s.stdin = s.sent
+	s := &sshSession{conn: conn, ch: ch, logf: logf}
+	s.in = &sessionStdin{ch: ch}
+	s.stdin = s.in
 	s.stdout = &sessionReader{r: ch, conn: conn}
 	s.diag = ch.Stderr()
 	s.exited = make(chan struct{})
@@ -336,7 +338,7 @@ func (s *sshSession) serveRequests(reqs <-chan *ssh.Request) {
 	if err := s.conn.lost(); err != nil {
 		s.setStatus(err.Error())
 	}
-	s.logf("ssh session ended: %d bytes sent (command %d bytes)", s.sent.n.Load(), s.commandLen)
+	s.logf("ssh session ended: %d bytes sent (command %d bytes)", s.in.n.Load(), s.commandLen)
 }
 
 func (s *sshSession) setStatus(st string) {
@@ -353,10 +355,12 @@ func (s *sshSession) release() {
 }
 
 // close ends stdin, which ends the child; the channel is closed for it
-// if the child has not ended after killGrace.
+// if the child has not ended after killGrace. It does not block: the end
+// of stdin waits for a write in progress (which the channel's close
+// ends, if nothing else does).
 func (s *sshSession) close() {
 	s.closeOnce.Do(func() {
-		s.ch.CloseWrite()
+		go s.in.closeWrite()
 		go func() {
 			select {
 			case <-s.exited:
@@ -365,6 +369,30 @@ func (s *sshSession) close() {
 			}
 		}()
 	})
+}
+
+// sessionStdin is a session's stdin: writes and their end (EOF) one at a
+// time, as x/crypto's channel needs (its CloseWrite during a Write is a
+// data race, and an EOF between the packets of a write ends the stream
+// early). It counts what was written.
+type sessionStdin struct {
+	mu sync.Mutex
+	ch ssh.Channel
+	n  atomic.Int64
+}
+
+func (w *sessionStdin) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.ch.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+func (w *sessionStdin) closeWrite() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ch.CloseWrite()
 }
 
 // kill closes the channel at once.

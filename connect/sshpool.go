@@ -80,7 +80,10 @@ func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time
 		p.conns[key] = c
 		dctx, cancel := context.WithCancel(p.r.Lifetime())
 		if d, ok := ctx.Deadline(); ok {
-			dctx, cancel = context.WithDeadline(p.r.Lifetime(), d)
+			// A moment after the caller's: when the deadline is what
+			// ends the dial, the caller sees its own context expire
+			// (a timeout) rather than the dial's error about it.
+			dctx, cancel = context.WithDeadline(p.r.Lifetime(), d.Add(time.Second))
 		}
 		p.r.Go(func() {
 			defer cancel()
