@@ -70,11 +70,15 @@ func TestSSHDKillEndsSessions(t *testing.T) {
 	if n, err := stdout.Read(buf); err != nil || string(buf[:n]) != "started\n" {
 		t.Fatalf("session output %q, %v", buf[:n], err)
 	}
-	below := Descendants(s.PID)
-	var sleeper int
-	for _, p := range below {
-		if strings.HasPrefix(cmdline(p), "sleep 1000") {
-			sleeper = p
+	// "started" comes before the shell execs sleep: look for a while.
+	var below []int
+	sleeper := 0
+	for deadline := time.Now().Add(5 * time.Second); sleeper == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		below = Descendants(s.PID)
+		for _, p := range below {
+			if strings.HasPrefix(cmdline(p), "sleep 1000") {
+				sleeper = p
+			}
 		}
 	}
 	if sleeper == 0 {
