@@ -185,6 +185,12 @@ func testHostKeys(t *testing.T, s *sshd, tr string) {
 		return p
 	}
 
+	// The known key: every mode connects.
+	for _, mode := range []string{"enforce", "accept", "ignore"} {
+		if err := try(mode, s.KnownHosts); err != nil {
+			t.Errorf("%s with the known key: %v", mode, err)
+		}
+	}
 	wantKind(t, try("enforce", fresh()), "HostKeyError", "Host key checking is enabled")
 	wantKind(t, try("enforce", changed), "HostKeyError", "Host key checking is enabled")
 
