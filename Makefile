@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/mitostar/mitostar/core.BuildVersion=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: build test cross bench bench-smoke fuzz dist vet fmt clean
+.PHONY: build test cross bench bench-smoke fuzz soak dist vet fmt clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/mitostar ./cmd/mitostar
@@ -36,6 +36,13 @@ bench:
 
 bench-smoke:
 	BENCH_SMOKE=1 ./bench/run.sh
+
+# soak: the full soak of tests/soak (100,000 calls, 100,000 pipelined
+# calls, 10,000 connects and shutdowns, 1,000 fs.put; the processes'
+# descriptors, goroutines, threads and memory must not grow). make test
+# runs a version ten times smaller, under the race detector.
+soak:
+	MITOSTAR_SOAK=full $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./tests/soak
 
 FUZZTIME ?= 10m
 fuzz:

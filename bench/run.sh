@@ -5,7 +5,7 @@
 # (bench/floor). See bench/README.md.
 #
 #   bench/run.sh                  full run (several minutes)
-#   BENCH_SMOKE=1 bench/run.sh    tiny counts, under 30 s, no daemons (CI runs this)
+#   BENCH_SMOKE=1 bench/run.sh    tiny counts, under a minute, no daemons (CI runs this)
 #   BENCH_SSH=user@host:port BENCH_SSH_KEY=FILE BENCH_SSH_KNOWN_HOSTS=FILE bench/run.sh
 #                                 ssh rows against that server
 #   PROFILE=1 bench/run.sh        also writes CPU/heap profiles of every
@@ -37,7 +37,7 @@ ARGS+=(--data-dir "$OUT/data")
 
 # ---- the ssh target ----
 
-SSHD_DIR= SSHD_PID=
+SSHD_DIR= SSHD_PID= FANOUT_USER= FANOUT_SSH=${BENCH_SSH:-}
 stop_sshd() {
 	if [ -n "$SSHD_PID" ]; then
 		kill "$SSHD_PID" 2>/dev/null || true
@@ -65,6 +65,13 @@ start_sshd() {
 	ssh-keygen -q -t ed25519 -N '' -C mitostar-bench -f "$d/id"
 	mkdir -m 755 "$d/auth"
 	cp "$d/id.pub" "$d/auth/root"
+	# The many-hosts rows log in as a user with a stock home (root's
+	# shell start-up files may be anything); it is left in place, as the
+	# tests leave theirs.
+	if id mtbench >/dev/null 2>&1 || useradd -m -s /bin/sh mtbench 2>/dev/null; then
+		cp "$d/id.pub" "$d/auth/mtbench"
+		FANOUT_USER=mtbench
+	fi
 	mkdir -p -m 755 /run/sshd
 	local try port
 	for try in 1 2 3 4 5; do
@@ -99,6 +106,9 @@ EOF
 		if [ -s "$d/sshd.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 			echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/hostkey.pub")" >"$d/known_hosts"
 			BENCH_SSH=root@127.0.0.1:$port BENCH_SSH_KEY=$d/id BENCH_SSH_KNOWN_HOSTS=$d/known_hosts
+			if [ -n "${FANOUT_USER:-}" ]; then
+				FANOUT_SSH=$FANOUT_USER@127.0.0.1:$port
+			fi
 			ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$d/known_hosts" \
 				-o IdentitiesOnly=yes -i "$d/id" -p "$port" root@127.0.0.1 true
 			echo "bench: sshd on 127.0.0.1:$port (pid $SSHD_PID, $d)" >&2
@@ -188,6 +198,25 @@ else
 fi
 
 python3 bench/table.py "$OUT/mitostar.jsonl" "$OUT/mitogen.jsonl" "$OUT/floor.jsonl"
+
+# ---- many hosts (bench/fanout.py) ----
+# 50 aliases of the ssh target: mitostar exec and a connect/each script
+# against ansible -m command, plain and with the Mitogen strategy. The
+# smoke run uses 5 local aliases (no daemon); Ansible's rows are left out
+# where it is not installed.
+if [ -n "${BENCH_SMOKE:-}" ]; then
+	FAN=(--local --hosts 5 --reps 1)
+elif [ -n "${FANOUT_SSH:-}" ]; then
+	FAN=(--ssh "$FANOUT_SSH" --ssh-key "$BENCH_SSH_KEY" --ssh-known-hosts "$BENCH_SSH_KNOWN_HOSTS" --hosts 50 --reps 5)
+else
+	FAN=()
+	echo "bench: no many-hosts rows (they need an ssh target)" >&2
+fi
+if [ ${#FAN[@]} -gt 0 ]; then
+	echo "== many hosts" >&2
+	timeout -k 10 3600 /usr/bin/python3 bench/fanout.py --mitostar bin/mitostar --out "$OUT/fanout.jsonl" "${FAN[@]}"
+	/usr/bin/python3 bench/fanout.py --table "$OUT/fanout.jsonl"
+fi
 if [ "$MITOGEN_STATUS" != 0 ]; then
 	echo "bench: the Python Mitogen side failed (status $MITOGEN_STATUS): its missing rows show \"-\"" >&2
 	exit 1

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -79,21 +80,55 @@ var messageMethods = methodTable{
 		}
 		return m.decode(thread, throw)
 	},
-	"reply": func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		m := b.Receiver().(*Message)
-		var v starlark.Value
-		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &v); err != nil {
-			return nil, err
-		}
-		head, tail, err := EncodePieces(nil, v)
+	"reply": messageReply,
+}
+
+// messageReply is msg.reply(value, handle=, reply_to=, dst_id=), as
+// Mitogen's Message.reply(obj, **kwargs): value (or, when it is a
+// Message, that message's data and reply_to) goes back to the message's
+// sender on its reply_to handle; keywords override the reply's fields,
+// reply_to to give the reply a return address of its own. A message
+// that asked for no reply gets none unless handle= names one.
+func messageReply(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	m := b.Receiver().(*Message)
+	var v starlark.Value
+	var handle, replyTo, dst starlark.Value = starlark.None, starlark.None, starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "value", &v, "handle?", &handle, "reply_to?", &replyTo, "dst_id?", &dst); err != nil {
+		return nil, err
+	}
+	out := &core.Message{DstID: m.M.SrcID, Handle: m.M.ReplyTo}
+	if given, ok := v.(*Message); ok {
+		out.Data, out.ReplyTo = given.M.Data, given.M.ReplyTo
+	} else {
+		head, tail, err := EncodePieces(refsOf(thread), nil, v)
 		if err != nil {
 			return nil, fmt.Errorf("reply: %w", err)
 		}
-		if err := m.M.ReplyRaw(head, tail...); err != nil {
-			return nil, fmt.Errorf("reply: %w", err)
+		out.Data, out.Tail = head, tail
+	}
+	for _, f := range []struct {
+		name string
+		v    starlark.Value
+		dst  *uint32
+	}{{"handle", handle, &out.Handle}, {"reply_to", replyTo, &out.ReplyTo}, {"dst_id", dst, &out.DstID}} {
+		if f.v == starlark.None {
+			continue
 		}
-		return starlark.None, nil
-	},
+		if err := starlark.AsInt(f.v, f.dst); err != nil {
+			return nil, fmt.Errorf("reply: %s must be an int, got %s", f.name, f.v.Type())
+		}
+	}
+	if out.Handle == 0 || m.M.IsDead() {
+		return starlark.None, nil // nobody asked for a reply
+	}
+	r, err := RouterOf(thread)
+	if err != nil {
+		return nil, fmt.Errorf("reply: %w", err)
+	}
+	if err := r.Route(ThreadContext(thread), out); err != nil {
+		return nil, fmt.Errorf("reply: %w", err)
+	}
+	return starlark.None, nil
 }
 
 func (m *Message) decode(thread *starlark.Thread, throw bool) (starlark.Value, error) {
@@ -169,7 +204,7 @@ func messageEncoded(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	if len(args) != 1 {
 		return nil, fmt.Errorf("%s: want exactly one positional argument (the value), got %d", b.Name(), len(args))
 	}
-	data, err := Encode(args[0])
+	data, err := Encode(refsOf(thread), args[0])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
@@ -201,11 +236,11 @@ var senderMethods = methodTable{
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &v); err != nil {
 			return nil, err
 		}
-		head, tail, err := EncodePieces(nil, v)
+		head, tail, err := EncodePieces(refsOf(thread), nil, v)
 		if err != nil {
 			return nil, fmt.Errorf("send: %w", err)
 		}
-		if err := b.Receiver().(*Sender).S.SendRaw(head, tail...); err != nil {
+		if err := b.Receiver().(*Sender).S.SendRaw(ThreadContext(thread), head, tail...); err != nil {
 			return nil, fmt.Errorf("send: %w", err)
 		}
 		return starlark.None, nil
@@ -252,6 +287,19 @@ type Receiver struct {
 	// Call marks the receiver of call_async: its messages decode to the
 	// call's result, or fail with the call's error.
 	Call bool
+
+	owner owner // the thread whose context bounds an iteration
+
+	notifyMu sync.Mutex
+	notify   starlark.Value // rv.notify: a callable, or nil
+	notifyQ  *callbackQueue // runs it
+}
+
+// newReceiverValue wraps rv for a script running on thread.
+func newReceiverValue(thread *starlark.Thread, rv *core.Receiver, call bool) *Receiver {
+	r := &Receiver{R: rv, Call: call}
+	r.owner.use(thread)
+	return r
 }
 
 func (r *Receiver) String() string        { return fmt.Sprintf("Receiver(%d)", r.R.Handle()) }
@@ -260,12 +308,14 @@ func (r *Receiver) Freeze()               {}
 func (r *Receiver) Truth() starlark.Bool  { return true }
 func (r *Receiver) Hash() (uint32, error) { return r.R.Handle(), nil }
 
-// Iterate yields messages until the channel is closed or dead.
+// Iterate yields messages until the channel is closed or dead, or the
+// call that made or last used the receiver ends (its _timeout passed).
 func (r *Receiver) Iterate() starlark.Iterator {
-	return &recvIter{get: r.getMsg, ctx: r.R.Router().Lifetime()}
+	return &recvIter{get: r.getMsg, ctx: r.owner.context(r.R.Router().Lifetime())}
 }
 
 func (r *Receiver) getMsg(thread *starlark.Thread, ctx context.Context, block bool) (starlark.Value, error) {
+	r.owner.use(thread)
 	m, err := r.R.Get(ctx, block)
 	if err != nil {
 		return nil, err
@@ -293,21 +343,80 @@ var receiverMethods = methodTable{
 		return starlark.MakeInt(b.Receiver().(*Receiver).R.Size()), starlark.UnpackPositionalArgs(b.Name(), a, kw, 0)
 	},
 	"close": func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		b.Receiver().(*Receiver).R.Close()
+		r := b.Receiver().(*Receiver)
+		r.R.Close()
+		r.notifyMu.Lock()
+		r.stopNotifyLocked() // nothing arrives any more
+		r.notifyMu.Unlock()
 		return starlark.None, starlark.UnpackPositionalArgs(b.Name(), a, kw, 0)
 	},
 }
 
-// Attr returns handle and the methods.
+// Attr returns handle, notify and the methods.
 func (r *Receiver) Attr(name string) (starlark.Value, error) {
-	if name == "handle" {
+	switch name {
+	case "handle":
 		return starlark.MakeUint(uint(r.R.Handle())), nil
+	case "notify":
+		r.notifyMu.Lock()
+		defer r.notifyMu.Unlock()
+		if r.notify == nil {
+			return starlark.None, nil
+		}
+		return r.notify, nil
 	}
 	return receiverMethods.attr(r, name)
 }
 
 // AttrNames lists the receiver's attributes.
-func (r *Receiver) AttrNames() []string { return receiverMethods.names("handle") }
+func (r *Receiver) AttrNames() []string { return receiverMethods.names("handle", "notify") }
+
+// SetField sets notify: rv.notify = fn has fn(rv) called, on a
+// goroutine of this context, for each message that arrives from then on
+// (and once at once when messages are waiting already, as Mitogen's
+// documentation advises); None removes it.
+func (r *Receiver) SetField(name string, v starlark.Value) error {
+	if name != "notify" {
+		return starlark.NoSuchAttrError(fmt.Sprintf("receiver has no writable attribute %q", name))
+	}
+	r.notifyMu.Lock()
+	defer r.notifyMu.Unlock()
+	if v == starlark.None {
+		r.R.Notify(nil)
+		r.stopNotifyLocked()
+		return nil
+	}
+	fn, ok := v.(starlark.Callable)
+	if !ok {
+		return fmt.Errorf("receiver.notify must be callable or None, got %s", v.Type())
+	}
+	var rt Runtime
+	if st := r.owner.st.Load(); st != nil {
+		rt = st.Runtime
+	}
+	if rt == nil {
+		return errors.New("receiver.notify: no mitostar runtime made this receiver")
+	}
+	r.stopNotifyLocked()
+	q := newCallbackQueue(r.R.Router(), rt, "notify callback")
+	if err := r.R.Notify(func() { q.put(callback{fn: fn, args: starlark.Tuple{r}}) }); err != nil {
+		q.put(callback{last: true})
+		return fmt.Errorf("receiver.notify: a Select waits on this receiver: %w", err)
+	}
+	r.notify, r.notifyQ = fn, q
+	if !r.R.Empty() {
+		q.put(callback{fn: fn, args: starlark.Tuple{r}})
+	}
+	return nil
+}
+
+// stopNotifyLocked ends the goroutine of the notify callback, if any.
+func (r *Receiver) stopNotifyLocked() {
+	if r.notifyQ != nil {
+		r.notifyQ.put(callback{last: true})
+		r.notify, r.notifyQ = nil, nil
+	}
+}
 
 func newReceiver(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var router *Router
@@ -329,7 +438,7 @@ func newReceiver(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	return &Receiver{R: rv}, nil
+	return newReceiverValue(thread, rv, false), nil
 }
 
 // chanGet implements get(timeout=None, block=True) and get_data(timeout=None).
@@ -359,9 +468,9 @@ func chanGet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	return v, nil
 }
 
-// recvIter iterates a channel until it closes; other errors end the
-// iteration and are reported through the thread's Iterator Err.
-// Iterators have no thread, so they wait until the router shuts down.
+// recvIter iterates a channel until it closes; other errors (the end of
+// ctx among them) end the iteration too, and the thread, cancelled with
+// its context, fails at its next step.
 type recvIter struct {
 	get func(*starlark.Thread, context.Context, bool) (starlark.Value, error)
 	ctx context.Context

@@ -7,13 +7,13 @@ import (
 	"math"
 	"math/big"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/cborhead"
 )
 
 // Values travel as CBOR (RFC 8949), encoded and decoded here straight
@@ -28,7 +28,7 @@ const (
 	TagSet       uint64 = 40102 // array of elements
 	TagDict      uint64 = 40103 // array [k1, v1, k2, v2, ...] in insertion order
 	TagStruct    uint64 = 40104 // array [k1, v1, ...]
-	TagContext   uint64 = 40105 // array [id, name]
+	TagContext   uint64 = 40105 // array [id, name, id of the context that started it (0: the master, or unknown)]
 	TagSender    uint64 = 40106 // array [context id, context name, handle]
 	TagError     uint64 = 40107 // array [kind, message, traceback, context]
 	TagFunc      uint64 = 40108 // array [module path, sha256, name]
@@ -58,32 +58,31 @@ const maxEncodeDepth = 200
 // core.DecodeOptions does for Go values.
 const maxElements = 1 << 26
 
-// bigPiece is the size from which a string or bytes value is not copied:
-// the encoder hands its memory to the stream as a piece of its own, and
-// the decoder makes the value alias the received message. Smaller ones
-// are copied, so a small value never keeps a large message alive.
+// bigPiece is the size from which the encoder does not copy a string or
+// bytes value into its buffer: the value goes to the stream as a piece of
+// its own (Starlark strings never change), written from its own memory.
 const bigPiece = 32 << 10
 
 // Encode returns the CBOR encoding of a Starlark value in one buffer.
 // Values of a type that cannot cross contexts are an error naming the
 // type.
-func Encode(v starlark.Value) ([]byte, error) {
-	head, tail, err := EncodePieces(nil, v)
+func Encode(refs FuncRefs, v starlark.Value) ([]byte, error) {
+	head, tail, err := EncodePieces(refs, nil, v)
 	if err != nil {
 		return nil, err
 	}
-	if len(tail) == 0 {
-		return head, nil
+	for _, p := range tail {
+		head = append(head, p...)
 	}
-	return append(core.Pieces{head}, tail...).Join(), nil
+	return head, nil
 }
 
-// EncodePieces encodes v after prefix: head, then the pieces of tail
+// EncodePieces encodes v after prefix: head, then the strings of tail
 // (see core.Message.Tail). Large strings and bytes stay in the value's
-// own memory as pieces of their own (Starlark strings never change), so
-// sending them copies nothing; tail is nil when there are none.
-func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail core.Pieces, err error) {
-	e := encoder{buf: append(make([]byte, 0, 64), prefix...)}
+// own memory as pieces of their own, so sending them copies nothing;
+// tail is nil when there are none.
+func EncodePieces(refs FuncRefs, prefix []byte, v starlark.Value) (head []byte, tail []string, err error) {
+	e := encoder{buf: append(make([]byte, 0, 64), prefix...), refs: refs}
 	if err := e.value(v, 0); err != nil {
 		return nil, nil, err
 	}
@@ -93,16 +92,16 @@ func EncodePieces(prefix []byte, v starlark.Value) (head []byte, tail core.Piece
 
 // EncodeArgs encodes a call's positional and keyword arguments as one
 // value, [[args...], [name1, value1, ...]], in pieces as EncodePieces.
-func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail core.Pieces, err error) {
-	e := encoder{buf: make([]byte, 0, 64)}
-	e.head(majorArray, 2)
-	e.head(majorArray, uint64(len(args)))
+func EncodeArgs(refs FuncRefs, args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail []string, err error) {
+	e := encoder{buf: make([]byte, 0, 64), refs: refs}
+	e.item(majorArray, 2)
+	e.item(majorArray, uint64(len(args)))
 	for i, x := range args {
 		if err := e.value(x, 1); err != nil {
 			return nil, nil, fmt.Errorf("argument %d: %w", i+1, err)
 		}
 	}
-	e.head(majorArray, uint64(2*len(kwargs)))
+	e.item(majorArray, uint64(2*len(kwargs)))
 	for _, pair := range kwargs {
 		e.text(string(pair[0].(starlark.String)))
 		if err := e.value(pair[1], 1); err != nil {
@@ -113,71 +112,89 @@ func EncodeArgs(args starlark.Tuple, kwargs []starlark.Tuple) (head []byte, tail
 	return head, tail, nil
 }
 
-// An encoder appends to buf; pieces holds what came before buf when a
-// large string has been split off.
-type encoder struct {
-	buf    []byte
-	pieces core.Pieces
+// encodeJoined is EncodeArgs in one buffer.
+func encodeJoined(refs FuncRefs, args starlark.Tuple, kwargs []starlark.Tuple) ([]byte, error) {
+	head, tail, err := EncodeArgs(refs, args, kwargs)
+	for _, p := range tail {
+		head = append(head, p...)
+	}
+	return head, err
 }
 
-func (e *encoder) finish() (head []byte, tail core.Pieces) {
-	if len(e.pieces) == 0 {
+// An encoder appends to buf until a large string is split off: then the
+// encoding so far is head (once) or a piece of tail, the string a piece
+// of tail, and buf starts again.
+type encoder struct {
+	buf   []byte
+	head  []byte
+	tail  []string
+	split bool
+	refs  FuncRefs // how Starlark functions travel; nil: they cannot
+}
+
+func (e *encoder) finish() (head []byte, tail []string) {
+	if !e.split {
 		return e.buf, nil
 	}
 	if len(e.buf) > 0 {
-		e.pieces = append(e.pieces, e.buf)
+		e.tail = append(e.tail, string(e.buf))
 	}
-	return e.pieces[0], e.pieces[1:]
+	return e.head, e.tail
 }
 
-// head appends an item head: the major type and its argument.
-func (e *encoder) head(major byte, n uint64) { e.buf = core.AppendHead(e.buf, major, n) }
+// item appends an item head: the major type and its argument.
+func (e *encoder) item(major byte, n uint64) { e.buf = cborhead.Append(e.buf, major, n) }
 
 // str appends a byte or text string; a large one becomes a piece.
 func (e *encoder) str(major byte, s string) {
-	e.head(major, uint64(len(s)))
+	e.item(major, uint64(len(s)))
 	if len(s) < bigPiece {
 		e.buf = append(e.buf, s...)
 		return
 	}
-	e.pieces = append(e.pieces, e.buf, unsafe.Slice(unsafe.StringData(s), len(s)))
+	if !e.split {
+		e.head, e.split = e.buf, true
+	} else {
+		e.tail = append(e.tail, string(e.buf))
+	}
+	e.tail = append(e.tail, s)
 	e.buf = make([]byte, 0, 64)
 }
 
 func (e *encoder) text(s string) { e.str(majorText, s) }
 
-func (e *encoder) uint(n uint64) { e.head(majorUint, n) }
+func (e *encoder) uint(n uint64) { e.item(majorUint, n) }
 
 func (e *encoder) int(i int64) {
 	if i >= 0 {
-		e.head(majorUint, uint64(i))
+		e.item(majorUint, uint64(i))
 	} else {
-		e.head(majorNeg, uint64(-1-i))
+		e.item(majorNeg, uint64(-1-i))
 	}
 }
 
 func (e *encoder) bigInt(b *big.Int) {
 	if b.Sign() >= 0 {
-		e.head(majorTag, tagPosBignum)
+		e.item(majorTag, tagPosBignum)
 		e.str(majorBytes, string(b.Bytes()))
 		return
 	}
 	n := new(big.Int).Neg(b)
 	n.Sub(n, big.NewInt(1))
-	e.head(majorTag, tagNegBignum)
+	e.item(majorTag, tagNegBignum)
 	e.str(majorBytes, string(n.Bytes()))
 }
 
 func (e *encoder) texts(tag uint64, s ...string) {
-	e.head(majorTag, tag)
-	e.head(majorArray, uint64(len(s)))
+	e.item(majorTag, tag)
+	e.item(majorArray, uint64(len(s)))
 	for _, x := range s {
 		e.text(x)
 	}
 }
 
 func (e *encoder) seq(it starlark.Iterable, n int, depth int) error {
-	e.head(majorArray, uint64(n))
+	e.item(majorArray, uint64(n))
 	iter := it.Iterate()
 	defer iter.Done()
 	var x starlark.Value
@@ -216,32 +233,32 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 		if utf8.ValidString(string(x)) {
 			e.text(string(x))
 		} else {
-			e.head(majorTag, TagRawString)
+			e.item(majorTag, TagRawString)
 			e.str(majorBytes, string(x))
 		}
 	case starlark.Bytes:
 		e.str(majorBytes, string(x))
 	case *starlark.List:
-		e.head(majorArray, uint64(x.Len()))
+		e.item(majorArray, uint64(x.Len()))
 		for i := 0; i < x.Len(); i++ {
 			if err := e.value(x.Index(i), depth+1); err != nil {
 				return err
 			}
 		}
 	case starlark.Tuple:
-		e.head(majorTag, TagTuple)
-		e.head(majorArray, uint64(len(x)))
+		e.item(majorTag, TagTuple)
+		e.item(majorArray, uint64(len(x)))
 		for _, el := range x {
 			if err := e.value(el, depth+1); err != nil {
 				return err
 			}
 		}
 	case *starlark.Set:
-		e.head(majorTag, TagSet)
+		e.item(majorTag, TagSet)
 		return e.seq(x, x.Len(), depth)
 	case *starlark.Dict:
-		e.head(majorTag, TagDict)
-		e.head(majorArray, uint64(2*x.Len()))
+		e.item(majorTag, TagDict)
+		e.item(majorArray, uint64(2*x.Len()))
 		for _, item := range x.Items() {
 			if err := e.value(item[0], depth+1); err != nil {
 				return err
@@ -255,8 +272,8 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 			return fmt.Errorf("cannot send a struct made by %s: only struct() values travel", x.Constructor())
 		}
 		names := x.AttrNames()
-		e.head(majorTag, TagStruct)
-		e.head(majorArray, uint64(2*len(names)))
+		e.item(majorTag, TagStruct)
+		e.item(majorArray, uint64(2*len(names)))
 		for _, n := range names {
 			fv, _ := x.Attr(n)
 			e.text(n)
@@ -265,26 +282,27 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 			}
 		}
 	case *Context:
-		e.head(majorTag, TagContext)
-		e.head(majorArray, 2)
+		e.item(majorTag, TagContext)
+		e.item(majorArray, 3)
 		e.uint(uint64(x.C.ID))
 		e.text(x.C.Name())
+		e.uint(uint64(parentOf(x.C)))
 	case *Sender:
 		c := x.S.Context()
-		e.head(majorTag, TagSender)
-		e.head(majorArray, 3)
+		e.item(majorTag, TagSender)
+		e.item(majorArray, 3)
 		e.uint(uint64(c.ID))
 		e.text(c.Name())
 		e.uint(uint64(x.S.Handle()))
 	case *Error:
 		e.texts(TagError, x.Kind, x.Message, x.Traceback, x.Context)
 	case *starlark.Builtin, *starlark.Function, FuncRefValue:
-		ref, err := refOf(x)
+		ref, err := refOf(e.refs, x)
 		if err != nil {
 			return err
 		}
 		if ref.builtin != "" {
-			e.head(majorTag, TagBuiltin)
+			e.item(majorTag, TagBuiltin)
 			e.text(ref.builtin)
 		} else {
 			e.texts(TagFunc, ref.path, ref.sha, ref.name)
@@ -299,7 +317,7 @@ func (e *encoder) value(v starlark.Value, depth int) error {
 // Starlark function by module path, sha256 and name.
 type funcRef struct{ builtin, path, sha, name string }
 
-func refOf(v starlark.Value) (funcRef, error) {
+func refOf(refs FuncRefs, v starlark.Value) (funcRef, error) {
 	switch x := v.(type) {
 	case *starlark.Builtin:
 		if !IsRegistered(x) {
@@ -307,10 +325,10 @@ func refOf(v starlark.Value) (funcRef, error) {
 		}
 		return funcRef{builtin: x.Name()}, nil
 	case *starlark.Function:
-		if FuncRefOf == nil {
+		if refs == nil {
 			return funcRef{}, fmt.Errorf("cannot send function %s: no runtime", x.Name())
 		}
-		path, sha, name, err := FuncRefOf(x)
+		path, sha, name, err := refs.FuncRef(x)
 		if err != nil {
 			return funcRef{}, err
 		}
@@ -324,8 +342,8 @@ func refOf(v starlark.Value) (funcRef, error) {
 
 // refTree is a function reference as plain Go data, in the layout the
 // encoder writes (for ToGo).
-func refTree(v starlark.Value) (any, error) {
-	ref, err := refOf(v)
+func refTree(refs FuncRefs, v starlark.Value) (any, error) {
+	ref, err := refOf(refs, v)
 	if err != nil {
 		return nil, err
 	}
@@ -337,16 +355,20 @@ func refTree(v starlark.Value) (any, error) {
 
 // A FuncRefValue is a Starlark value that can travel as a function
 // reference (a top-level function of a module, or a registered builtin).
-// The runtime resolves *starlark.Function values through FuncRefOf.
+// *starlark.Function values are resolved through a FuncRefs.
 type FuncRefValue interface {
 	starlark.Value
 	FuncRef() (path, sha, name string)
 }
 
-// FuncRefOf resolves a *starlark.Function to its module path and hash;
-// the runtime installs it. It returns an error saying why a function
-// cannot travel (a lambda, a nested function).
-var FuncRefOf func(fn *starlark.Function) (path, sha, name string, err error)
+// FuncRefs says how a Starlark function travels: its module's path and
+// sha256, and its name, or an error saying why it cannot (a lambda, a
+// nested function, a module this context does not know). Each context's
+// runtime is one; the encoder asks the runtime of the thread it encodes
+// for.
+type FuncRefs interface {
+	FuncRef(fn *starlark.Function) (path, sha, name string, err error)
+}
 
 // A Decoder turns CBOR back into fresh, mutable Starlark values. Router
 // makes Context and Sender values; Resolve (set by the runtime) turns a
@@ -392,7 +414,7 @@ type decodeState struct {
 
 // head reads an item head (core.ReadHead).
 func (s *decodeState) head() (major byte, info byte, n uint64, err error) {
-	major, info, n, rest, err := core.ReadHead(s.data[s.off:])
+	major, info, n, rest, err := cborhead.Read(s.data[s.off:])
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("at offset %d: %w", s.off, err)
 	}
@@ -412,20 +434,11 @@ func (s *decodeState) count(n uint64, per int) (int, error) {
 // raw returns the next n bytes of string content.
 func (s *decodeState) raw(n uint64) ([]byte, error) {
 	if n > uint64(len(s.data)-s.off) {
-		return nil, core.ErrCBORTruncated
+		return nil, cborhead.ErrTruncated
 	}
 	b := s.data[s.off : s.off+int(n)]
 	s.off += int(n)
 	return b, nil
-}
-
-// str turns string content into a Go string: aliased when large, copied
-// otherwise.
-func str(b []byte) string {
-	if len(b) >= bigPiece {
-		return unsafe.String(unsafe.SliceData(b), len(b))
-	}
-	return string(b)
 }
 
 // text reads an item that must be a text string.
@@ -438,7 +451,7 @@ func (s *decodeState) text() (string, error) {
 		return "", fmt.Errorf("want a text string, got major type %d", major)
 	}
 	b, err := s.raw(n)
-	return str(b), err
+	return string(b), err
 }
 
 // uint32Item reads an item that must be an unsigned integer below 2^32.
@@ -536,13 +549,13 @@ func (s *decodeState) value(depth int) (starlark.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		return starlark.Bytes(str(b)), nil
+		return starlark.Bytes(b), nil
 	case majorText:
 		b, err := s.raw(n)
 		if err != nil {
 			return nil, err
 		}
-		return starlark.String(str(b)), nil
+		return starlark.String(b), nil
 	case majorArray:
 		c, err := s.count(n, 1)
 		if err != nil {
@@ -619,7 +632,7 @@ func (s *decodeState) tagged(tag uint64, depth int) (starlark.Value, error) {
 			return bad(err)
 		}
 		if tag == TagRawString {
-			return starlark.String(str(b)), nil
+			return starlark.String(b), nil
 		}
 		z := new(big.Int).SetBytes(b)
 		if tag == tagNegBignum {
@@ -706,11 +719,7 @@ func (s *decodeState) tagged(tag uint64, depth int) (starlark.Value, error) {
 		}
 		return starlarkstruct.FromStringDict(starlarkstruct.Default, sd), nil
 	case TagContext, TagSender:
-		k := 2
-		if tag == TagSender {
-			k = 3
-		}
-		if err := want(k); err != nil {
+		if err := want(3); err != nil {
 			return bad(err)
 		}
 		id, err := s.uint32Item()
@@ -721,19 +730,19 @@ func (s *decodeState) tagged(tag uint64, depth int) (starlark.Value, error) {
 		if err != nil {
 			return bad(err)
 		}
-		var handle uint32
-		if tag == TagSender {
-			if handle, err = s.uint32Item(); err != nil {
-				return bad(err)
-			}
+		third, err := s.uint32Item() // a Sender's handle, or the id of the context that started a Context
+		if err != nil {
+			return bad(err)
 		}
 		if s.d.Router == nil {
 			return nil, errors.New("a context needs a router")
 		}
 		c := s.d.Router.ContextByName(id, name)
 		if tag == TagContext {
+			learnVia(c, third)
 			return NewContext(c), nil
 		}
+		handle := third
 		return &Sender{S: core.NewSender(c, handle)}, nil
 	case TagError, TagFunc:
 		k := 4
@@ -805,7 +814,7 @@ func fromScalar(t any) (starlark.Value, bool) {
 	case string:
 		return starlark.String(x), true
 	case []byte:
-		return starlark.Bytes(unsafe.String(unsafe.SliceData(x), len(x))), true
+		return starlark.Bytes(x), true
 	}
 	return nil, false
 }

@@ -87,10 +87,7 @@ func (c *Context) Attr(name string) (starlark.Value, error) {
 	case "name":
 		return starlark.String(c.C.Name()), nil
 	case "via":
-		if v := c.C.Via(); v != nil {
-			return NewContext(v), nil
-		}
-		return starlark.None, nil
+		return viaOf(c.C), nil
 	}
 	fn, ok := contextMethods[name]
 	if !ok {

@@ -84,8 +84,7 @@ func ErrorOf(err error, contextName string) *Error {
 // deeper hop.
 func RemoteOf(err error, contextName string) *core.RemoteError {
 	var frames []core.Frame
-	var ee *starlark.EvalError
-	if errors.As(err, &ee) {
+	for _, ee := range evalChain(err) {
 		for _, fr := range ee.CallStack {
 			if fr.Pos.Filename() == "<builtin>" {
 				continue
@@ -114,13 +113,37 @@ func RemoteOf(err error, contextName string) *core.RemoteError {
 	return &core.RemoteError{Kind: core.CallError, Message: msg, Context: contextName, Frames: frames}
 }
 
-// Backtrace renders err for a user: the local Starlark backtrace followed
-// by the remote frames of every hop, each labelled with its context.
+// evalChain returns the Starlark errors err wraps, outermost first: one
+// per thread the failure crossed. A load() whose module fails at its top
+// level is one (the module runs on a thread of its own), so the chain
+// shows every load statement down to the failing line.
+func evalChain(err error) []*starlark.EvalError {
+	var chain []*starlark.EvalError
+	for err != nil {
+		var ee *starlark.EvalError
+		if !errors.As(err, &ee) {
+			break
+		}
+		chain = append(chain, ee)
+		err = ee.Unwrap()
+	}
+	return chain
+}
+
+// Backtrace renders err for a user: the local Starlark backtrace (every
+// thread it crossed, loads included), the remote frames of every hop,
+// each labelled with its context, and a last line "KIND: message" that
+// names the error's kind once, as str() of an Error value does.
 func Backtrace(err error) string {
 	var b strings.Builder
-	var ee *starlark.EvalError
-	if errors.As(err, &ee) {
-		b.WriteString(ee.CallStack.String())
+	chain := evalChain(err)
+	for i, ee := range chain {
+		if i == 0 && len(ee.CallStack) > 0 {
+			b.WriteString("Traceback (most recent call last):\n")
+		}
+		for _, fr := range ee.CallStack {
+			fmt.Fprintf(&b, "  %s: in %s\n", fr.Pos, fr.Name)
+		}
 	}
 	var re *core.RemoteError
 	if errors.As(err, &re) {
@@ -128,13 +151,14 @@ func Backtrace(err error) string {
 			b.WriteString("Remote ")
 			b.WriteString(tb)
 		}
-		fmt.Fprintf(&b, "Error: %s: %s (in %s)\n", re.Kind, re.Message, re.Context)
+		fmt.Fprintf(&b, "%s: %s (in %s)\n", re.Kind, re.Message, re.Context)
 		return b.String()
 	}
-	msg := err.Error()
-	if ee != nil {
-		msg = ee.Msg
+	e := ErrorOf(err, "")
+	msg := e.Message
+	if len(chain) > 1 {
+		msg = chain[0].Msg // a failed load: "cannot load a.star: cannot load b.star: ..."
 	}
-	fmt.Fprintf(&b, "Error: %s\n", msg)
+	fmt.Fprintf(&b, "%s: %s\n", e.Kind, msg)
 	return b.String()
 }

@@ -1,15 +1,15 @@
 package builtins
 
 // The exec module: run a program, wait for it, and return its exit
-// status and output. SPEC §3 "exec".
+// status and output (docs/reference.md, "exec").
 //
 // Semantics follow Python's subprocess.run(capture_output=True):
 //   - argv is a list (or tuple) of strings; a program name without a
 //     slash is looked up in PATH — the PATH of env when env is given
-//     (or "/bin:/usr/bin" when env has none), else this process's.
-//     Relative PATH entries ("", ".") are skipped, as Go's exec.LookPath
-//     refuses them: a PATH lookup never runs a program from the current
-//     directory.
+//     (or "/bin:/usr/bin" when env has none), else this process's —
+//     as Go's exec.LookPath looks it up (internal/lookpath): the first
+//     match wins, and one found through a relative entry ("", ".") is
+//     refused, never run from the current directory.
 //   - env=None inherits this context's environment; a dict *replaces*
 //     it: the program sees exactly those variables and no others.
 //   - stdin=None gives the program /dev/null (never this context's own
@@ -23,7 +23,8 @@ package builtins
 // Every program runs in a process group of its own (Setpgid) and, on
 // Linux, with Pdeathsig SIGKILL so that it dies with this process. A
 // timeout, the thread's cancellation or an output overflow kills the
-// whole group. Programs that leave a background process holding stdout
+// whole group; what it leaves running in its group is killed when the
+// context ends, however it ends (exec_keeper.go). Programs that leave a background process holding stdout
 // or stderr open do not hang the call: output is read for at most
 // execWaitDelay after the program itself exits.
 
@@ -36,7 +37,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +46,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/lookpath"
 )
 
 func init() {
@@ -236,6 +237,12 @@ func execStart(thread *starlark.Thread, req *execRequest) (starlark.Value, error
 	if err := cmd.Start(); err != nil {
 		return nil, OSError(req.fn, req.argv[0], err)
 	}
+	if r, err := RouterOf(thread); err == nil {
+		// Whatever the program leaves running dies with this context.
+		k := keeperOf(r)
+		k.add(cmd.Process.Pid)
+		defer k.finished(cmd.Process.Pid)
+	}
 	var timedOut *core.RemoteError
 	if req.timeout >= 0 {
 		timedOut = &core.RemoteError{Kind: "TimeoutError",
@@ -343,9 +350,6 @@ func execOverflowError(req *execRequest, stdout, stderr *execCapture) error {
 // execLookPath finds the program file for argv[0] as described at the
 // top of this file; env is the program's environment (nil: ours).
 func execLookPath(file string, env []string) (string, error) {
-	if strings.Contains(file, "/") {
-		return file, nil
-	}
 	pathList := os.Getenv("PATH")
 	if env != nil {
 		pathList = execDefaultPath
@@ -355,16 +359,7 @@ func execLookPath(file string, env []string) (string, error) {
 			}
 		}
 	}
-	for _, dir := range filepath.SplitList(pathList) {
-		if !filepath.IsAbs(dir) {
-			continue
-		}
-		p := filepath.Join(dir, file)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
+	return lookpath.Find(file, pathList)
 }
 
 // execCapture collects up to limit bytes of a program's output in

@@ -202,6 +202,28 @@ func TestExecCannotStart(t *testing.T) {
 	}
 }
 
+// A program found through a relative PATH entry is refused, as
+// exec.LookPath refuses it, even when an absolute entry follows.
+func TestExecRelativePath(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	if err := os.WriteFile(filepath.Join(dir, "prog"), []byte("#!/bin/sh\nexec /usr/bin/touch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, path := range []string{":" + dir, "." + ":" + dir} {
+		osTestWantError(t, fmt.Sprintf(`exec.run(["prog"], env={"PATH": %q})`, path), "OSError",
+			"exec.run prog: cannot run executable found relative to current directory")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("prog ran from the current directory")
+	}
+	g := osTestRun(t, fmt.Sprintf(`r = exec.run(["prog"], env={"PATH": %q})`, dir))
+	if rc, _, _ := execTestResult(t, g, "r"); rc != 0 {
+		t.Errorf("prog through an absolute entry: rc %d", rc)
+	}
+}
+
 func TestExecBadArguments(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{`exec.run("ls -l")`, "exec.run: argv must be a list of strings, got string (use exec.shell for a command line)"},

@@ -1,8 +1,8 @@
 package builtins
 
-// The fs module: files and directories of this context's host. SPEC §3
-// "fs" (fs.put and fs.get, which stream between contexts, live with the
-// file transfer code).
+// The fs module: files and directories of this context's host
+// (docs/reference.md, "fs"; fs.put and fs.get, which stream between
+// contexts, live with the file transfer code).
 //
 // Every failing system call is an OSError naming the call, the path and
 // the errno text: "fs.read /etc/shadow: permission denied". Modes are

@@ -1,7 +1,7 @@
 package builtins
 
 // fs.put and fs.get: files and trees streamed between this context and
-// another (package files does the work; SPEC §3 "fs").
+// another (package files does the work; docs/reference.md, "fs").
 
 import (
 	"fmt"
@@ -18,12 +18,14 @@ func init() {
 	Register("fs.get", xferGet)
 }
 
-// xferPut is fs.put(context, local_path, remote_path, mode=None, recursive=False).
+// xferPut is fs.put(context, local_path, remote_path, mode=None,
+// recursive=False, keep_setuid=False).
 func xferPut(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ctxV, modeV starlark.Value = nil, starlark.None
 	var local, remote string
-	var recursive bool
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "context", &ctxV, "local_path", &local, "remote_path", &remote, "mode?", &modeV, "recursive?", &recursive); err != nil {
+	var recursive, keepSetuid bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "context", &ctxV, "local_path", &local, "remote_path", &remote, "mode?", &modeV,
+		"recursive?", &recursive, "keep_setuid?", &keepSetuid); err != nil {
 		return nil, err
 	}
 	target, err := ToContext(ctxV, b.Name())
@@ -49,18 +51,20 @@ func xferPut(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	if err := files.Put(ThreadContext(thread), r, target, local, remote, mode, recursive); err != nil {
+	if err := files.PutWith(ThreadContext(thread), r, target, local, remote, files.Options{Mode: mode, Recursive: recursive, KeepSetuid: keepSetuid}); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil
 }
 
-// xferGet is fs.get(context, remote_path, local_path, recursive=False).
+// xferGet is fs.get(context, remote_path, local_path, recursive=False,
+// keep_setuid=False).
 func xferGet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ctxV starlark.Value
 	var remote, local string
-	var recursive bool
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "context", &ctxV, "remote_path", &remote, "local_path", &local, "recursive?", &recursive); err != nil {
+	var recursive, keepSetuid bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "context", &ctxV, "remote_path", &remote, "local_path", &local, "recursive?", &recursive,
+		"keep_setuid?", &keepSetuid); err != nil {
 		return nil, err
 	}
 	target, err := ToContext(ctxV, b.Name())
@@ -74,7 +78,7 @@ func xferGet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	if err := files.Get(ThreadContext(thread), r, target, remote, local, recursive); err != nil {
+	if err := files.GetWith(ThreadContext(thread), r, target, remote, local, files.Options{Recursive: recursive, KeepSetuid: keepSetuid}); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil

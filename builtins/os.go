@@ -1,7 +1,7 @@
 package builtins
 
 // The os module: who and where this context is, its environment, and
-// signals to other processes. SPEC §3 "os".
+// signals to other processes (docs/reference.md, "os").
 
 import (
 	"fmt"

@@ -18,7 +18,7 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-// osTestOptions is SPEC §1b's dialect.
+// osTestOptions is the scripts' dialect (runtime.FileOptions).
 var osTestOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true}
 
 // osTestExec runs src on thread with the registered modules predeclared.
@@ -47,7 +47,7 @@ func osTestFail(t testing.TB, src string) (kind, msg string) {
 	return osTestError(err)
 }
 
-// osTestError returns the SPEC kind and the message of a script's error.
+// osTestError returns the error kind and the message of a script's error.
 func osTestError(err error) (kind, msg string) {
 	var re *core.RemoteError
 	if errors.As(err, &re) {

@@ -36,7 +36,7 @@ func (c *callableWithAttrs) AttrNames() []string {
 	return out
 }
 
-// Predeclared returns the names every context predeclares (SPEC §3)
+// Predeclared returns the names every context predeclares (docs/reference.md)
 // besides the standard modules and the per-context values (router,
 // context_id, ...), which the runtime adds: the channel constructors,
 // catch, log, policy, version and the registered builtin modules.
@@ -64,7 +64,9 @@ func Predeclared() starlark.StringDict {
 	d["policy"] = &starlarkstruct.Module{Name: "policy", Members: starlark.StringDict{
 		"has_parent_authority": starlark.NewBuiltin("policy.has_parent_authority", policyBuiltin),
 		"is_immediate_child":   starlark.NewBuiltin("policy.is_immediate_child", policyBuiltin),
+		"allow_any":            starlark.NewBuiltin("policy.allow_any", policyBuiltin),
 	}}
+	d["service"] = starlark.NewBuiltin("service", newService)
 	d["version"] = &starlarkstruct.Module{Name: "version", Members: starlark.StringDict{
 		"mitostar": starlark.String(core.BuildVersion),
 		"protocol": starlark.MakeInt(core.ProtocolVersion),
@@ -83,8 +85,11 @@ func policyBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err != nil {
 		return nil, err
 	}
-	if b.Name() == "policy.has_parent_authority" {
+	switch b.Name() {
+	case "policy.has_parent_authority":
 		return starlark.Bool(r.HasParentAuthority(m.M)), nil
+	case "policy.allow_any":
+		return starlark.True, nil
 	}
 	return starlark.Bool(r.IsImmediateChild(m.M)), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -16,14 +17,29 @@ import (
 // Runtime is what the builtins need from the runtime of their context:
 // the runtime package implements it and attaches it to every thread.
 type Runtime interface {
+	// FuncRefs says how this context's Starlark functions travel.
+	FuncRefs
 	// Decoder decodes values received in this context.
 	Decoder() *Decoder
 	// CallRequest builds the request for calling fn in target: fn travels
-	// as a reference, with the modules target still lacks.
-	CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
-	// NewThread returns a thread for running Starlark code (a handler),
-	// and a function to call when done with it.
+	// as a reference, with the modules target still lacks (pushed ahead
+	// of the call when large, waiting for room until ctx ends).
+	CallRequest(ctx context.Context, target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error)
+	// NewThread returns a thread for running Starlark code (a policy)
+	// that lives as long as the router, and a function to call when done
+	// with it.
 	NewThread(name string) (*starlark.Thread, func())
+	// NewThreadContext is NewThread for a thread cancelled when ctx ends.
+	NewThreadContext(name string, ctx context.Context) (*starlark.Thread, func())
+}
+
+// refsOf is how functions encoded on thread travel: its runtime, or nil
+// (they cannot) on a thread without one.
+func refsOf(thread *starlark.Thread) FuncRefs {
+	if rt := runtimeOf(thread); rt != nil {
+		return rt
+	}
+	return nil
 }
 
 func mustRuntime(thread *starlark.Thread, fn string) (Runtime, error) {
@@ -71,10 +87,19 @@ var routerMethods = methodTable{
 	},
 	"context_by_id": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var id uint32
-		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &id); err != nil {
+		var viaID starlark.Value = starlark.None
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "id", &id, "via_id?", &viaID); err != nil {
 			return nil, err
 		}
-		return NewContext(b.Receiver().(*Router).R.ContextByID(id)), nil
+		c := b.Receiver().(*Router).R.ContextByID(id)
+		if viaID != starlark.None {
+			var via uint32
+			if err := starlark.AsInt(viaID, &via); err != nil {
+				return nil, fmt.Errorf("%s: via_id must be a context id or None, got %s", b.Name(), viaID)
+			}
+			learnVia(c, via)
+		}
+		return NewContext(c), nil
 	},
 	"myself": func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		return NewContext(b.Receiver().(*Router).R.Myself()), starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0)
@@ -106,7 +131,7 @@ var routerMethods = methodTable{
 			return nil, err
 		}
 		cp := *m.M
-		if err := b.Receiver().(*Router).R.RouteContext(ThreadContext(t), &cp); err != nil {
+		if err := b.Receiver().(*Router).R.Route(ThreadContext(t), &cp); err != nil {
 			return nil, fmt.Errorf("route: %w", err)
 		}
 		return starlark.None, nil
@@ -176,7 +201,8 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 		}
 		kwargs = append([]starlark.Tuple{{starlark.String(p), args[0]}}, kwargs...)
 	}
-	var onStart starlark.Value
+	var onStart, onFork starlark.Value
+	profile, profileDir := false, "" // profiling=: on, into this directory of the child's host ("": its temporary directory)
 	for _, kv := range kwargs {
 		k := string(kv[0].(starlark.String))
 		v := kv[1]
@@ -212,13 +238,30 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 			if opts.Via, err = ToContext(v, fname+": via"); err != nil {
 				return nil, err
 			}
-		case "on_start":
-			if method != "fork" {
-				return nil, fmt.Errorf("%s: unexpected keyword on_start", fname)
+		case "profiling":
+			switch p := v.(type) {
+			case starlark.NoneType:
+			case starlark.Bool:
+				profile = bool(p)
+			case starlark.String:
+				if p == "" {
+					return nil, fmt.Errorf("%s: profiling must be True, False or a directory, got an empty string", fname)
+				}
+				profile, profileDir = true, string(p)
+			default:
+				return nil, fmt.Errorf("%s: profiling must be True, False or a directory, got %s", fname, v.Type())
 			}
-			onStart = v
+		case "on_start", "on_fork":
+			if method != "fork" {
+				return nil, fmt.Errorf("%s: unexpected keyword %s", fname, k)
+			}
+			if k == "on_start" {
+				onStart = v
+			} else {
+				onFork = v
+			}
 		default:
-			if opts.Kwargs[k], err = ToGo(v); err != nil {
+			if opts.Kwargs[k], err = ToGo(refsOf(thread), v); err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", fname, k, err)
 			}
 		}
@@ -228,13 +271,39 @@ func (r *Router) connect(thread *starlark.Thread, fname, method string, args sta
 	if err != nil {
 		return nil, err
 	}
-	child := NewContext(c)
-	if onStart != nil && onStart != starlark.None {
-		if _, err := callIn(thread, c, onStart, nil, nil, 0); err != nil {
-			return nil, fmt.Errorf("fork: on_start: %w", err)
+	if opts.Via == nil {
+		routerStateOf(r.R).noteStarted(c)
+	}
+	if profile {
+		var files []string
+		if err := c.Call(ctx, &files, ProfileFunc, profileDir); err != nil {
+			c.Shutdown()
+			return nil, fmt.Errorf("%s: profiling: %w", fname, err)
+		}
+		r.R.Emit(slog.LevelInfo, fmt.Sprintf("profiling %s: its CPU and heap profiles are written to %s when it exits", c.Name(), strings.Join(files, " and ")))
+	}
+	// What fork runs in its child before any other call reaches it, as
+	// Mitogen's fork: on_fork() first, then on_start(). A failure shuts
+	// the new context down: the caller never gets it.
+	for _, f := range []struct {
+		kw string
+		fn starlark.Value
+	}{{"on_fork", onFork}, {"on_start", onStart}} {
+		if f.fn == nil || f.fn == starlark.None {
+			continue
+		}
+		if _, err := callIn(thread, c, f.fn, nil, nil, 0); err != nil {
+			c.Shutdown()
+			var re *core.RemoteError
+			if errors.As(err, &re) { // keep its kind and frames, say where it arose
+				out := *re
+				out.Message = fmt.Sprintf("fork: %s: %s", f.kw, re.Message)
+				return nil, &out
+			}
+			return nil, fmt.Errorf("fork: %s: %w", f.kw, err)
 		}
 	}
-	return child, nil
+	return NewContext(c), nil
 }
 
 func routerAddHandler(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -262,8 +331,10 @@ func routerAddHandler(thread *starlark.Thread, b *starlark.Builtin, args starlar
 			return nil, err
 		}
 	}
-	h := newHandlerQueue(r.R, rt, fn)
-	got, err := r.R.AddHandler(h.put, opts)
+	q := newCallbackQueue(r.R, rt, "handler")
+	got, err := r.R.AddHandler(func(m *core.Message) {
+		q.put(callback{fn: fn, args: starlark.Tuple{&Message{M: m}}, last: m.IsDead()})
+	}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("add_handler: %w", err)
 	}
@@ -283,6 +354,7 @@ func routerDisconnect(thread *starlark.Thread, b *starlark.Builtin, args starlar
 	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &c); err != nil {
 		return nil, err
 	}
+	noteShutdown(c.C)
 	b.Receiver().(*Router).R.Disconnect(c.C)
 	return starlark.None, nil
 }
@@ -297,6 +369,8 @@ func policyOf(r *core.Router, rt Runtime, v starlark.Value) (core.Policy, error)
 			return r.HasParentAuthority, nil
 		case "policy.is_immediate_child":
 			return r.IsImmediateChild, nil
+		case "policy.allow_any":
+			return core.AllowAny, nil
 		}
 	}
 	fn, ok := v.(starlark.Callable)
@@ -317,41 +391,6 @@ func policyOf(r *core.Router, rt Runtime, v starlark.Value) (core.Policy, error)
 	}, nil
 }
 
-// handlerQueue runs a Starlark handler for each message, in order, on a
-// goroutine of its own owned by the router: handlers never block routing.
-type handlerQueue struct {
-	r     *core.Router
-	rt    Runtime
-	fn    starlark.Callable
-	latch *core.Latch
-}
-
-func newHandlerQueue(r *core.Router, rt Runtime, fn starlark.Callable) *handlerQueue {
-	h := &handlerQueue{r: r, rt: rt, fn: fn, latch: core.NewLatch()}
-	r.Go(h.loop)
-	return h
-}
-
-func (h *handlerQueue) put(m *core.Message) { h.latch.Put(m) }
-
-func (h *handlerQueue) loop() {
-	for {
-		v, err := h.latch.Get(h.r.Lifetime(), true)
-		if err != nil {
-			return
-		}
-		m := v.(*core.Message)
-		thread, done := h.rt.NewThread("handler")
-		if _, err := starlark.Call(thread, h.fn, starlark.Tuple{&Message{M: m}}, nil); err != nil {
-			h.r.Emit(slog.LevelError, "handler failed: "+Backtrace(err))
-		}
-		done()
-		if m.IsDead() {
-			return
-		}
-	}
-}
-
 // ---- Context methods ----
 
 func init() {
@@ -368,15 +407,11 @@ func init() {
 			return nil, err
 		}
 		c := b.Receiver().(*Context).C
-		req, err := buildRequest(t, c, fn, rest, stripTimeout(kwargs), timeout)
+		rv, err := startCall(t, c, fn, rest, stripTimeout(kwargs), timeout)
 		if err != nil {
 			return nil, err
 		}
-		rv, err := c.CallAsync(ThreadContext(t), req)
-		if err != nil {
-			return nil, err
-		}
-		return &Receiver{R: rv, Call: true}, nil
+		return newReceiverValue(t, rv, true), nil
 	}
 	contextMethods["call_no_reply"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		fn, rest, timeout, err := callArgs(b.Name(), args, kwargs)
@@ -392,7 +427,12 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return starlark.None, c.SendContext(ThreadContext(t), m)
+		ctx, cancel := callContext(t, timeout)
+		defer cancel()
+		if err := c.Send(ctx, m); err != nil {
+			return nil, callError(c, err, timeout)
+		}
+		return starlark.None, nil
 	}
 	contextMethods["send"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -400,7 +440,7 @@ func init() {
 			return nil, err
 		}
 		cp := *m.M
-		return starlark.None, b.Receiver().(*Context).C.SendContext(ThreadContext(t), &cp)
+		return starlark.None, b.Receiver().(*Context).C.Send(ThreadContext(t), &cp)
 	}
 	contextMethods["send_async"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -413,7 +453,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return &Receiver{R: rv}, nil
+		return newReceiverValue(t, rv, false), nil
 	}
 	contextMethods["send_await"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var m *Message
@@ -439,6 +479,7 @@ func init() {
 			return nil, err
 		}
 		c := b.Receiver().(*Context).C
+		noteShutdown(c)
 		l := c.Shutdown()
 		if wait {
 			if err := c.ShutdownWait(ThreadContext(t)); err != nil {
@@ -447,25 +488,7 @@ func init() {
 		}
 		return &Latch{L: l}, nil
 	}
-	contextMethods["call_service"] = func(t *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		var service, method string
-		if err := starlark.UnpackPositionalArgs(b.Name(), args, nil, 2, &service, &method); err != nil {
-			return nil, err
-		}
-		kw := map[string]any{}
-		for _, kv := range kwargs {
-			v, err := ToGo(kv[1])
-			if err != nil {
-				return nil, fmt.Errorf("call_service: %s: %w", kv[0], err)
-			}
-			kw[string(kv[0].(starlark.String))] = v
-		}
-		var out any
-		if err := b.Receiver().(*Context).C.CallService(ThreadContext(t), &out, service, method, kw); err != nil {
-			return nil, err
-		}
-		return FromGo(out)
-	}
+	contextMethods["call_service"] = callService
 }
 
 // callArgs splits call's arguments into the function, its positional
@@ -502,7 +525,7 @@ func buildRequest(thread *starlark.Thread, c *core.Context, fn starlark.Value, a
 	if err != nil {
 		return nil, err
 	}
-	req, err := rt.CallRequest(c, fn, args, kwargs)
+	req, err := rt.CallRequest(ThreadContext(thread), c, fn, args, kwargs)
 	if err != nil {
 		return nil, err
 	}
@@ -510,26 +533,69 @@ func buildRequest(thread *starlark.Thread, c *core.Context, fn starlark.Value, a
 	return req, nil
 }
 
-// callIn calls fn in c and waits for the result. With a timeout, the
-// remote thread is cancelled when it passes; the wait here allows a
-// little more so the remote TimeoutError arrives first.
-func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
+// callContext bounds what a call with _timeout seconds (0: none) waits
+// for locally: the script's own context, and the call's deadline.
+func callContext(t *starlark.Thread, timeout float64) (context.Context, context.CancelFunc) {
+	ctx := ThreadContext(t)
+	if timeout > 0 {
+		return context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second)))
+	}
+	return ctx, func() {}
+}
+
+// callTimeoutError is how a call that passed its _timeout fails, whether
+// the callee said so or the caller's own deadline passed first (a callee
+// that stopped reading never answers).
+func callTimeoutError(c *core.Context, timeout float64) error {
+	return &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", timeout), Context: c.Name()}
+}
+
+// callError turns a local timeout of a call into its TimeoutError.
+func callError(c *core.Context, err error, timeout float64) error {
+	var te *core.TimeoutError
+	if timeout > 0 && errors.As(err, &te) {
+		return callTimeoutError(c, timeout)
+	}
+	return err
+}
+
+// startCall sends a call of fn to c and returns the receiver of its
+// reply. With a timeout, the send waits for room in a full queue only
+// until the call's deadline, and the receiver yields the call's
+// TimeoutError at the deadline if no reply came: the remote thread is
+// cancelled at the same time.
+func startCall(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (*core.Receiver, error) {
 	req, err := buildRequest(thread, c, fn, args, kwargs, timeout)
 	if err != nil {
 		return nil, err
 	}
-	ctx := ThreadContext(thread)
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second))+2*time.Second)
-		defer cancel()
-	}
-	val, err := c.CallRaw(ctx, req)
+	ctx, cancel := callContext(thread, timeout)
+	defer cancel()
+	start := time.Now()
+	rv, err := c.CallAsync(ctx, req)
 	if err != nil {
-		var te *core.TimeoutError
-		if errors.As(err, &te) {
-			return nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call to %s timed out after %gs", c.Name(), timeout), Context: c.Name()}
-		}
+		return nil, callError(c, err, timeout)
+	}
+	if timeout > 0 {
+		rv.Expire(time.Duration(timeout*float64(time.Second))-time.Since(start), callTimeoutError(c, timeout))
+	}
+	return rv, nil
+}
+
+// callIn calls fn in c and waits for the result, until the call's
+// _timeout if it has one.
+func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
+	rv, err := startCall(thread, c, fn, args, kwargs, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer rv.Close()
+	m, err := rv.Get(ThreadContext(thread), true)
+	if err != nil {
+		return nil, err
+	}
+	val, err := core.DecodeCallReply(m)
+	if err != nil {
 		return nil, err
 	}
 	return runtimeOf(thread).Decoder().Decode(val)
@@ -537,10 +603,10 @@ func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args st
 
 // ---- plain Go values (keywords of connection methods and services) ----
 
-// ToGo converts a Starlark value to plain Go data (nil, bool, int64 or
+// ToGo converts a Starlark value to plain Go data (functions by refs) (nil, bool, int64 or
 // *big.Int, float64, string, []byte, []any, map[string]any), or names the
 // type it cannot convert.
-func ToGo(v starlark.Value) (any, error) {
+func ToGo(refs FuncRefs, v starlark.Value) (any, error) {
 	switch x := v.(type) {
 	case starlark.NoneType:
 		return nil, nil
@@ -563,7 +629,7 @@ func ToGo(v starlark.Value) (any, error) {
 		defer iter.Done()
 		var e starlark.Value
 		for iter.Next(&e) {
-			g, err := ToGo(e)
+			g, err := ToGo(refs, e)
 			if err != nil {
 				return nil, err
 			}
@@ -577,7 +643,7 @@ func ToGo(v starlark.Value) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("dict keys must be strings here, got %s", kv[0].Type())
 			}
-			g, err := ToGo(kv[1])
+			g, err := ToGo(refs, kv[1])
 			if err != nil {
 				return nil, err
 			}
@@ -585,7 +651,7 @@ func ToGo(v starlark.Value) (any, error) {
 		}
 		return out, nil
 	case *starlark.Function, *starlark.Builtin, FuncRefValue:
-		return refTree(x)
+		return refTree(refs, x)
 	}
 	return nil, fmt.Errorf("cannot use a value of type %s here", v.Type())
 }
@@ -636,3 +702,10 @@ func FromGo(v any) (starlark.Value, error) {
 	}
 	return nil, fmt.Errorf("cannot convert %T to a Starlark value", v)
 }
+
+// ProfileFunc is the registered Go function (core.RegisterFunc, by the
+// runtime) that starts CPU and heap profiling in a context for the rest
+// of its life: the profiling= keyword of the connection methods. Its
+// argument is a directory of the context's host ("": its temporary
+// directory); it returns the two files it writes when the context exits.
+const ProfileFunc = "runtime.profile"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -13,12 +14,23 @@ import (
 
 func sortStrings(s []string) { sort.Strings(s) }
 
+// article is "an" before a type name that starts with a vowel, else "a".
+func article(typeName string) string {
+	if typeName != "" && strings.ContainsRune("aeiouAEIOU", rune(typeName[0])) {
+		return "an"
+	}
+	return "a"
+}
+
 // ---- Select ----
 
 // Select is the Starlark face of a core.Select (type "select").
 type Select struct {
 	S     *core.Select
 	items map[core.Selectable]starlark.Value // core item → its Starlark value
+
+	owner  owner // the thread whose context bounds an iteration
+	closed bool  // close() was called: get fails with LatchError
 }
 
 func (s *Select) String() string        { return fmt.Sprintf("Select(items=%d)", s.S.Len()) }
@@ -38,7 +50,7 @@ func selectableOf(v starlark.Value) (core.Selectable, error) {
 	case *Select:
 		return x.S, nil
 	}
-	return nil, fmt.Errorf("Select: cannot wait on a %s (want receiver, channel, latch or select)", v.Type())
+	return nil, fmt.Errorf("Select: cannot wait on %s %s (want receiver, channel, latch or select)", article(v.Type()), v.Type())
 }
 
 func (s *Select) add(v starlark.Value) error {
@@ -53,14 +65,41 @@ func (s *Select) add(v starlark.Value) error {
 	return nil
 }
 
+// valueOf returns the Starlark value that was added for item, here or
+// in a nested Select: a message's receiver is the one the script added.
+func (s *Select) valueOf(item core.Selectable) starlark.Value {
+	if v, ok := s.items[item]; ok {
+		return v
+	}
+	for _, v := range s.items {
+		if inner, ok := v.(*Select); ok {
+			if found := inner.valueOf(item); found != nil {
+				return found
+			}
+		}
+	}
+	return nil
+}
+
+// errSelectEmpty is Mitogen's error for get() on a Select with nothing
+// left to wait on: a plain Error, not a ChannelError.
+var errSelectEmpty = errors.New("Cannot get(), Select instance is empty")
+
 func (s *Select) get(thread *starlark.Thread, ctx context.Context, block bool) (starlark.Value, error) {
+	s.owner.use(thread)
+	if s.S.Len() == 0 && !s.closed {
+		return nil, errSelectEmpty
+	}
 	v, err := s.S.Get(ctx, block)
 	if m, ok := v.(*core.Message); ok {
 		msg := &Message{M: m}
 		if m.Receiver != nil {
-			msg.receiver = s.items[m.Receiver]
+			msg.receiver = s.valueOf(m.Receiver)
 			if msg.receiver == nil {
 				msg.receiver = &Receiver{R: m.Receiver}
+			}
+			if ch, ok := msg.receiver.(*Channel); ok {
+				msg.receiver = ch.R
 			}
 			if rv, ok := msg.receiver.(*Receiver); ok {
 				msg.call = rv.Call
@@ -80,21 +119,23 @@ func (s *Select) get(thread *starlark.Thread, ctx context.Context, block bool) (
 	return v.(starlark.Value), nil
 }
 
-// Iterate yields results until no item is left.
+// Iterate yields results until no item is left, or the call that made
+// or last used the select ends (its _timeout passed).
 func (s *Select) Iterate() starlark.Iterator {
-	return &selectIter{s: s}
+	return &selectIter{s: s, ctx: s.owner.context(context.Background())}
 }
 
 type selectIter struct {
 	s   *Select
+	ctx context.Context
 	err error
 }
 
 func (it *selectIter) Next(p *starlark.Value) bool {
-	if it.s.S.Len() == 0 && it.s.S.Empty() {
+	if it.s.S.Len() == 0 {
 		return false
 	}
-	v, err := it.s.get(nil, context.Background(), true)
+	v, err := it.s.get(nil, it.ctx, true)
 	if err != nil {
 		it.err = err
 		return false
@@ -111,7 +152,9 @@ var selectMethods = methodTable{
 		if err := starlark.UnpackPositionalArgs(b.Name(), a, kw, 1, &v); err != nil {
 			return nil, err
 		}
-		return starlark.None, b.Receiver().(*Select).add(v)
+		s := b.Receiver().(*Select)
+		s.owner.use(t)
+		return starlark.None, s.add(v)
 	},
 	"remove": func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 		var v starlark.Value
@@ -119,6 +162,7 @@ var selectMethods = methodTable{
 			return nil, err
 		}
 		s := b.Receiver().(*Select)
+		s.owner.use(t)
 		it, err := selectableOf(v)
 		if err != nil {
 			return nil, err
@@ -139,7 +183,9 @@ var selectMethods = methodTable{
 		return starlark.MakeInt(b.Receiver().(*Select).S.Size()), starlark.UnpackPositionalArgs(b.Name(), a, kw, 0)
 	},
 	"close": func(t *starlark.Thread, b *starlark.Builtin, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
-		b.Receiver().(*Select).S.Close()
+		s := b.Receiver().(*Select)
+		s.closed = true
+		s.S.Close()
 		return starlark.None, starlark.UnpackPositionalArgs(b.Name(), a, kw, 0)
 	},
 }
@@ -150,12 +196,13 @@ func (s *Select) Attr(name string) (starlark.Value, error) { return selectMethod
 // AttrNames lists the select's methods.
 func (s *Select) AttrNames() []string { return selectMethods.names() }
 
-func makeSelect(items starlark.Value, oneshot bool) (*Select, error) {
+func makeSelect(thread *starlark.Thread, items starlark.Value, oneshot bool) (*Select, error) {
 	cs, err := core.NewSelect(oneshot)
 	if err != nil {
 		return nil, err
 	}
 	s := &Select{S: cs, items: map[core.Selectable]starlark.Value{}}
+	s.owner.use(thread)
 	if items != nil && items != starlark.None {
 		it, ok := items.(starlark.Iterable)
 		if !ok {
@@ -180,7 +227,7 @@ func newSelect(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "receivers?", &items, "oneshot?", &oneshot); err != nil {
 		return nil, err
 	}
-	return makeSelect(items, oneshot)
+	return makeSelect(thread, items, oneshot)
 }
 
 // selectAll implements Select.all(receivers): the decoded values in
@@ -191,7 +238,7 @@ func selectAll(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "receivers", &items, "timeout?", &timeout); err != nil {
 		return nil, err
 	}
-	s, err := makeSelect(items, true)
+	s, err := makeSelect(thread, items, true)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +249,7 @@ func selectAll(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	}
 	defer cancel()
 	var out []starlark.Value
-	for s.S.Len() > 0 || !s.S.Empty() {
+	for s.S.Len() > 0 {
 		v, err := s.get(thread, ctx, true)
 		if err != nil {
 			return nil, err
@@ -272,5 +319,5 @@ func newChannel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	return &Channel{S: &Sender{S: core.NewSender(ctx.C, dst)}, R: &Receiver{R: rv}}, nil
+	return &Channel{S: &Sender{S: core.NewSender(ctx.C, dst)}, R: newReceiverValue(thread, rv, false)}, nil
 }

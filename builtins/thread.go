@@ -25,6 +25,9 @@ type ThreadState struct {
 	// host (MarkChanged); a fan-out reports a host as changed when its
 	// call's thread has any.
 	Changed atomic.Int64
+	// Finished is set when the thread's work is over (the runtime's
+	// done function): its Ctx no longer bounds anything.
+	Finished atomic.Bool
 }
 
 const stateKey = "mitostar"
@@ -86,6 +89,13 @@ func ThreadContext(thread *starlark.Thread) context.Context {
 	return context.Background()
 }
 
+// Cancel stops thread with reason: its next step fails, and catch cannot
+// swallow the failure.
+func Cancel(thread *starlark.Thread, reason string) {
+	mutableState(thread).Cancelled.Store(true)
+	thread.Cancel(reason)
+}
+
 // Cancelled reports whether the runtime cancelled thread.
 func Cancelled(thread *starlark.Thread) bool {
 	st := stateOf(thread)
@@ -106,4 +116,26 @@ func ChangedCount(thread *starlark.Thread) int64 {
 		return st.Changed.Load()
 	}
 	return 0
+}
+
+// An owner remembers the thread that made or last used a channel value
+// (Receiver, Select): a Starlark iterator is not told which thread
+// iterates, so `for m in rv` waits with the context of that thread, and
+// so ends when that call's _timeout passes or its script is interrupted.
+type owner struct{ st atomic.Pointer[ThreadState] }
+
+// use records thread as the value's user.
+func (o *owner) use(thread *starlark.Thread) {
+	if st := stateOf(thread); st != nil {
+		o.st.Store(st)
+	}
+}
+
+// context is what an iteration waits with: the owning thread's context
+// while that thread runs, else fallback.
+func (o *owner) context(fallback context.Context) context.Context {
+	if st := o.st.Load(); st != nil && st.Ctx != nil && !st.Finished.Load() {
+		return st.Ctx
+	}
+	return fallback
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -69,22 +68,29 @@ type BootstrapReport struct {
 	Elapsed  time.Duration // from start to the ready line
 }
 
-type observerKey struct{}
+// observers holds each router's bootstrap observer, until it closes.
+var observers sync.Map // *core.Router → func(BootstrapReport)
 
 // ObserveBootstraps has fn called after each successful bootstrap of a
 // child of r (benchmarks and tests count the bytes shipped).
 func ObserveBootstraps(r *core.Router, fn func(BootstrapReport)) {
-	r.SetExt(observerKey{}, fn)
+	if _, had := observers.Swap(r, fn); !had {
+		context.AfterFunc(r.Lifetime(), func() { observers.Delete(r) })
+	}
 }
 
-type cachedModulesKey struct{}
+// cachedModuleObservers holds each router's observer of the modules its
+// new children's targets have cached, until it closes.
+var cachedModuleObservers sync.Map // *core.Router → func(uint32, []string)
 
 // ObserveCachedModules has fn called, before the handshake of each new
 // child of r that starts from the target's binary cache, with the
 // sha256s of the modules cached beside that binary (ModuleCacheDir):
 // its calls need not carry their source. The runtime registers it.
 func ObserveCachedModules(r *core.Router, fn func(id uint32, shas []string)) {
-	r.SetExt(cachedModulesKey{}, fn)
+	if _, had := cachedModuleObservers.Swap(r, fn); !had {
+		context.AfterFunc(r.Lifetime(), func() { cachedModuleObservers.Delete(r) })
+	}
 }
 
 func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, spec startSpec) (*core.Conn, error) {
@@ -110,7 +116,13 @@ func bootstrap(ctx context.Context, env *core.StartEnv, ep endpoint, stub *Stub,
 	} else {
 		close(s.diagDone)
 	}
-	stop := context.AfterFunc(ctx, func() { s.fail(fmt.Errorf("gave up waiting for the target: %w", context.Cause(ctx))) })
+	stop := context.AfterFunc(ctx, func() {
+		if ctx.Err() == context.DeadlineExceeded {
+			s.fail(fmt.Errorf("timed out %s", s.waitingFor()))
+			return
+		}
+		s.fail(fmt.Errorf("gave up waiting for the target: %w", context.Cause(ctx)))
+	})
 	defer stop()
 	out, err := s.run()
 	s.active.Store(false)
@@ -119,10 +131,10 @@ func bootstrap(ctx context.Context, env *core.StartEnv, ep endpoint, stub *Stub,
 		ep.kill()
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err), Noise: s.noise()}
 	}
-	if fn, ok := env.Router.Ext(cachedModulesKey{}); ok && len(s.cached) > 0 {
+	if fn, ok := cachedModuleObservers.Load(env.Router); ok && len(s.cached) > 0 {
 		fn.(func(uint32, []string))(env.ID, s.cached)
 	}
-	if fn, ok := env.Router.Ext(observerKey{}); ok {
+	if fn, ok := observers.Load(env.Router); ok {
 		fn.(func(BootstrapReport))(BootstrapReport{
 			Name: env.Name, Shipped: s.shipped, Written: s.in.n.Load(),
 			Platform: s.platform, Elapsed: time.Since(began),
@@ -156,6 +168,32 @@ type session struct {
 	shipped  bool
 	platform string
 	cached   []string // the sha256s of the modules cached on the target
+	stage    string // what the bootstrap waits for now, under mu (see waitingFor)
+	typed    bool   // an answer was typed into a prompt, under mu
+	heard    bool   // the target printed something, under mu
+}
+
+// setStage records what the bootstrap waits for from now on.
+func (s *session) setStage(stage string) {
+	s.mu.Lock()
+	s.stage = stage
+	s.mu.Unlock()
+}
+
+// waitingFor says what the bootstrap was waiting for, for the message of
+// a connect_timeout that passed.
+func (s *session) waitingFor() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.stage != "":
+		return s.stage
+	case s.typed:
+		return "waiting for the target after typing an answer to its prompt"
+	case s.heard:
+		return "waiting for the target to start the bootstrap (it printed only what is quoted below)"
+	}
+	return "with nothing received from the target (is it reachable, and is the program connecting to it answering?)"
 }
 
 // fail records the first cause of failure and closes the process, which
@@ -210,6 +248,9 @@ func (s *session) answer(line string, partial bool) {
 	s.ttyMu.Lock()
 	_, err = io.WriteString(s.p.tty, text)
 	s.ttyMu.Unlock()
+	s.mu.Lock()
+	s.typed = true
+	s.mu.Unlock()
 	if err != nil {
 		s.fail(fmt.Errorf("typing into the terminal: %w", err))
 	}
@@ -249,10 +290,25 @@ func (l *lineSplitter) prompt() (string, bool) {
 func (s *session) readDiag() {
 	defer close(s.diagDone)
 	var ls lineSplitter
+	var head string // the start of a long line being dropped
+	long := 0       // bytes of that line so far
 	buf := make([]byte, 4096)
 	for {
 		n, err := s.p.diag.Read(buf)
 		ls.buf = append(ls.buf, buf[:n]...)
+		if long > 0 {
+			i := bytes.IndexByte(ls.buf, '\n')
+			if i < 0 && err == nil {
+				long += len(ls.buf)
+				ls.buf = ls.buf[:0]
+				continue
+			}
+			if i < 0 {
+				i = len(ls.buf)
+			}
+			s.logDiag(fmt.Sprintf("%s… [a line of %d bytes, cut at %d]", head, long+i, maxDiagLine))
+			ls.buf, long = ls.buf[min(i+1, len(ls.buf)):], 0
+		}
 		for {
 			line, ok := ls.next()
 			if !ok {
@@ -270,8 +326,17 @@ func (s *session) readDiag() {
 		if text, ok := ls.prompt(); ok {
 			s.answer(text, true)
 		}
+		if len(ls.buf) > maxDiagLine {
+			// No prompt is this long: keep reading, so the program is
+			// never blocked, and drop the rest of the line.
+			head, long = string(ls.buf[:maxDiagLine]), len(ls.buf)
+			ls.buf = ls.buf[:0]
+		}
 	}
 }
+
+// maxDiagLine is the longest line of a method's stderr kept whole.
+const maxDiagLine = 16 << 10
 
 func (s *session) logDiag(line string) {
 	if strings.TrimSpace(line) == "" {
@@ -279,6 +344,7 @@ func (s *session) logDiag(line string) {
 	}
 	s.mu.Lock()
 	s.diagLines = keepLast(s.diagLines, line)
+	s.heard = true
 	s.mu.Unlock()
 	// Until the child is up, what the program says (prompts, banners,
 	// login noise) is quoted in the error if the connection fails, and
@@ -287,7 +353,7 @@ func (s *session) logDiag(line string) {
 	if !s.up.Load() || strings.HasPrefix(line, "debug1:") || strings.HasPrefix(line, "debug2:") || strings.HasPrefix(line, "debug3:") {
 		level = slog.LevelDebug
 	}
-	s.env.Router.EmitAs(s.env.Name, level, line)
+	s.env.Log(level, line)
 }
 
 // readyPrefix is the start of the line a child prints when it is up.
@@ -316,11 +382,7 @@ func (s *session) run() (io.Reader, error) {
 				replay.WriteString(line)
 				replay.WriteByte('\n')
 				replay.Write(ls.buf)
-				rest := s.p.stdout
-				if f, ok := rest.(*os.File); ok {
-					rest = core.NewPipeReader(f)
-				}
-				return io.MultiReader(&replay, rest), nil
+				return io.MultiReader(&replay, s.p.stdout), nil
 			}
 			if i := strings.Index(line, marker); i >= 0 {
 				if pre := line[:i]; strings.TrimSpace(pre) != "" {
@@ -359,6 +421,7 @@ func (s *session) noteOutput(line string, replay *bytes.Buffer) {
 	}
 	s.mu.Lock()
 	s.outLines = keepLast(s.outLines, line)
+	s.heard = true
 	s.mu.Unlock()
 	if replay.Len() < 16<<10 {
 		replay.WriteString(line)
@@ -432,13 +495,17 @@ func (s *session) handle(msg string) error {
 		}
 		s.ship = bin
 		script := stage2Script(info.hash, info.size)
+		s.setStage("sending the second stage of the bootstrap to the target (" + s.platform + ")")
 		_, err = fmt.Fprintf(s.in, "%d\n%s", len(script), script)
+		s.setStage("waiting for the target to find mitostar in its cache, or ask for it, and start it")
 		return s.writeErr(err)
 	case "send":
 		if s.ship == nil {
 			return errors.New("bootstrap: the stub asked for the binary before naming its platform")
 		}
 		s.shipped = true
+		s.setStage("sending the mitostar binary to the target")
+		defer s.setStage("waiting for mitostar to start on the target after sending it")
 		if strings.TrimSpace(rest) == "1" {
 			gz, err := s.ship.gzipped()
 			if err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 // The shared test users (internal/testbed) and the roles these tests
-// give them, as in ../shared/TESTBED.md.
+// give them.
 const (
 	userAlice = "mtalice" // sudo and doas with a password; sudo requires a tty
 	userBob   = "mtbob"   // sudo and doas without a password

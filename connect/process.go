@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // killGrace is how long a method's process may take to exit once its
@@ -121,8 +122,8 @@ func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
 		}
 		p.closers = append(p.closers, outR)
 		childEnds = append(childEnds, outW)
-		core.GrowPipe(inW, methodPipeSize)
-		core.GrowPipe(outR, methodPipeSize)
+		wire.GrowPipe(inW)
+		wire.GrowPipe(outR)
 		cmd.Stdin, cmd.Stdout = inR, outW
 		p.stdin, p.stdout = inW, outR
 		if mode == hybridTTY {
@@ -141,6 +142,7 @@ func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
 		}
 	}
 	cmd.SysProcAttr = attr
+	pidfd := wire.PrepareWait(cmd)
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("starting %s: %w", cmd.Path, err))
 	}
@@ -148,6 +150,7 @@ func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
 		c.Close()
 	}
 	r.Go(func() {
+		wire.WaitExited(pidfd)
 		cmd.Wait()
 		p.state = cmd.ProcessState
 		close(p.exited)

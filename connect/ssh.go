@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mitostar/mitostar/core"
 )
@@ -97,7 +98,9 @@ func newSSH(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
 // first.
 var SSHTransports = []string{"openssh", "native"}
 
-type transportKey struct{}
+// defaultTransports holds each router's default ssh transport, until it
+// closes.
+var defaultTransports sync.Map // *core.Router → string
 
 // SetDefaultSSHTransport sets the transport of r's ssh connections that
 // do not name one ("openssh" or "native"; --ssh-transport). The runtime
@@ -106,7 +109,9 @@ func SetDefaultSSHTransport(r *core.Router, transport string) error {
 	if !slices.Contains(SSHTransports, transport) {
 		return fmt.Errorf("unknown ssh transport %q (want %s)", transport, strings.Join(SSHTransports, " or "))
 	}
-	r.SetExt(transportKey{}, transport)
+	if _, had := defaultTransports.Swap(r, transport); !had {
+		context.AfterFunc(r.Lifetime(), func() { defaultTransports.Delete(r) })
+	}
 	return nil
 }
 
@@ -114,7 +119,7 @@ func SetDefaultSSHTransport(r *core.Router, transport string) error {
 // not name one.
 func DefaultSSHTransport(r *core.Router) string {
 	if r != nil {
-		if v, ok := r.Ext(transportKey{}); ok {
+		if v, ok := defaultTransports.Load(r); ok {
 			return v.(string)
 		}
 	}

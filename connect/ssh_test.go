@@ -305,7 +305,15 @@ func TestSSHConnectTimeout(t *testing.T) {
 			"hostname": "127.0.0.1", "port": int64(l.Addr().(*net.TCPAddr).Port), "transport": tr,
 		}})
 		d := time.Since(began)
-		wantKind(t, err, "StreamError", "timed out", "ssh to 127.0.0.1")
+		// It says what timed out, never Go's "context deadline exceeded".
+		want := "timed out with nothing received from the target"
+		if tr == "native" {
+			want = "timed out in the SSH handshake with 127.0.0.1:"
+		}
+		wantKind(t, err, "StreamError", "connection timed out after 2s", "ssh to 127.0.0.1", want)
+		if err != nil && strings.Contains(err.Error(), "deadline exceeded") {
+			t.Errorf("%s: the error names Go's context: %v", tr, err)
+		}
 		if d < 2*time.Second || d > 4*time.Second {
 			t.Errorf("%s: gave up after %v, want about 2s", tr, d)
 		}

@@ -82,11 +82,10 @@ func sshG(ctx context.Context, path string, args []string, host string) (*sshCon
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
 		if ctx.Err() != nil {
-			msg = fmt.Sprintf("no answer within %v %s", sshGTimeout, msg)
+			return nil, fmt.Errorf("timed out resolving the ssh configuration with `%s -G ... %s`", path, host)
 		}
-		return nil, fmt.Errorf("resolving the ssh configuration with `%s -G ... %s`: %v: %s", path, host, err, msg)
+		return nil, fmt.Errorf("resolving the ssh configuration with `%s -G ... %s`: %v: %s", path, host, err, strings.TrimSpace(stderr.String()))
 	}
 	c := &sshConfig{host: host}
 	c.setDefaults()

@@ -61,7 +61,7 @@ func (t *nativeSSH) Start(ctx context.Context, env *core.StartEnv) (*core.Conn, 
 	if err != nil {
 		return fail(err)
 	}
-	s, err := openSession(conn, cfg, stub.Command(), t.debugf(env))
+	s, err := openSessionCtx(ctx, conn, cfg, stub.Command(), t.debugf(env))
 	if err != nil {
 		return fail(err)
 	}
@@ -107,15 +107,16 @@ func (d *dialer) connect(ctx context.Context, cfg *sshConfig, args []string, pas
 		}
 	}
 	label := cfg.user + "@" + cfg.addr()
-	conn, reused, err := poolOf(d.r).acquire(ctx, poolKeyOf(cfg, password, havePassword), label, cfg.serverAliveInterval, cfg.serverAliveCountMax, func(ctx context.Context) dialResult {
+	conn, reused, err := poolOf(d.r).acquire(ctx, poolKeyOf(cfg, password, havePassword), label, cfg.serverAliveInterval, cfg.serverAliveCountMax, func(ctx context.Context, phase func(string)) dialResult {
 		var via *sshConn
 		if len(hops) > 0 {
+			phase("connecting to the jump host " + hopSpec(hops[len(hops)-1]) + " for " + cfg.addr())
 			var err error
 			if via, err = d.connectJump(ctx, hops, args, depth); err != nil {
 				return dialResult{err: err}
 			}
 		}
-		res := d.dial(ctx, cfg, via, password, havePassword)
+		res := d.dial(ctx, cfg, via, password, havePassword, phase)
 		if res.err != nil && via != nil {
 			via.pool.release(via)
 			res.via = nil
@@ -187,7 +188,7 @@ func poolKeyOf(c *sshConfig, password string, havePassword bool) string {
 
 // dial opens the TCP connection (directly or through via) and runs the
 // SSH handshake, host key check and authentication.
-func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, password string, havePassword bool) dialResult {
+func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, password string, havePassword bool, phase func(string)) dialResult {
 	keys, err := newHostKeys(cfg, func(msg string) { d.r.Emit(slog.LevelWarn, msg) })
 	if err != nil {
 		return dialResult{err: err}
@@ -198,10 +199,13 @@ func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, passwor
 	var nc net.Conn
 	switch {
 	case via != nil:
+		phase("connecting to " + addr + " through " + via.label)
 		nc, err = via.client.DialContext(ctx, "tcp", addr)
 	case cfg.proxyCommand != "":
+		phase("connecting to " + addr + " through its ProxyCommand")
 		nc, err = proxyCommand(ctx, cfg, d.logf)
 	default:
+		phase("connecting to " + addr)
 		nd := net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: -1}
 		nc, err = nd.DialContext(ctx, "tcp", addr)
 	}
@@ -214,10 +218,13 @@ func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, passwor
 		nc.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	phase("in the SSH handshake with " + addr + " (key exchange and login as " + cfg.user + ")")
 	sc, chans, reqs, err := ssh.NewClientConn(nc, addr, auth.clientConfig())
 	stopped := stop()
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("timed out in the SSH handshake with %s (%v)", addr, err)
+		} else if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
 		}
 		err, noise := auth.failure(err)
@@ -237,6 +244,34 @@ func (d *dialer) dial(ctx context.Context, cfg *sshConfig, via *sshConn, passwor
 	}
 	d.logf("ssh: connected to %s as %s", addr, cfg.user)
 	return dialResult{client: ssh.NewClient(sc, chans, reqs), via: via}
+}
+
+// openSessionCtx is openSession, given up when ctx ends: a server may
+// never answer. A session opened after that is closed at once.
+func openSessionCtx(ctx context.Context, conn *sshConn, cfg *sshConfig, command string, logf func(string, ...any)) (*sshSession, error) {
+	type opened struct {
+		s   *sshSession
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		s, err := openSession(conn, cfg, command, logf)
+		done <- opened{s, err}
+	}()
+	select {
+	case o := <-done:
+		return o.s, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.s != nil {
+				o.s.kill()
+			}
+		}()
+		if ctx.Err() == context.DeadlineExceeded {
+			return nil, errors.New("timed out opening a session on the ssh connection to " + conn.label)
+		}
+		return nil, context.Cause(ctx)
+	}
 }
 
 // An sshSession is one context's session on a native connection: its

@@ -192,7 +192,7 @@ func TestNativeEncryptedKey(t *testing.T) {
 			cmd.Process.Kill()
 			<-done
 		}()
-		out := &testbed.Buffer{}
+		out := &testbed.SyncBuffer{}
 		go io.Copy(out, f)
 		waitFor(t, out, "Enter passphrase for key '"+key+"': ", 30*time.Second)
 		io.WriteString(f, "s3cret phrase\n")
@@ -266,7 +266,7 @@ func init() {
 	})
 }
 
-func waitFor(t *testing.T, b *testbed.Buffer, text string, within time.Duration) {
+func waitFor(t *testing.T, b *testbed.SyncBuffer, text string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !strings.Contains(b.String(), text) {
@@ -322,7 +322,7 @@ func TestSSHKeyboardInteractive(t *testing.T) {
 // is, or it sees the other key and takes it for a changed one.
 func TestSSHHostKeyAlgorithms(t *testing.T) {
 	setupUsers(t)
-	s := &sshd{testbed.SSHDWith(t, testbed.SSHOptions{HostKeyTypes: []string{"ed25519", "ecdsa", "rsa"}})}
+	s := &sshd{testbed.SSHDWithHostKeys(t, []string{"ed25519", "ecdsa", "rsa"})}
 	r, _ := newMaster(t)
 	ctx := testCtx(t, 60*time.Second)
 	dir := t.TempDir()
@@ -608,15 +608,16 @@ func init() {
 // its own (a child process), the server in another.
 func TestSSHKeepalive(t *testing.T) {
 	setupUsers(t)
-	nw := testbed.NewNetwork(t, 2)
-	s := &sshd{testbed.SSHDWith(t, testbed.SSHOptions{Netns: nw.Hosts[1], Addr: nw.Addrs[1]})}
+	nw := testbed.NewNetwork(t)
+	client, server := nw.Host(t), nw.Host(t)
+	s := &sshd{server.SSHD(t)}
 	const interval, count = 1, 2
 	for _, tr := range SSHTransports {
 		t.Run(tr, func(t *testing.T) {
-			lines, stderr := runInNetns(t, nw, 0, "connecttest-keepalive", roleParams{Calls: 6,
+			lines, stderr := runInNetns(t, client.Command(testExe(t)), "connecttest-keepalive", roleParams{Calls: 6,
 				Kwargs: s.kwargs(userBob, "transport", tr, "keepalive_interval", interval, "keepalive_count", count)},
-				func() { nw.Cut(t, 1) })
-			t.Cleanup(func() { runCmd(t, "ip", "-n", nw.Switch, "link", "set", "p2", "up") })
+				func() { server.Cut(t, testbed.LinkDown) })
+			server.Restore(t)
 			bound := time.Duration(count+1)*interval*time.Second + 2*time.Second
 			failed := 0
 			for _, l := range lines {
@@ -646,9 +647,9 @@ func TestSSHKeepalive(t *testing.T) {
 // the TCP connection to a host that does not answer.
 func TestNativeConnectTimeout(t *testing.T) {
 	setupUsers(t)
-	nw := testbed.NewNetwork(t, 1)
-	lines, _ := runInNetns(t, nw, 0, "connecttest-keepalive", roleParams{Kwargs: map[string]any{
-		"hostname": "10.77.0.99", "transport": "native", "ssh_args": []any{"-o", "ConnectTimeout=1"}}}, nil)
+	ns := testbed.SilentNetns(t)
+	lines, _ := runInNetns(t, exec.Command("ip", "netns", "exec", ns, testExe(t)), "connecttest-keepalive", roleParams{Kwargs: map[string]any{
+		"hostname": testbed.SilentAddr, "transport": "native", "ssh_args": []any{"-o", "ConnectTimeout=1"}}}, nil)
 	if len(lines) != 1 || !strings.Contains(lines[0].text, "i/o timeout") {
 		t.Fatalf("output %v, want a connect timeout", lines)
 	}
@@ -662,20 +663,25 @@ type timedLine struct {
 	after time.Duration // since cut was called
 }
 
-// runInNetns runs this test binary in role inside host i's namespace
-// with params, calls cut once it prints "ready", and returns its lines
-// and its stderr.
-func runInNetns(t *testing.T, nw *testbed.Network, i int, role string, params any, cut func()) ([]timedLine, string) {
+// testExe is this test binary's path.
+func testExe(t *testing.T) string {
 	t.Helper()
-	data, _ := json.Marshal(params)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := nw.Command(i, exe)
+	return exe
+}
+
+// runInNetns runs cmd (this test binary in a network namespace) in role
+// with params, calls cut once it prints "ready", and returns its lines
+// and its stderr.
+func runInNetns(t *testing.T, cmd *exec.Cmd, role string, params any, cut func()) ([]timedLine, string) {
+	t.Helper()
+	data, _ := json.Marshal(params)
 	cmd.Env = append(os.Environ(), core.RoleEnv+"="+role, "MTC_PARAMS="+string(data))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr := &testbed.Buffer{}
+	stderr := &testbed.SyncBuffer{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -710,13 +716,6 @@ func runInNetns(t *testing.T, nw *testbed.Network, i int, role string, params an
 	}
 	<-done
 	return lines, stderr.String()
-}
-
-func runCmd(t *testing.T, argv ...string) {
-	t.Helper()
-	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
-		t.Errorf("%s: %v: %s", strings.Join(argv, " "), err, out)
-	}
 }
 
 // TestSSHUserCertificate: a key the server does not list, signed by a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -25,19 +26,18 @@ type sshPool struct {
 	conns map[string]*sshConn
 }
 
-type poolKey struct{}
-
-var poolsMu sync.Mutex
+// pools holds each router's pool, until it closes.
+var pools sync.Map // *core.Router → *sshPool
 
 func poolOf(r *core.Router) *sshPool {
-	poolsMu.Lock()
-	defer poolsMu.Unlock()
-	if p, ok := r.Ext(poolKey{}); ok {
+	if p, ok := pools.Load(r); ok {
 		return p.(*sshPool)
 	}
-	p := &sshPool{r: r, conns: map[string]*sshConn{}}
-	r.SetExt(poolKey{}, p)
-	return p
+	p, had := pools.LoadOrStore(r, &sshPool{r: r, conns: map[string]*sshConn{}})
+	if !had {
+		context.AfterFunc(r.Lifetime(), func() { pools.Delete(r) })
+	}
+	return p.(*sshPool)
 }
 
 // An sshConn is one SSH connection of the pool.
@@ -52,7 +52,8 @@ type sshConn struct {
 	via    *sshConn // the jump host's connection, held while this one is open
 	refs   int      // sessions and waiters (pool.mu)
 
-	closed    chan struct{} // closed once the connection is closed
+	phase     atomic.Pointer[string] // what the dial is doing
+	closed    chan struct{}          // closed once the connection is closed
 	closeOnce sync.Once
 	causeMu   sync.Mutex
 	cause     error // why the connection was closed under its sessions
@@ -70,7 +71,10 @@ type dialResult struct {
 // reference until it calls release. The dial runs until ctx's deadline
 // (or the router's end), even if the caller that started it gives up,
 // so that other callers waiting for it are not failed by that.
-func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time.Duration, keepaliveCount int, dial func(context.Context) dialResult) (*sshConn, bool, error) {
+//
+// dial reports what it is doing with phase ("connecting to HOST:PORT"):
+// a caller whose deadline passes says it timed out doing that.
+func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time.Duration, keepaliveCount int, dial func(ctx context.Context, phase func(string)) dialResult) (*sshConn, bool, error) {
 	p.mu.Lock()
 	c := p.conns[key]
 	reused := c != nil
@@ -87,7 +91,7 @@ func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time
 		}
 		p.r.Go(func() {
 			defer cancel()
-			res := dial(dctx)
+			res := dial(dctx, func(s string) { c.phase.Store(&s) })
 			p.mu.Lock()
 			c.client, c.via, c.err = res.client, res.via, res.err
 			close(c.ready)
@@ -111,6 +115,13 @@ func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time
 	case <-c.ready:
 	case <-ctx.Done():
 		p.release(c)
+		if ctx.Err() == context.DeadlineExceeded {
+			what := "waiting for the ssh connection to " + label
+			if ph := c.phase.Load(); ph != nil {
+				what = *ph
+			}
+			return nil, false, errors.New("timed out " + what)
+		}
 		return nil, false, context.Cause(ctx)
 	}
 	if c.err != nil {

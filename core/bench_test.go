@@ -55,7 +55,7 @@ func init() {
 		chunk := make([]byte, args[2])
 		for sent := 0; sent < args[1]; sent += len(chunk) {
 			data, _ := Marshal(chunk)
-			if err := s.ctx.SendContext(ctx, &Message{Handle: s.handle, Data: data}); err != nil {
+			if err := s.ctx.Send(ctx, &Message{Handle: s.handle, Data: data}); err != nil {
 				return nil, err
 			}
 		}

@@ -31,21 +31,9 @@ package core
 // a slow reader slows the writer and no hop buffers more than one window
 // per stream.
 //
-// Buffers: a large DATA payload is built in a chunk buffer of the
-// stream, which the stream reuses once the peer's credit shows that it
-// consumed every byte of it (the frame has then left this process, and a
-// receiver in this process has copied it out or released it). The
-// buffers are the stream's own, never shared with another stream: a
-// peer that returns credit early can only garble what is sent to
-// itself. ReadFrom reads straight into a chunk buffer, and ReadChunk
-// hands the receiver the received frame itself, so bulk data is copied
-// only by the system calls that move it.
-//
-// A received DATA frame may sit in a pooled receive buffer
-// (framebuf.go); the byte stream is its last user and gives it back once
-// every byte of the frame has been consumed: copied out by Read, written
-// by WriteTo, or handed out by ReadChunk and released, or dropped by
-// Close. Release gives back bytes in the order ReadChunk returned them.
+// Chunks: ReadChunk hands the receiver a received frame's bytes as they
+// are, and ReadFrom reads straight into the payload of the frame it
+// sends, so bulk data is copied only by the system calls that move it.
 
 import (
 	"context"
@@ -55,6 +43,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/cborhead"
 )
 
 // Byte stream frame opcodes (first element of the payload array).
@@ -67,9 +57,9 @@ const (
 	bsReset  = 6 // [6, kind, message]
 )
 
-// DefaultStreamWindow is the receive window of a byte stream unless
+// defaultStreamWindow is the receive window of a byte stream unless
 // ByteStreamOptions says otherwise.
-const DefaultStreamWindow = 1 << 20
+const defaultStreamWindow = 1 << 20
 
 // maxStreamChunk bounds a DATA frame's bytes; smaller message size
 // limits make chunks smaller.
@@ -92,7 +82,7 @@ type StreamAddr struct {
 
 // ByteStreamOptions configure a byte stream end.
 type ByteStreamOptions struct {
-	// Window is the receive window in bytes (DefaultStreamWindow when
+	// Window is the receive window in bytes (defaultStreamWindow when
 	// zero; at least 4096).
 	Window int
 }
@@ -116,7 +106,7 @@ type ByteStream struct {
 	credit     int           // bytes this end may still send
 	peerChunk  int           // largest DATA the peer accepts
 	peerWindow int           // the peer's window: credit never exceeds it
-	rbuf       []rchunk
+	rbuf       [][]byte      // received bytes waiting to be read, in order
 	rlen       int
 	consumed   int // bytes read since the last WINDOW
 	held       int // bytes handed out by ReadChunk and not yet released
@@ -128,52 +118,7 @@ type ByteStream struct {
 	err        error // why the stream broke; first cause wins
 	rdeadline  time.Time
 	wdeadline  time.Time
-
-	// Received frames whose bytes ReadChunk lent out, oldest first,
-	// each given back once the caller released lentBytes up to its
-	// end; lentBytes and releasedBytes count bytes since OPEN.
-	lentFrames    []lentFrame
-	lentBytes     int64
-	releasedBytes int64
-
-	// Chunk buffers of DATA frames sent and not yet consumed by the
-	// peer, oldest first, and those free again; sent and acked count
-	// bytes of DATA sent and of credit the peer returned since OPEN.
-	inflight []sentChunk
-	free     []*[]byte
-	sent     int64
-	acked    int64
 }
-
-// An rchunk is received bytes waiting to be read, and the frame they
-// came in, recycled once they are consumed.
-type rchunk struct {
-	b    []byte
-	m    *Message
-	lent bool // ReadChunk handed out part of the frame
-}
-
-// A lentFrame is a received frame part of which ReadChunk handed out;
-// its buffer is recycled once the stream's released bytes reach end.
-type lentFrame struct {
-	m   *Message
-	end int64
-}
-
-// A sentChunk is the pooled buffer of a DATA frame in flight; end is the
-// stream offset just past its bytes.
-type sentChunk struct {
-	buf *[]byte
-	end int64
-}
-
-// chunkBufSize is the size of a chunk buffer: the largest DATA frame's
-// bytes and payload head.
-const chunkBufSize = maxStreamChunk + streamFrameOverhead
-
-// smallData is the size under which DATA goes in a payload of its own
-// size rather than in a chunk buffer.
-const smallData = 16 << 10
 
 // dataHead is the room a DATA payload head takes at most in front of its
 // bytes: array head, opcode, byte string head of up to 4 length bytes.
@@ -189,7 +134,7 @@ func (r *Router) newByteStream(peer *Context, opts *ByteStreamOptions) (*ByteStr
 	if peer == nil {
 		return nil, errors.New("byte stream: no peer context")
 	}
-	w := DefaultStreamWindow
+	w := defaultStreamWindow
 	if opts != nil && opts.Window != 0 {
 		w = opts.Window
 	}
@@ -231,10 +176,10 @@ func (r *Router) DialByteStream(ctx context.Context, addr StreamAddr, opts *Byte
 	s.mu.Lock()
 	s.peerHandle, s.credit, s.peerChunk, s.peerWindow = addr.Handle, addr.Window, addr.MaxChunk, addr.Window
 	s.mu.Unlock()
-	payload := AppendHead(nil, 4, 3)
-	payload = AppendHead(payload, 0, bsOpen)
-	payload = AppendHead(payload, 0, uint64(s.window))
-	payload = AppendHead(payload, 0, uint64(s.chunk))
+	payload := cborhead.Append(nil, 4, 3)
+	payload = cborhead.Append(payload, 0, bsOpen)
+	payload = cborhead.Append(payload, 0, uint64(s.window))
+	payload = cborhead.Append(payload, 0, uint64(s.chunk))
 	if err := s.send(ctx, payload); err != nil {
 		s.fail(err)
 		s.release()
@@ -272,13 +217,11 @@ func (s *ByteStream) notifyLocked() {
 func (s *ByteStream) onFrame(m *Message) {
 	if m.IsDead() {
 		s.fail(&StreamError{Op: s.String(), Err: errors.New(m.DeadReason())})
-		recycleFrame(m)
 		s.release()
 		return
 	}
 	op, rest, err := readHeadKind(m.Data)
 	var perr error
-	kept := false // m's bytes are queued for reading
 	s.mu.Lock()
 	switch {
 	case err != nil:
@@ -311,9 +254,8 @@ func (s *ByteStream) onFrame(m *Message) {
 		case s.rlen+s.held+len(data) > s.window:
 			perr = fmt.Errorf("peer overran the window (%d buffered + %d > %d)", s.rlen+s.held, len(data), s.window)
 		case len(data) > 0 && !s.closed:
-			s.rbuf = append(s.rbuf, rchunk{b: data, m: m})
+			s.rbuf = append(s.rbuf, data)
 			s.rlen += len(data)
-			kept = true
 		}
 	case op == bsWindow:
 		var n uint64
@@ -321,8 +263,6 @@ func (s *ByteStream) onFrame(m *Message) {
 			perr = fmt.Errorf("bad WINDOW (credit %d + %d over the window %d, %v)", s.credit, n, s.peerWindow, err)
 		} else {
 			s.credit += int(n)
-			s.acked += int64(n)
-			s.recycleLocked()
 		}
 	case op == bsEOF:
 		s.eofIn = true
@@ -350,11 +290,8 @@ func (s *ByteStream) onFrame(m *Message) {
 	failed := s.err != nil
 	s.notifyLocked()
 	s.mu.Unlock()
-	if !kept {
-		recycleFrame(m)
-	}
 	if perr != nil {
-		s.r.log.Error("byte stream protocol error", "stream", s.String(), "err", perr)
+		s.r.warnf("broke the %s: protocol error: %v", s, perr)
 	}
 	if failed {
 		s.release()
@@ -380,9 +317,21 @@ func (s *ByteStream) release() {
 	s.released = true
 	s.mu.Unlock()
 	if !done {
-		s.r.DelHandler(s.handle)
+		// Frames the peer sent before it heard of the end (a WINDOW, a
+		// CLOSE crossing ours) still arrive for a while: they are
+		// dropped quietly. An OPEN is a new dialer, which learns at
+		// once that nobody listens.
+		s.r.retireHandler(s.handle, retireAfter, func(m *Message) {
+			if op, _, err := readHeadKind(m.Data); err == nil && op == bsOpen {
+				s.r.sendDead(m, msgInvalidHandle)
+			}
+		})
 	}
 }
+
+// retireAfter is how long a closed byte stream's handle swallows frames
+// still on their way.
+const retireAfter = 30 * time.Second
 
 // send routes one frame to the peer.
 func (s *ByteStream) send(ctx context.Context, payload []byte) error {
@@ -390,7 +339,7 @@ func (s *ByteStream) send(ctx context.Context, payload []byte) error {
 	dst := s.peerHandle
 	s.mu.Unlock()
 	m := &Message{DstID: s.peer.ID, Handle: dst, ReplyTo: s.handle, Data: payload}
-	if err := s.r.RouteContext(ctx, m); err != nil {
+	if err := s.r.Route(ctx, m); err != nil {
 		return &StreamError{Op: s.String(), Err: err}
 	}
 	return nil
@@ -471,31 +420,18 @@ func (s *ByteStream) ReadContext(ctx context.Context, p []byte) (int, error) {
 func (s *ByteStream) take(p []byte) int {
 	n := 0
 	for n < len(p) && len(s.rbuf) > 0 {
-		c := &s.rbuf[0]
-		k := copy(p[n:], c.b)
+		k := copy(p[n:], s.rbuf[0])
 		n += k
-		if k == len(c.b) {
-			s.consumedLocked(*c)
-			*c = rchunk{}
+		if k == len(s.rbuf[0]) {
+			s.rbuf[0] = nil
 			s.rbuf = s.rbuf[1:]
 		} else {
-			c.b = c.b[k:]
+			s.rbuf[0] = s.rbuf[0][k:]
 		}
 	}
 	s.rlen -= n
 	s.consumed += n
 	return n
-}
-
-// consumedLocked is called when the last bytes of c have been taken
-// from the receive queue: its frame's buffer is recycled now, or when
-// the bytes ReadChunk lent from it are released. s.mu is held.
-func (s *ByteStream) consumedLocked(c rchunk) {
-	if c.lent {
-		s.lentFrames = append(s.lentFrames, lentFrame{m: c.m, end: s.lentBytes})
-		return
-	}
-	recycleFrame(c.m)
 }
 
 // grantLocked returns the credit to give back now: a quarter of the
@@ -510,16 +446,16 @@ func (s *ByteStream) grantLocked() int {
 }
 
 func (s *ByteStream) sendWindow(n int) {
-	payload := AppendHead(nil, 4, 2)
-	payload = AppendHead(payload, 0, bsWindow)
-	payload = AppendHead(payload, 0, uint64(n))
+	payload := cborhead.Append(nil, 4, 2)
+	payload = cborhead.Append(payload, 0, bsWindow)
+	payload = cborhead.Append(payload, 0, uint64(n))
 	if err := s.send(s.r.ctx, payload); err != nil {
 		s.fail(err)
 	}
 }
 
 // WriteTo writes everything the peer sends to w until EOF, handing w the
-// received chunks without copying them.
+// received chunks as they are.
 func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
@@ -535,17 +471,13 @@ func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
 			var err error
 			for _, c := range chunks {
 				var m int
-				m, err = w.Write(c.b)
+				m, err = w.Write(c)
 				total += int64(m)
 				if err != nil {
 					break
 				}
 			}
 			s.mu.Lock()
-			// w is done with every chunk (an io.Writer keeps nothing).
-			for _, c := range chunks {
-				s.consumedLocked(c)
-			}
 			if err != nil {
 				s.mu.Unlock()
 				return total, err
@@ -578,12 +510,10 @@ func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
 }
 
 // ReadChunk returns the next received bytes, at most max of them,
-// without copying: the slice is the received frame's own memory. Credit
-// for them goes back to the peer only when the caller calls Release, so
-// bytes held count against the window; the caller must not use the
-// slice after releasing it. Chunks are released in the order ReadChunk
-// returned them: the frame's memory is reused once its bytes are. At the end of the stream it returns io.EOF,
-// as Read does.
+// without copying: the slice is the received frame's own memory, the
+// caller's to keep. Credit for them goes back to the peer only when the
+// caller calls Release, so bytes held count against the window. At the
+// end of the stream it returns io.EOF, as Read does.
 func (s *ByteStream) ReadChunk(ctx context.Context, max int) ([]byte, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("byte stream: ReadChunk of %d bytes", max)
@@ -594,17 +524,12 @@ func (s *ByteStream) ReadChunk(ctx context.Context, max int) ([]byte, error) {
 	defer s.mu.Unlock()
 	for {
 		if s.rlen > 0 {
-			rc := &s.rbuf[0]
-			c := rc.b
+			c := s.rbuf[0]
 			if len(c) > max {
 				c = c[:max:max]
-				rc.b, rc.lent = rc.b[max:], true
-				s.lentBytes += int64(len(c))
+				s.rbuf[0] = s.rbuf[0][max:]
 			} else {
-				s.lentBytes += int64(len(c))
-				rc.lent = true
-				s.consumedLocked(*rc)
-				*rc = rchunk{}
+				s.rbuf[0] = nil
 				s.rbuf = s.rbuf[1:]
 			}
 			s.rlen -= len(c)
@@ -636,15 +561,6 @@ func (s *ByteStream) Release(n int) {
 	}
 	s.held -= n
 	s.consumed += n
-	s.releasedBytes += int64(n)
-	i := 0
-	for ; i < len(s.lentFrames) && s.lentFrames[i].end <= s.releasedBytes; i++ {
-		recycleFrame(s.lentFrames[i].m)
-		s.lentFrames[i] = lentFrame{}
-	}
-	if i > 0 {
-		s.lentFrames = append(s.lentFrames[:0], s.lentFrames[i:]...)
-	}
 	grant := s.grantLocked()
 	s.mu.Unlock()
 	if grant > 0 {
@@ -685,15 +601,9 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 		n := min(len(p), s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.credit -= n
 		s.mu.Unlock()
-		var err error
-		if n < smallData {
-			err = s.sendSmall(ctx, p[:n])
-		} else {
-			buf := s.getChunk()
-			copy((*buf)[dataHead:], p[:n])
-			err = s.sendData(ctx, buf, n)
-		}
-		if err != nil {
+		buf := make([]byte, dataHead+n)
+		copy(buf[dataHead:], p[:n])
+		if err := s.sendData(ctx, buf, n); err != nil {
 			return written, err
 		}
 		written += n
@@ -702,70 +612,21 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 	return written, nil
 }
 
-// sendSmall sends p as one DATA frame in a payload of its own, for which
-// the caller has taken the credit.
-func (s *ByteStream) sendSmall(ctx context.Context, p []byte) error {
-	payload := AppendHead(make([]byte, 0, len(p)+streamFrameOverhead), 4, 2)
-	payload = AppendHead(payload, 0, bsData)
-	payload = AppendHead(payload, 2, uint64(len(p)))
-	payload = append(payload, p...)
-	s.mu.Lock()
-	s.sent += int64(len(p))
-	s.mu.Unlock()
-	if err := s.send(ctx, payload); err != nil {
-		s.fail(err)
-		return err
-	}
-	return nil
-}
-
-// getChunk returns a chunk buffer the peer has consumed, or a new one.
-func (s *ByteStream) getChunk() *[]byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n := len(s.free); n > 0 {
-		b := s.free[n-1]
-		s.free = s.free[:n-1]
-		return b
-	}
-	b := make([]byte, chunkBufSize)
-	return &b
-}
-
-// sendData sends the n bytes at (*buf)[dataHead:] as one DATA frame,
-// whose credit the caller has taken; buf is reused once the peer has
-// consumed them.
-func (s *ByteStream) sendData(ctx context.Context, buf *[]byte, n int) error {
+// sendData sends the n bytes at buf[dataHead:] as one DATA frame, whose
+// credit the caller has taken: the frame's head goes in front of them in
+// buf, which is the frame's payload from then on.
+func (s *ByteStream) sendData(ctx context.Context, buf []byte, n int) error {
 	var head [dataHead]byte
-	h := AppendHead(head[:0], 4, 2)
-	h = AppendHead(h, 0, bsData)
-	h = AppendHead(h, 2, uint64(n))
+	h := cborhead.Append(head[:0], 4, 2)
+	h = cborhead.Append(h, 0, bsData)
+	h = cborhead.Append(h, 2, uint64(n))
 	start := dataHead - len(h)
-	copy((*buf)[start:], h)
-	s.mu.Lock()
-	s.sent += int64(n)
-	if recycleChunks {
-		s.inflight = append(s.inflight, sentChunk{buf: buf, end: s.sent})
-	}
-	s.mu.Unlock()
-	if err := s.send(ctx, (*buf)[start:dataHead+n:dataHead+n]); err != nil {
+	copy(buf[start:], h)
+	if err := s.send(ctx, buf[start:dataHead+n:dataHead+n]); err != nil {
 		s.fail(err)
 		return err
 	}
 	return nil
-}
-
-// recycleLocked frees for reuse the buffers of the frames the peer has
-// consumed entirely. s.mu is held.
-func (s *ByteStream) recycleLocked() {
-	i := 0
-	for ; i < len(s.inflight) && s.inflight[i].end <= s.acked; i++ {
-		s.free = append(s.free, s.inflight[i].buf)
-		s.inflight[i] = sentChunk{}
-	}
-	if i > 0 {
-		s.inflight = append(s.inflight[:0], s.inflight[i:]...)
-	}
 }
 
 // ReadFrom sends everything read from r until io.EOF, reading straight
@@ -776,7 +637,6 @@ func (s *ByteStream) recycleLocked() {
 func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 	ctx := context.Background()
 	var total int64
-	var buf *[]byte // the chunk buffer the next Read fills
 	for {
 		// The size of the next read: what could be sent now.
 		s.mu.Lock()
@@ -795,17 +655,11 @@ func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 		}
 		want := min(s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.mu.Unlock()
-		if buf == nil {
-			buf = s.getChunk()
-		}
-		n, rerr := r.Read((*buf)[dataHead : dataHead+want])
+		buf := make([]byte, dataHead+want)
+		n, rerr := r.Read(buf[dataHead:])
 		if n > 0 {
-			sent, err := s.writeChunk(ctx, buf, n)
-			if err != nil {
+			if err := s.writeChunk(ctx, buf, n); err != nil {
 				return total, err
-			}
-			if sent {
-				buf = nil
 			}
 			total += int64(n)
 		}
@@ -818,39 +672,35 @@ func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// writeChunk sends the n bytes at (*buf)[dataHead:] as Write would,
-// without copying them when they fill a chunk and the credit covers
-// them; sent says whether buf went out with them (and is no longer the
-// caller's).
-func (s *ByteStream) writeChunk(ctx context.Context, buf *[]byte, n int) (sent bool, err error) {
+// writeChunk sends the n bytes at buf[dataHead:] as Write would, without
+// copying them when the credit covers them.
+func (s *ByteStream) writeChunk(ctx context.Context, buf []byte, n int) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if n >= smallData {
-		s.mu.Lock()
-		for {
-			if err := s.writableLocked(); err != nil {
-				s.mu.Unlock()
-				return false, err
-			}
-			if s.peerHandle != 0 && s.credit > 0 {
-				break
-			}
-			if err := s.wait(ctx, s.wdeadline, "write"); err != nil {
-				s.mu.Unlock()
-				return false, err
-			}
-		}
-		if s.credit >= n && n <= min(s.peerChunk, chunkFor(s.r.MaxMessageSize())) {
-			s.credit -= n
+	s.mu.Lock()
+	for {
+		if err := s.writableLocked(); err != nil {
 			s.mu.Unlock()
-			return true, s.sendData(ctx, buf, n)
+			return err
 		}
-		s.mu.Unlock()
+		if s.peerHandle != 0 && s.credit > 0 {
+			break
+		}
+		if err := s.wait(ctx, s.wdeadline, "write"); err != nil {
+			s.mu.Unlock()
+			return err
+		}
 	}
-	// A small read, or another writer took part of the credit, or the
-	// size limit shrank: these bytes are copied into frames of their own.
-	_, err = s.writeLocked(ctx, (*buf)[dataHead:dataHead+n])
-	return false, err
+	if s.credit >= n && n <= min(s.peerChunk, chunkFor(s.r.MaxMessageSize())) {
+		s.credit -= n
+		s.mu.Unlock()
+		return s.sendData(ctx, buf, n)
+	}
+	s.mu.Unlock()
+	// Another writer took part of the credit, or the size limit shrank:
+	// these bytes are copied into frames of their own.
+	_, err := s.writeLocked(ctx, buf[dataHead:dataHead+n])
+	return err
 }
 
 // writableLocked is the error a write gets now, if any.
@@ -904,8 +754,8 @@ func (s *ByteStream) CloseWriteContext(ctx context.Context) error {
 	}
 	s.eofOut = true
 	s.mu.Unlock()
-	payload := AppendHead(nil, 4, 1)
-	payload = AppendHead(payload, 0, bsEOF)
+	payload := cborhead.Append(nil, 4, 1)
+	payload = cborhead.Append(payload, 0, bsEOF)
 	if err := s.send(ctx, payload); err != nil {
 		s.fail(err)
 		return err
@@ -928,8 +778,8 @@ func (s *ByteStream) Close() error {
 	s.mu.Unlock()
 	var err error
 	if notify {
-		payload := AppendHead(nil, 4, 1)
-		payload = AppendHead(payload, 0, bsClose)
+		payload := cborhead.Append(nil, 4, 1)
+		payload = cborhead.Append(payload, 0, bsClose)
 		err = s.send(s.r.ctx, payload)
 	}
 	s.release()
@@ -937,12 +787,7 @@ func (s *ByteStream) Close() error {
 }
 
 // dropReceivedLocked drops the bytes waiting to be read. s.mu is held.
-func (s *ByteStream) dropReceivedLocked() {
-	for _, c := range s.rbuf {
-		s.consumedLocked(c)
-	}
-	s.rbuf, s.rlen = nil, 0
-}
+func (s *ByteStream) dropReceivedLocked() { s.rbuf, s.rlen = nil, 0 }
 
 // Abort breaks the stream with cause: the peer's reads and writes fail
 // with a RemoteError of cause's kind and message, and so do this end's.
@@ -961,11 +806,11 @@ func (s *ByteStream) Abort(cause error) {
 	s.mu.Unlock()
 	if notify {
 		re := AsRemote(cause, s.r.Name())
-		payload := AppendHead(nil, 4, 3)
-		payload = AppendHead(payload, 0, bsReset)
-		payload = AppendHead(payload, 3, uint64(len(re.Kind)))
+		payload := cborhead.Append(nil, 4, 3)
+		payload = cborhead.Append(payload, 0, bsReset)
+		payload = cborhead.Append(payload, 3, uint64(len(re.Kind)))
 		payload = append(payload, re.Kind...)
-		payload = AppendHead(payload, 3, uint64(len(re.Message)))
+		payload = cborhead.Append(payload, 3, uint64(len(re.Message)))
 		payload = append(payload, re.Message...)
 		s.send(s.r.ctx, payload)
 	}
@@ -1020,7 +865,7 @@ func IsTimeout(err error) bool {
 	if errors.As(err, &te) {
 		return true
 	}
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Minimal CBOR for the byte stream payloads (and call headers): unsigned
@@ -1028,7 +873,7 @@ func IsTimeout(err error) bool {
 // top of cbor.go's heads.
 
 func readHead(b []byte) (major byte, n uint64, rest []byte, err error) {
-	major, _, n, rest, err = ReadHead(b)
+	major, _, n, rest, err = cborhead.Read(b)
 	return major, n, rest, err
 }
 
@@ -1064,7 +909,7 @@ func readString(b []byte, want byte) ([]byte, []byte, error) {
 		return nil, nil, fmt.Errorf("want CBOR major type %d, got %d", want, major)
 	}
 	if uint64(len(rest)) < n {
-		return nil, nil, ErrCBORTruncated
+		return nil, nil, cborhead.ErrTruncated
 	}
 	return rest[:n:n], rest[n:], nil
 }

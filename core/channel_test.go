@@ -158,7 +158,7 @@ func TestReceiver(t *testing.T) {
 	}
 	s := rv.ToSender()
 	for _, v := range []string{"a", "b"} {
-		if err := s.Send(v); err != nil {
+		if err := s.Send(context.Background(), v); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,7 +179,7 @@ func TestReceiver(t *testing.T) {
 		t.Fatalf("closed sender: %v %v", m, err)
 	}
 	// Close keeps queued messages readable, then fails.
-	s.Send("queued")
+	s.Send(context.Background(), "queued")
 	waitUntil(t, time.Second, "message queued", func() bool { return rv.Size() == 1 })
 	rv.Close()
 	rv.Close()
@@ -191,15 +191,15 @@ func TestReceiver(t *testing.T) {
 	}
 	// Its handle is gone: a send to it is answered "invalid handle".
 	probe := r.newReceiver(true, nil)
-	r.Route(&Message{DstID: 0, Handle: rv.Handle(), ReplyTo: probe.Handle()})
+	r.Route(context.Background(), &Message{DstID: 0, Handle: rv.Handle(), ReplyTo: probe.Handle()})
 	if _, err := probe.Get(ctx, true); !errors.As(err, &ce) || ce.Reason != "invalid handle" {
 		t.Fatalf("send to a closed receiver: %v", err)
 	}
 
 	// Once: the first message, then closed.
 	one, _ := r.NewReceiver(ReceiverOptions{Once: true})
-	one.ToSender().Send(1)
-	one.ToSender().Send(2)
+	one.ToSender().Send(context.Background(), 1)
+	one.ToSender().Send(context.Background(), 2)
 	var n int
 	if err := one.GetData(ctx, &n); err != nil || n != 1 {
 		t.Fatalf("%d %v", n, err)
@@ -221,6 +221,59 @@ func TestReceiver(t *testing.T) {
 	if _, err := r2.ContextByID(0).SendAwait(ctx, &Message{Handle: 1000}); !errors.As(err, &ce) || ce.Reason != "the Router has shut down" {
 		t.Fatalf("send after router close: %v", err)
 	}
+}
+
+func TestReceiverNotify(t *testing.T) {
+	r := newMaster(t)
+	rv, err := r.NewReceiver(ReceiverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := 0
+	if err := rv.Notify(func() { mu.Lock(); calls++; mu.Unlock() }); err != nil {
+		t.Fatal(err)
+	}
+	s := rv.ToSender()
+	for i := 0; i < 3; i++ {
+		if err := s.Send(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	got := calls
+	mu.Unlock()
+	if got != 3 || rv.Size() != 3 {
+		t.Fatalf("notified %d times for %d messages, want 3", got, rv.Size())
+	}
+	// The notification is the user's: a Select cannot take it over.
+	if _, err := NewSelect(true, rv); !errors.Is(err, ErrSelectOwned) {
+		t.Fatalf("Select over a notified receiver: %v", err)
+	}
+	if err := rv.Notify(nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Send(context.Background(), "after")
+	mu.Lock()
+	got = calls
+	mu.Unlock()
+	if got != 3 {
+		t.Fatalf("notified after removal: %d calls", got)
+	}
+	// While a Select waits on the receiver, the notification is its own.
+	sel, err := NewSelect(true, rv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rv.Notify(func() {}); !errors.Is(err, ErrSelectOwned) {
+		t.Fatalf("Notify under a Select: %v", err)
+	}
+	rv.Notify(nil) // does not take the Select's away
+	s.Send(context.Background(), "for the select")
+	if sel.Size() != 5 { // the four queued when it was added, and this one
+		t.Fatalf("select sees %d results, want 5", sel.Size())
+	}
+	sel.Close()
 }
 
 func TestReceiverRespondentDisconnect(t *testing.T) {
@@ -260,9 +313,9 @@ func TestSelect(t *testing.T) {
 		t.Fatalf("empty select with a deadline: %v", err)
 	}
 	// Results come in arrival order, each tagged with its receiver.
-	b.ToSender().Send("b1")
+	b.ToSender().Send(context.Background(), "b1")
 	l.Put("l1")
-	a.ToSender().Send("a1")
+	a.ToSender().Send(context.Background(), "a1")
 	waitUntil(t, time.Second, "three results", func() bool { return sel.Size() == 3 })
 	want := []any{"b1", "l1", "a1"}
 	from := []*Receiver{b, nil, a}
@@ -293,7 +346,7 @@ func TestSelect(t *testing.T) {
 	if !sel.Remove(b) || sel.Remove(b) {
 		t.Fatal("Remove")
 	}
-	b.ToSender().Send("ignored")
+	b.ToSender().Send(context.Background(), "ignored")
 	if _, err := sel.Get(ctx, false); !isTimeout(err) {
 		t.Fatalf("removed receiver still selected: %v", err)
 	}

@@ -10,13 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // BuildVersion identifies the build; the Makefile sets it with -ldflags.
@@ -25,16 +26,6 @@ var BuildVersion = "dev"
 // RoleEnv names the environment variable that selects the role a
 // re-executed mitostar binary plays ("child", "fakessh", ...).
 const RoleEnv = "MITOSTAR_ROLE"
-
-// unsetProcsEnv, set by the parent, says that GOMAXPROCS in this
-// process's environment was put there by the parent for the Go runtime's
-// start only, and is not the user's.
-const unsetProcsEnv = "MITOSTAR_UNSET_GOMAXPROCS"
-
-// restoreGodebugEnv, set by the parent, holds this process's GODEBUG as
-// the parent had it ("set:VALUE" or "unset") before it added
-// memprofilerate=0 for the runtime's start (noMemProfileEnv).
-const restoreGodebugEnv = "MITOSTAR_RESTORE_GODEBUG"
 
 // A Transport starts the process at the far end of a new child stream:
 // a command line with a stdin and a stdout, plus a bootstrap step.
@@ -58,8 +49,12 @@ type StartEnv struct {
 
 // Output logs one line that the new child's process wrote on stderr,
 // tagged with its name.
-func (e *StartEnv) Output(line string) {
-	e.Router.EmitAs(e.Name, levelOutput, line)
+func (e *StartEnv) Output(line string) { e.Log(levelOutput, line) }
+
+// Log logs text at level as the new child: tagged with its name, and
+// forwarded to the master as a record about the child's id.
+func (e *StartEnv) Log(level slog.Level, text string) {
+	e.Router.emitFor(e.ID, e.Name, level, text)
 }
 
 // levelOutput is the level of a child's stdout/stderr lines: visible by
@@ -132,7 +127,7 @@ func Methods() []string {
 
 func init() {
 	RegisterMethod("local", newLocalTransport)
-	RegisterMethod("fork", newLocalTransport)
+	RegisterMethod("fork", newForkTransport)
 	RegisterFunc("core.connect", serveConnect)
 }
 
@@ -204,11 +199,13 @@ func (r *Router) Connect(ctx context.Context, method string, opts *ConnectOption
 }
 
 // SetHelloExt installs fn, called for each new child to fill
-// HelloRequest.Ext (the runtime passes module roots, argv and, for fork,
+// helloRequest.Ext (the runtime passes module roots, argv and, for fork,
 // its module cache).
-func (r *Router) SetHelloExt(fn func(method string) []byte) { r.SetExt(helloExtKey{}, fn) }
-
-type helloExtKey struct{}
+func (r *Router) SetHelloExt(fn func(method string) []byte) {
+	r.mu.Lock()
+	r.helloExt = fn
+	r.mu.Unlock()
+}
 
 func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method string, opts *ConnectOptions) (*Context, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
@@ -240,7 +237,7 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		return nil, &StreamError{Op: op, Err: err, Noise: noise}
 	}
 
-	hello := HelloRequest{
+	hello := helloRequest{
 		Protocol: ProtocolVersion, Version: BuildVersion, ID: id,
 		ParentIDs:      append([]uint32{r.id}, r.parentIDs...),
 		Name:           name,
@@ -249,14 +246,20 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		Debug:          opts.Debug || r.debug.Load(),
 		Unidirectional: opts.Unidirectional || r.Unidirectional(),
 	}
-	if fn, ok := r.Ext(helloExtKey{}); ok {
-		hello.Ext = fn.(func(string) []byte)(method)
+	r.mu.Lock()
+	helloExt := r.helloExt
+	r.mu.Unlock()
+	if helloExt != nil {
+		hello.Ext = helloExt(method)
 	}
-	data := encodeHelloRequest(&hello)
-	helloMsg := &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: HandleHello, Data: data}
+	data, err := Marshal(&hello)
+	if err != nil {
+		return fail(fmt.Errorf("encoding the handshake: %w", err), "")
+	}
+	helloMsg := &Message{DstID: id, SrcID: r.id, AuthID: r.id, Handle: handleHello, Data: data}
 	var early error // writing the handshake before the marker failed
 	if conn.HelloNow {
-		early = WriteMessage(conn.Stdin, helloMsg)
+		early = writeMessage(conn.Stdin, helloMsg)
 	}
 	br := bufio.NewReaderSize(conn.Stdout, 64<<10)
 	noise, err := readUntilReady(br)
@@ -269,20 +272,20 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		r.log.Debug("output before handshake", "context", name, "text", noise)
 	}
 	if !conn.HelloNow {
-		early = WriteMessage(conn.Stdin, helloMsg)
+		early = writeMessage(conn.Stdin, helloMsg)
 	}
 	if early != nil {
 		return fail(fmt.Errorf("sending handshake: %w", early), noise)
 	}
-	m, err := ReadMessage(br, 1<<20)
+	m, err := readMessage(br, 1<<20)
 	if err != nil {
 		return fail(fmt.Errorf("reading handshake reply: %w", err), noise)
 	}
-	var reply HelloReply
-	if m.Handle != HandleHello {
+	var reply helloReply
+	if m.Handle != handleHello {
 		return fail(fmt.Errorf("handshake: got a frame for handle %d", m.Handle), noise)
 	}
-	if err := decodeHelloReply(m.Data, &reply); err != nil {
+	if err := Unmarshal(m.Data, &reply); err != nil {
 		return fail(fmt.Errorf("handshake: %w", err), noise)
 	}
 	if reply.Error != "" {
@@ -366,24 +369,6 @@ func RunRole() {
 		return
 	}
 	os.Unsetenv(RoleEnv)
-	if os.Getenv(unsetProcsEnv) != "" {
-		os.Unsetenv("GOMAXPROCS")
-		os.Unsetenv(unsetProcsEnv)
-	}
-	if v, ok := os.LookupEnv(restoreGodebugEnv); ok {
-		if old, set := strings.CutPrefix(v, "set:"); set {
-			os.Setenv("GODEBUG", old)
-		} else {
-			os.Unsetenv("GODEBUG")
-		}
-		os.Unsetenv(restoreGodebugEnv)
-	}
-	if os.Getenv(ProfileDirEnv) == "" && goruntime.MemProfileRate != 0 {
-		// Heap profiles are written only with --profile. A local child
-		// starts with the rate at 0 already (noMemProfileEnv); others
-		// pay one sample at the next allocation, as the rate changes.
-		goruntime.MemProfileRate = 0
-	}
 	rolesMu.RLock()
 	fn := roles[name]
 	rolesMu.RUnlock()
@@ -395,7 +380,7 @@ func RunRole() {
 }
 
 // A ChildHook runs in a new child after the handshake and before its
-// stream starts; ext is HelloRequest.Ext. The runtime registers one.
+// stream starts; ext is helloRequest.Ext. The runtime registers one.
 type ChildHook func(r *Router, ext []byte) error
 
 var childHooks []ChildHook
@@ -407,9 +392,8 @@ func init() { RegisterRole("child", runChild) }
 
 // runChild is the child role: the stream is on fds 0 and 1.
 func runChild() int {
-	tuneChildRuntime()
 	defer startProfiles()()
-	in, out, err := takeStdio()
+	in, out, err := wire.TakeStdio()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitostar child: %v\n", err)
 		return 1
@@ -423,29 +407,31 @@ func runChild() int {
 	if _, err := out.Write(ReadyLine()); err != nil {
 		return 1
 	}
-	br := bufio.NewReaderSize(NewPipeReader(in), 64<<10)
+	br := bufio.NewReaderSize(in, 64<<10)
 	timer := time.AfterFunc(60*time.Second, func() {
 		fmt.Fprintln(os.Stderr, "mitostar child: no handshake from the parent within 60s")
 		os.Exit(1)
 	})
-	m, err := ReadMessage(br, 64<<20)
+	m, err := readMessage(br, 64<<20)
 	timer.Stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mitostar child: reading handshake: %v\n", err)
 		return 1
 	}
-	var hello HelloRequest
-	reply := HelloReply{Protocol: ProtocolVersion, Version: BuildVersion, PID: os.Getpid()}
-	if m.Handle != HandleHello {
+	var hello helloRequest
+	reply := helloReply{Protocol: ProtocolVersion, Version: BuildVersion, PID: os.Getpid()}
+	if m.Handle != handleHello {
 		reply.Error = fmt.Sprintf("expected a handshake, got a frame for handle %d", m.Handle)
-	} else if err := decodeHelloRequest(m.Data, &hello); err != nil {
+	} else if err := Unmarshal(m.Data, &hello); err != nil {
 		reply.Error = "bad handshake: " + err.Error()
 	} else if hello.Protocol != ProtocolVersion {
 		reply.Error = fmt.Sprintf("protocol version mismatch: parent speaks %d, child speaks %d", hello.Protocol, ProtocolVersion)
+	} else if len(hello.ParentIDs) == 0 || hello.ID == 0 || slices.Contains(hello.ParentIDs, hello.ID) {
+		reply.Error = fmt.Sprintf("bad handshake: context id %d with ancestors %v", hello.ID, hello.ParentIDs)
 	}
-	data := encodeHelloReply(&reply)
+	data, _ := Marshal(&reply)
 	var buf bytes.Buffer
-	WriteMessage(&buf, &Message{DstID: m.SrcID, SrcID: hello.ID, AuthID: hello.ID, Handle: HandleHello, Data: data})
+	writeMessage(&buf, &Message{DstID: m.SrcID, SrcID: hello.ID, AuthID: hello.ID, Handle: handleHello, Data: data})
 	if _, err := out.Write(buf.Bytes()); err != nil || reply.Error != "" {
 		return 1
 	}
@@ -470,19 +456,8 @@ func runChild() int {
 		}
 	}
 	r.parent.start()
-	r.exec.startEarly()
 	<-r.Done()
 	return 0
-}
-
-// tuneChildRuntime sets the Go runtime up for a child: one P unless
-// $GOMAXPROCS says otherwise (calls run one at a time and routing is I/O
-// bound, while waking idle Ps costs tens of microseconds per message on
-// small VMs).
-func tuneChildRuntime() {
-	if os.Getenv("GOMAXPROCS") == "" {
-		goruntime.GOMAXPROCS(1)
-	}
 }
 
 // ProfileDirEnv names a directory where every context of the tree writes

@@ -2,6 +2,8 @@ package core
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -38,10 +40,10 @@ func TestChildSecurity(t *testing.T) {
 	// Raw frames with a spoofed auth_id (the master's, the sibling's)
 	// or src_id are dropped with a dead message.
 	for _, f := range [][4]uint32{
-		{0, a.ID, 0, HandleCallFunction},
-		{b.ID, a.ID, b.ID, HandleCallFunction},
+		{0, a.ID, 0, handleCallFunction},
+		{b.ID, a.ID, b.ID, handleCallFunction},
 		{b.ID, b.ID, a.ID, 1000},
-		{0, 0, 0, HandleShutdown},
+		{0, 0, 0, handleShutdown},
 	} {
 		if got := call("test.rawframe", f[0], f[1], f[2], f[3]); got != "dead: refused by policy" {
 			t.Fatalf("raw frame dst=%d src=%d auth=%d handle=%d: %q", f[0], f[1], f[2], f[3], got)
@@ -120,6 +122,41 @@ func TestMessageSizeLimit(t *testing.T) {
 	wantChannelError(t, g.Call(ctx, nil, "test.bigreply", 70000), "message too large (max 65536 bytes)")
 	pidOf(t, g)
 	pidOf(t, c)
+
+	// A relay whose limit was lowered after the grandchild started
+	// refuses the grandchild's larger reply, and the caller hears it at
+	// once instead of waiting for its timeout.
+	if err := c.Call(ctx, nil, "test.setmax", 8192); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tctx, cancel := context.WithTimeout(ctx, 7*time.Second)
+	defer cancel()
+	wantChannelError(t, g.Call(tctx, nil, "test.bigreply", 20000), "message too large (max 8192 bytes)")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the refused reply took %s to fail", d)
+	}
+}
+
+func init() {
+	// test.spew(a, b) writes a bytes of one line to stderr, then b more
+	// bytes of the same line and its newline.
+	RegisterFunc("test.spew", func(ctx context.Context, c *Call) (any, error) {
+		var n []int
+		if err := c.Args(&n); err != nil {
+			return nil, err
+		}
+		os.Stderr.Write(bytes.Repeat([]byte("x"), n[0]))
+		os.Stderr.Write(append(bytes.Repeat([]byte("y"), n[1]), '\n'))
+		return nil, nil
+	})
+	RegisterFunc("test.setmax", func(ctx context.Context, c *Call) (any, error) {
+		var args []int
+		if err := c.Args(&args); err != nil {
+			return nil, err
+		}
+		return nil, c.Router.SetMaxMessageSize(args[0])
+	})
 }
 
 // recordSink keeps every record that reaches it.
@@ -146,10 +183,40 @@ func (s *recordSink) waitFor(t testing.TB, want LogRecord) {
 	})
 }
 
+// waitForPrefix waits for a record of context name whose text is text.
+func (s *recordSink) waitForPrefix(t testing.TB, name, text string) {
+	t.Helper()
+	waitUntil(t, 5*time.Second, "no record of "+name+" with the long line", func() bool {
+		for _, r := range s.snapshot() {
+			if r.Context == name && r.Text == text {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func (s *recordSink) snapshot() []LogRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]LogRecord(nil), s.recs...)
+}
+
+func init() {
+	// test.forgelog(ids...) sends a warning record "forged" about each
+	// context id, naming it as the last argument says.
+	RegisterFunc("test.forgelog", func(ctx context.Context, c *Call) (any, error) {
+		var args []any
+		if err := c.Args(&args); err != nil {
+			return nil, err
+		}
+		name := args[len(args)-1].(string)
+		for _, id := range args[:len(args)-1] {
+			data, _ := Marshal(LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "forged", ID: uint32(id.(uint64))})
+			c.Router.Route(context.Background(), &Message{DstID: 0, Handle: handleForwardLog, Data: data})
+		}
+		return nil, nil
+	})
 }
 
 func TestChildOutputAndLogsReachMaster(t *testing.T) {
@@ -164,10 +231,33 @@ func TestChildOutputAndLogsReachMaster(t *testing.T) {
 		if err := x.Call(ctx, nil, "test.output", "out of "+name, "err of "+name, "log of "+name); err != nil {
 			t.Fatal(err)
 		}
-		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "out of " + name})
-		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "err of " + name})
-		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "out of " + name, ID: x.ID})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelInfo), Text: "err of " + name, ID: x.ID})
+		sink.waitFor(t, LogRecord{Context: name, Level: int(slog.LevelWarn), Text: "log of " + name, ID: x.ID})
 	}
+	// Output of any shape never blocks its writer: a 1 MiB line without a
+	// newline, then 4 MiB more on one line, is logged cut with a note.
+	start := time.Now()
+	if err := c.Call(ctx, nil, "test.spew", 1<<20, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("writing 5 MiB of one line to stderr took %s", d)
+	}
+	sink.waitForPrefix(t, "talker", strings.Repeat("x", 16384)+"… [a line of 5242880 bytes, cut at 16384]")
+	// A failing call that wants no reply is logged where it failed.
+	if err := c.CallNoReply(context.Background(), "test.fail"); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor(t, LogRecord{Context: "talker", Level: int(slog.LevelError), Text: "No-reply function call failed: Error: boom", ID: c.ID})
+	// A child cannot log under another context's name: the master names
+	// each record by the context that sent it (or a child of it).
+	if err := c.Call(ctx, nil, "test.forgelog", c.ID, g.ID, r.ID(), "ssh.prod:22"); err != nil {
+		t.Fatal(err)
+	}
+	sink.waitFor(t, LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "forged", ID: c.ID})
+	sink.waitFor(t, LogRecord{Context: "talker.g", Level: int(slog.LevelWarn), Text: "forged", ID: g.ID})
+	sink.waitFor(t, LogRecord{Context: "talker/ssh.prod:22", Level: int(slog.LevelWarn), Text: "forged", ID: 0})
 	// The default sink formats records as "[context] LEVEL text" lines.
 	var b strings.Builder
 	NewWriterSink(&b).Log(LogRecord{Context: "talker", Level: int(slog.LevelWarn), Text: "a\nb\n"})

@@ -69,19 +69,14 @@ func (c *Context) markDead(reason string) {
 	})
 }
 
-// Send routes m to this context.
-func (c *Context) Send(m *Message) error {
-	return c.SendContext(c.router.ctx, m)
-}
-
-// SendContext is Send with a context bounding the wait for queue space.
-// Once Shutdown has been called, sends are refused here.
-func (c *Context) SendContext(ctx context.Context, m *Message) error {
-	if c.shutdown.Load() && m.Handle != HandleShutdown {
+// Send routes m to this context, waiting for room in a full queue until
+// ctx ends. Once Shutdown has been called, sends are refused here.
+func (c *Context) Send(ctx context.Context, m *Message) error {
+	if c.shutdown.Load() {
 		return fmt.Errorf("%s has been shut down", c.Name())
 	}
 	m.DstID = c.ID
-	return c.router.RouteContext(ctx, m)
+	return c.router.Route(ctx, m)
 }
 
 // SendAsync sends m with a fresh reply handle and returns the Receiver
@@ -90,7 +85,7 @@ func (c *Context) SendContext(ctx context.Context, m *Message) error {
 func (c *Context) SendAsync(ctx context.Context, m *Message, persist bool) (*Receiver, error) {
 	rv := c.router.newReceiver(!persist, c)
 	m.ReplyTo = rv.handle
-	if err := c.SendContext(ctx, m); err != nil {
+	if err := c.Send(ctx, m); err != nil {
 		rv.Close()
 		return nil, err
 	}
@@ -108,9 +103,10 @@ func (c *Context) SendAwait(ctx context.Context, m *Message) (*Message, error) {
 }
 
 // Shutdown asks the context to exit and returns a Latch that receives nil
-// once it is gone.
+// once it is gone. It never waits: the request is a control message that
+// gets through a full queue.
 func (c *Context) Shutdown() *Latch {
-	c.shutdown.Store(true)
+	c.requestShutdown()
 	l := NewLatch()
 	c.router.Go(func() {
 		select {
@@ -119,22 +115,21 @@ func (c *Context) Shutdown() *Latch {
 		}
 		l.Put(nil)
 	})
-	if err := c.Send(&Message{Handle: HandleShutdown}); err != nil {
-		c.router.log.Debug("shutdown: send failed", "context", c.Name(), "err", err)
-	}
 	return l
 }
 
-// ShutdownWait asks the context to exit and waits until it is gone.
-func (c *Context) ShutdownWait(ctx context.Context) error {
+// requestShutdown refuses later sends to the context and sends it SHUTDOWN.
+func (c *Context) requestShutdown() {
 	c.shutdown.Store(true)
-	if err := c.Send(&Message{Handle: HandleShutdown}); err != nil {
-		select {
-		case <-c.deadCh:
-			return nil
-		default:
-		}
+	if err := c.router.routeNoWait(&Message{DstID: c.ID, Handle: handleShutdown}, controlReserve); err != nil {
+		c.router.log.Debug("shutdown: send failed", "context", c.Name(), "err", err)
 	}
+}
+
+// ShutdownWait asks the context to exit and waits until it is gone or
+// ctx ends.
+func (c *Context) ShutdownWait(ctx context.Context) error {
+	c.requestShutdown()
 	select {
 	case <-c.deadCh:
 		return nil

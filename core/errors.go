@@ -20,6 +20,18 @@ const (
 	msgDuplicateHandle      = "cannot register a handle that already exists"
 )
 
+// Refusals of mitostar's bounded queues (Mitogen's queues are unbounded).
+const (
+	// msgCongested: a relay refused to forward a frame because the queue
+	// towards its next hop is full (name, id, queued bytes, relay name).
+	msgCongested = "%s (context %d) is not reading its messages: %d bytes already wait for it in %s"
+	// msgCallQueueFull: a context refused a call because too many wait.
+	msgCallQueueFull = "%s has %d bytes of calls waiting to run: refused"
+	// msgReceiverFull: a receiver refused a message because it holds too
+	// many that its owner has not read.
+	msgReceiverFull = "receiver %d in %s holds %d bytes not yet read: refused"
+)
+
 // ChannelError reports a dead channel: the peer disconnected, no route
 // exists, a policy refused the message, or the receiver was closed.
 type ChannelError struct {
@@ -82,7 +94,7 @@ type Frame struct {
 }
 
 // RemoteError is an error that arose in another context and crossed the
-// tree. Kind is one of the kinds of SPEC "Which kind, when" ("CallError",
+// tree. Kind is one of the kinds of docs/reference.md, "Errors" ("CallError",
 // "OSError", ...); Frames is the remote backtrace, innermost last.
 type RemoteError struct {
 	Kind    string  `cbor:"1,keyasint"`
@@ -121,7 +133,7 @@ func AsRemote(err error, contextName string) *RemoteError {
 	return &RemoteError{Kind: kind, Message: err.Error(), Context: contextName}
 }
 
-// KindOf names the SPEC error kind of err.
+// KindOf names the error kind of err (docs/reference.md, "Errors").
 func KindOf(err error) string {
 	var (
 		re *RemoteError

@@ -11,36 +11,38 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // frame returns the wire bytes of m.
 func frame(t testing.TB, m *Message) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := WriteMessage(&b, m); err != nil {
+	if err := writeMessage(&b, m); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
 }
 
 func TestFrameRoundTrip(t *testing.T) {
-	payload, err := Marshal(RouteUpdate{ID: 7, Name: "local.7"})
+	payload, err := Marshal(routeUpdate{ID: 7, Name: "local.7"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := []*Message{
 		{DstID: 1, SrcID: 2, AuthID: 3, Handle: 4, ReplyTo: 5, Data: payload},
-		{DstID: 0xffffffff, SrcID: 0, AuthID: 0xfffffffe, Handle: HandleCallFunction, ReplyTo: IsDead},
+		{DstID: 0xffffffff, SrcID: 0, AuthID: 0xfffffffe, Handle: handleCallFunction, ReplyTo: IsDead},
 		{Handle: FirstUserHandle, Data: bytes.Repeat([]byte{0xa5}, 100000)},
 	}
 	for _, want := range cases {
 		// Through a bufio.Writer (the stream's path) and a plain writer.
 		var plain, buffered bytes.Buffer
-		if err := WriteMessage(&plain, want); err != nil {
+		if err := writeMessage(&plain, want); err != nil {
 			t.Fatal(err)
 		}
 		bw := bufio.NewWriter(&buffered)
-		if err := WriteMessage(bw, want); err != nil {
+		if err := writeMessage(bw, want); err != nil {
 			t.Fatal(err)
 		}
 		bw.Flush()
@@ -50,7 +52,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		if got := plain.Len(); got != HeaderSize+len(want.Data) {
 			t.Fatalf("frame is %d bytes, want %d", got, HeaderSize+len(want.Data))
 		}
-		got, err := ReadMessage(&plain, DefaultMaxMessageSize)
+		got, err := readMessage(&plain, DefaultMaxMessageSize)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +60,7 @@ func TestFrameRoundTrip(t *testing.T) {
 			got.Handle != want.Handle || got.ReplyTo != want.ReplyTo || !bytes.Equal(got.Data, want.Data) {
 			t.Fatalf("round trip: got %v, want %v", got, want)
 		}
-		if _, err := ReadMessage(&plain, DefaultMaxMessageSize); err != io.EOF {
+		if _, err := readMessage(&plain, DefaultMaxMessageSize); err != io.EOF {
 			t.Fatalf("after the last frame: err = %v, want io.EOF", err)
 		}
 	}
@@ -84,7 +86,7 @@ func TestFrameHeaderLayout(t *testing.T) {
 func TestReadMessageBadMagic(t *testing.T) {
 	b := frame(t, &Message{Handle: 1000, Data: []byte{0xf6}})
 	b[0], b[1] = 'H', 'T' // an HTTP response where frames were expected
-	_, err := ReadMessage(bytes.NewReader(b), DefaultMaxMessageSize)
+	_, err := readMessage(bytes.NewReader(b), DefaultMaxMessageSize)
 	if err == nil || err.Error() != "corrupt stream: bad frame magic 0x4854 (want 0x6d73)" {
 		t.Fatalf("err = %v", err)
 	}
@@ -93,7 +95,7 @@ func TestReadMessageBadMagic(t *testing.T) {
 func TestReadMessageTruncated(t *testing.T) {
 	b := frame(t, &Message{Handle: 1000, Data: []byte("0123456789")})
 	for n := 1; n < len(b); n++ {
-		_, err := ReadMessage(bytes.NewReader(b[:n]), DefaultMaxMessageSize)
+		_, err := readMessage(bytes.NewReader(b[:n]), DefaultMaxMessageSize)
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("frame cut at %d bytes: err = %v, want unexpected EOF", n, err)
 		}
@@ -105,7 +107,7 @@ func TestReadMessageTruncated(t *testing.T) {
 			t.Fatalf("frame cut at %d bytes: err = %q, want %q", n, err, want)
 		}
 	}
-	if _, err := ReadMessage(bytes.NewReader(nil), DefaultMaxMessageSize); err != io.EOF {
+	if _, err := readMessage(bytes.NewReader(nil), DefaultMaxMessageSize); err != io.EOF {
 		t.Fatalf("empty input: err = %v, want io.EOF", err)
 	}
 }
@@ -113,14 +115,14 @@ func TestReadMessageTruncated(t *testing.T) {
 // oversizedHeader is a frame header announcing a 4 GiB - 1 payload.
 func oversizedHeader() []byte {
 	var hdr [HeaderSize]byte
-	putHeader(hdr[:], &Message{SrcID: 9, Handle: 1000})
+	wire.PutHeader(hdr[:], wire.Header{Src: 9, Handle: 1000}, 0)
 	binary.BigEndian.PutUint32(hdr[22:], 0xffffffff)
 	return hdr[:]
 }
 
 func TestReadMessageOversizedNoAllocation(t *testing.T) {
 	hdr := oversizedHeader()
-	_, err := ReadMessage(bytes.NewReader(hdr), 1<<20)
+	_, err := readMessage(bytes.NewReader(hdr), 1<<20)
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
@@ -129,10 +131,10 @@ func TestReadMessageOversizedNoAllocation(t *testing.T) {
 	}
 	// Exactly at the limit is accepted.
 	ok := frame(t, &Message{Data: make([]byte, 4096)})
-	if _, err := ReadMessage(bytes.NewReader(ok), 4096); err != nil {
+	if _, err := readMessage(bytes.NewReader(ok), 4096); err != nil {
 		t.Fatalf("frame at the limit: %v", err)
 	}
-	if _, err := ReadMessage(bytes.NewReader(ok), 4095); !errors.Is(err, ErrTooLarge) {
+	if _, err := readMessage(bytes.NewReader(ok), 4095); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("frame one byte over the limit: err = %v", err)
 	}
 
@@ -143,7 +145,7 @@ func TestReadMessageOversizedNoAllocation(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	const rounds = 100
 	for range rounds {
-		ReadMessage(bytes.NewReader(hdr), 1<<20)
+		readMessage(bytes.NewReader(hdr), 1<<20)
 	}
 	runtime.ReadMemStats(&after)
 	if per := (after.TotalAlloc - before.TotalAlloc) / rounds; per > 4096 {
@@ -158,7 +160,7 @@ func TestReadMessageHugeClaimTruncated(t *testing.T) {
 	binary.BigEndian.PutUint32(hdr[22:], 1<<20)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := ReadMessage(bytes.NewReader(hdr), 1<<20)
+	_, err := readMessage(bytes.NewReader(hdr), 1<<20)
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v", err)
@@ -174,9 +176,9 @@ func TestReadMessageOverNetPipe(t *testing.T) {
 	defer b.Close()
 	want := &Message{DstID: 3, SrcID: 0, AuthID: 0, Handle: 1001, ReplyTo: 1002, Data: bytes.Repeat([]byte("x"), 70000)}
 	errc := make(chan error, 1)
-	go func() { errc <- WriteMessage(a, want) }()
+	go func() { errc <- writeMessage(a, want) }()
 	b.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := ReadMessage(bufio.NewReader(b), DefaultMaxMessageSize)
+	got, err := readMessage(bufio.NewReader(b), DefaultMaxMessageSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,28 +228,28 @@ func TestDecodeLimits(t *testing.T) {
 
 func TestCallRequestLayout(t *testing.T) {
 	args, _ := Marshal([]any{"a", 1})
-	data, err := EncodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 2.5})
+	data, _, err := encodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 2.5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var req CallRequest
-	if err := DecodeCallRequest(data.Join(), &req); err != nil {
+	if err := decodeCallRequest(data, &req); err != nil {
 		t.Fatal(err)
 	}
 	if req.Func != "test.echo" || req.Timeout != 2.5 || !bytes.Equal(req.Args, args) {
 		t.Fatalf("decoded %+v", req)
 	}
-	if err := DecodeCallRequest([]byte{0xa1}, &req); err == nil {
+	if err := decodeCallRequest([]byte{0xa1}, &req); err == nil {
 		t.Fatal("a truncated call header decoded")
 	}
 
-	ok := EncodeCallReply(Pieces{{0x63, 'a'}, {'b', 'c'}}, nil)
-	val, err := DecodeCallReply(&Message{Data: ok.Join()})
+	ok := encodeCallReply([]byte{0x63, 'a', 'b', 'c'}, nil)
+	val, err := DecodeCallReply(&Message{Data: ok})
 	if err != nil || !bytes.Equal(val, []byte{0x63, 'a', 'b', 'c'}) {
 		t.Fatalf("reply: %x, %v", val, err)
 	}
-	bad := EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Context: "local.1"})
-	_, err = DecodeCallReply(&Message{Data: bad.Join()})
+	bad := encodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Context: "local.1"})
+	_, err = DecodeCallReply(&Message{Data: bad})
 	var re *RemoteError
 	if !errors.As(err, &re) || re.Kind != CallError || re.Message != "boom" || re.Context != "local.1" {
 		t.Fatalf("error reply: %v", err)
@@ -264,7 +266,7 @@ func TestCallRequestLayout(t *testing.T) {
 }
 
 func TestReadUntilReady(t *testing.T) {
-	in := "Last login: yesterday\nwelcome to host\nnoise MITOSTAR-READY 1\n" + "rest"
+	in := "Last login: yesterday\nwelcome to host\nnoise MITOSTAR-READY 2\n" + "rest"
 	br := bufio.NewReader(strings.NewReader(in))
 	noise, err := readUntilReady(br)
 	if err != nil {
@@ -277,12 +279,12 @@ func TestReadUntilReady(t *testing.T) {
 	if string(rest) != "rest" {
 		t.Fatalf("after the marker: %q", rest)
 	}
-	if string(ReadyLine()) != "MITOSTAR-READY 1\n" {
+	if string(ReadyLine()) != "MITOSTAR-READY 2\n" {
 		t.Fatalf("ReadyLine = %q", ReadyLine())
 	}
 
 	_, err = readUntilReady(bufio.NewReader(strings.NewReader("MITOSTAR-READY 99\n")))
-	want := "protocol version mismatch: the child speaks mitostar protocol 99, this binary speaks 1 (different mitostar builds?)"
+	want := "protocol version mismatch: the child speaks mitostar protocol 99, this binary speaks 2 (different mitostar builds?)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("version mismatch: err = %v", err)
 	}
@@ -303,27 +305,28 @@ func TestReadUntilReady(t *testing.T) {
 	}
 }
 
-// A payload in pieces is written as one frame, through a bufio.Writer
-// (large pieces bypass its buffer) or any other writer, and read back
-// whole.
+// A payload with a tail is written as one frame, through a link's
+// buffered writer (large strings bypass its buffer) or as one write, and
+// read back whole.
 func TestWriteMessageTail(t *testing.T) {
-	big := bytes.Repeat([]byte("x"), 200<<10)
-	m := &Message{DstID: 1, Handle: 1000, Data: []byte{0x5a, 0, 3, 0x20, 0}, Tail: Pieces{big, {0xf6}}}
+	big := strings.Repeat("x", 200<<10)
+	m := &Message{DstID: 1, Handle: 1000, Data: []byte{0x5a, 0, 3, 0x20, 0}, Tail: []string{big, "\xf6"}}
 	want := append(append([]byte{0x5a, 0, 3, 0x20, 0}, big...), 0xf6)
 	if m.Len() != len(want) {
 		t.Fatalf("Len = %d, want %d", m.Len(), len(want))
 	}
 	var plain, buffered bytes.Buffer
-	if err := WriteMessage(&plain, m); err != nil {
+	if err := writeMessage(&plain, m); err != nil {
 		t.Fatal(err)
 	}
 	bw := bufio.NewWriterSize(&buffered, 4096)
-	if err := WriteMessage(bw, m); err != nil {
+	f := m.frame()
+	if err := wire.WriteFrame(bw, &f); err != nil {
 		t.Fatal(err)
 	}
 	bw.Flush()
 	for name, buf := range map[string]*bytes.Buffer{"plain": &plain, "bufio": &buffered} {
-		got, err := ReadMessage(buf, DefaultMaxMessageSize)
+		got, err := readMessage(buf, DefaultMaxMessageSize)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -331,41 +334,51 @@ func TestWriteMessageTail(t *testing.T) {
 			t.Fatalf("%s: read back %s with %d payload bytes", name, got, len(got.Data))
 		}
 	}
-	local := &Message{Data: []byte{1}, Tail: Pieces{{2, 3}, {4}}}
+	local := &Message{Data: []byte{1}, Tail: []string{"\x02\x03", "\x04"}}
 	local.join()
 	if !bytes.Equal(local.Data, []byte{1, 2, 3, 4}) || local.Tail != nil {
 		t.Fatalf("join: Data %v Tail %v", local.Data, local.Tail)
 	}
 }
 
-// The hand-written call header is the layout Marshal gives the struct,
-// both ways, with and without the optional fields.
-func TestCallHeaderMatchesMarshal(t *testing.T) {
+// A call request is its header, as Marshal lays it out, then the
+// arguments as they are; decoding gives both back.
+func TestCallRequestRoundTrip(t *testing.T) {
 	for _, req := range []CallRequest{
 		{Func: "f"},
 		{Func: "star:abc:name:path.star", Timeout: 2.5, Ext: []byte{0x80}},
 		{Func: strings.Repeat("x", 300), Ext: bytes.Repeat([]byte{1}, 70000)},
 	} {
-		want, err := Marshal(&req)
+		head, err := Marshal(&req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendCallHeader(nil, &req); !bytes.Equal(got, want) {
-			t.Fatalf("header of %.40q: %x, Marshal gives %x", req.Func, got[:min(len(got), 40)], want[:min(len(want), 40)])
-		}
-		args := []byte{0x82, 0x80, 0x80}
-		var back CallRequest
-		if err := DecodeCallRequest(append(want, args...), &back); err != nil {
+		req.Args = []byte{0x82, 0x80, 0x80}
+		req.ArgsTail = []string{"\x41x"}
+		m, err := NewCallMessage(&req)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if back.Func != req.Func || back.Timeout != req.Timeout || !bytes.Equal(back.Ext, req.Ext) || !bytes.Equal(back.Args, args) {
+		m.join()
+		if whole := m.Data; !bytes.Equal(whole, append(append(head, req.Args...), 0x41, 'x')) {
+			t.Fatalf("payload of %.40q: %x", req.Func, whole[:min(len(whole), 40)])
+		}
+		var back CallRequest
+		if err := decodeCallRequest(m.Data, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.Func != req.Func || back.Timeout != req.Timeout || !bytes.Equal(back.Ext, req.Ext) || !bytes.Equal(back.Args, []byte{0x82, 0x80, 0x80, 0x41, 'x'}) {
 			t.Fatalf("decoded %.60v, want %.60v", back, req)
 		}
 	}
-	// A layout the fast path does not take (a duplicate key) still gets
-	// the general decoder's verdict.
-	dup := []byte{0xa2, 0x01, 0x61, 'f', 0x01, 0x61, 'g'}
-	if err := DecodeCallRequest(dup, &CallRequest{}); err == nil {
-		t.Fatal("a call header with a duplicate key decoded")
+	// Anything but the header's array is refused.
+	for _, bad := range [][]byte{
+		{0xa2, 0x01, 0x61, 'f', 0x01, 0x61, 'g'}, // a map
+		{0x83, 0x61, 'f', 0x00},                  // cut short
+		{0x83, 0x01, 0x00, 0x40},                 // Func not text
+	} {
+		if err := decodeCallRequest(bad, &CallRequest{}); err == nil {
+			t.Fatalf("call header %x decoded", bad)
+		}
 	}
 }

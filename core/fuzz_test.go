@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // fuzzMaxSize is the message size limit FuzzReadMessage reads with: small,
@@ -25,7 +27,7 @@ func FuzzReadMessage(f *testing.F) {
 		r := bytes.NewReader(data)
 		for {
 			before := r.Len()
-			m, err := ReadMessage(r, fuzzMaxSize)
+			m, err := readMessage(r, fuzzMaxSize)
 			if err != nil {
 				checkReadError(t, data[len(data)-before:], err)
 				return
@@ -41,7 +43,7 @@ func FuzzReadMessage(f *testing.F) {
 	})
 }
 
-// checkReadError verifies that ReadMessage failed for a reason the bytes
+// checkReadError verifies that readMessage failed for a reason the bytes
 // explain.
 func checkReadError(t *testing.T, rest []byte, err error) {
 	switch {
@@ -53,7 +55,7 @@ func checkReadError(t *testing.T, rest []byte, err error) {
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("short header: %v", err)
 		}
-	case binary.BigEndian.Uint16(rest) != frameMagic:
+	case binary.BigEndian.Uint16(rest) != wire.Magic:
 		if err.Error()[:14] != "corrupt stream" {
 			t.Fatalf("bad magic: %v", err)
 		}
@@ -72,12 +74,12 @@ func checkReadError(t *testing.T, rest []byte, err error) {
 // as a generic value; errors are expected, panics are not.
 func decodePayload(m *Message) {
 	var (
-		hello HelloRequest
-		hrep  HelloReply
-		route RouteUpdate
-		blk   IDBlock
+		hello helloRequest
+		hrep  helloReply
+		route routeUpdate
+		blk   idBlock
 		rec   LogRecord
-		svc   ServiceRequest
+		svc   serviceRequest
 		mod   GetModuleRequest
 		req   CallRequest
 		v     any
@@ -85,7 +87,7 @@ func decodePayload(m *Message) {
 	for _, dst := range []any{&hello, &hrep, &route, &blk, &rec, &svc, &mod, &v} {
 		m.Decode(dst)
 	}
-	if DecodeCallRequest(m.Data, &req) == nil {
+	if decodeCallRequest(m.Data, &req) == nil {
 		var args []any
 		Unmarshal(req.Args, &args)
 	}
@@ -109,28 +111,28 @@ func fuzzSeeds() [][]byte {
 	}
 	fr := func(m *Message) []byte {
 		var b bytes.Buffer
-		WriteMessage(&b, m)
+		writeMessage(&b, m)
 		return b.Bytes()
 	}
 	args := enc([]any{"a", uint64(2), []byte{1, 2}, map[string]any{"k": 1.5}})
-	call, _ := EncodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 1})
+	call, _, _ := encodeCallRequest(&CallRequest{Func: "test.echo", Args: args, Timeout: 1})
 	seeds := [][]byte{
-		fr(&Message{DstID: 1, Handle: HandleHello, Data: enc(&HelloRequest{
+		fr(&Message{DstID: 1, Handle: handleHello, Data: enc(&helloRequest{
 			Protocol: ProtocolVersion, Version: "dev", ID: 1, ParentIDs: []uint32{0}, Name: "local.1",
 			MaxMessageSize: DefaultMaxMessageSize, LogLevel: 0, Ext: []byte{0xa0},
 		})}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleHello, Data: enc(&HelloReply{Protocol: 1, Version: "dev", PID: 42})}),
-		fr(&Message{DstID: 1, Handle: HandleCallFunction, ReplyTo: 1000, Data: call.Join()}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: EncodeCallReply(Pieces{enc("ok")}, nil).Join()}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: EncodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Frames: []Frame{{Context: "c", Function: "f", Pos: "x:1:2"}}}).Join()}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleAddRoute, Data: enc(RouteUpdate{ID: 2, Name: "local.2"})}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleDelRoute, Data: enc(RouteUpdate{ID: 2, Reason: msgRespondentDisconnect})}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1001, Data: enc(IDBlock{Start: 1000, Count: IDBlockSize})}),
-		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleForwardLog, Data: enc(LogRecord{Context: "local.1", Level: 4, Text: "hi"})}),
-		fr(&Message{DstID: 1, Handle: HandleCallService, ReplyTo: 1002, Data: enc(ServiceRequest{Service: "s", Method: "m", Kwargs: enc(map[string]any{"a": 1})})}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: handleHello, Data: enc(&helloReply{Protocol: 1, Version: "dev", PID: 42})}),
+		fr(&Message{DstID: 1, Handle: handleCallFunction, ReplyTo: 1000, Data: call}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: encodeCallReply(enc("ok"), nil)}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1000, Data: encodeCallReply(nil, &RemoteError{Kind: CallError, Message: "boom", Frames: []Frame{{Context: "c", Function: "f", Pos: "x:1:2"}}})}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: handleAddRoute, Data: enc(routeUpdate{ID: 2, Name: "local.2"})}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: handleDelRoute, Data: enc(routeUpdate{ID: 2, Reason: msgRespondentDisconnect})}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: 1001, Data: enc(idBlock{Start: 1000, Count: idBlockSize})}),
+		fr(&Message{SrcID: 1, AuthID: 1, Handle: handleForwardLog, Data: enc(LogRecord{Context: "local.1", Level: 4, Text: "hi"})}),
+		fr(&Message{DstID: 1, Handle: handleCallService, ReplyTo: 1002, Data: enc(serviceRequest{Service: "s", Method: "m", Kwargs: enc(map[string]any{"a": 1})})}),
 		fr(&Message{SrcID: 1, AuthID: 1, Handle: HandleGetModule, ReplyTo: 1003, Data: enc(GetModuleRequest{Path: "lib/x.star", SHA256: "00"})}),
 		fr(deadMessage(&Message{SrcID: 1, ReplyTo: 1004}, 0, msgRespondentDisconnect)),
-		append(fr(&Message{DstID: 1, Handle: HandleShutdown}), fr(&Message{DstID: 0, SrcID: 1, AuthID: 1, Handle: HandleDetaching})...),
+		append(fr(&Message{DstID: 1, Handle: handleShutdown}), fr(&Message{DstID: 0, SrcID: 1, AuthID: 1, Handle: handleDetaching})...),
 		oversizedHeader(),
 		[]byte("MITOSTAR-READY 1\n"),
 		fr(&Message{Handle: 1000, Data: bytes.Repeat([]byte{0x81}, 400)}),

@@ -2,13 +2,16 @@ package core
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // killGrace is how long a child may take to exit after its stream closed
@@ -19,27 +22,37 @@ const killGrace = 3 * time.Second
 // the same process start with the parent's module cache passed in the
 // handshake (Go cannot fork a running runtime).
 type localTransport struct {
+	method     string // "local" or "fork": the default name is METHOD.PID
 	path       string
 	remoteName string // argv[0] of the child, as shown by ps
 }
 
 func newLocalTransport(r *Router, opts *ConnectOptions) (Transport, error) {
-	t := &localTransport{}
+	return newSelfTransport("local", opts)
+}
+
+// newForkTransport is fork's: local's, named fork.PID as Mitogen names it.
+func newForkTransport(r *Router, opts *ConnectOptions) (Transport, error) {
+	return newSelfTransport("fork", opts)
+}
+
+func newSelfTransport(method string, opts *ConnectOptions) (Transport, error) {
+	t := &localTransport{method: method}
 	for k, v := range opts.Kwargs {
 		switch k {
 		case "remote_name":
 			s, ok := v.(string)
 			if !ok {
-				return nil, fmt.Errorf("local: remote_name must be a string, got %T", v)
+				return nil, fmt.Errorf("%s: remote_name must be a string, got %T", method, v)
 			}
 			t.remoteName = s
 		default:
-			return nil, fmt.Errorf("local: unexpected keyword %q", k)
+			return nil, fmt.Errorf("%s: unexpected keyword %q", method, k)
 		}
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("local: finding this executable: %w", err)
+		return nil, fmt.Errorf("%s: finding this executable: %w", method, err)
 	}
 	t.path = exe
 	return t, nil
@@ -53,18 +66,9 @@ func (t *localTransport) Start(ctx context.Context, env *StartEnv) (*Conn, error
 		cmd.Args[0] = "mitostar:" + t.remoteName
 	}
 	cmd.Env = append(os.Environ(), RoleEnv+"=child")
-	if os.Getenv("GOMAXPROCS") == "" {
-		// The child runs with one P (tuneChildRuntime). Starting it with
-		// one spares it shrinking from two, which flushes the second P's
-		// span cache and touches ~70 fresh pages (~2 ms on small VMs).
-		// RunRole removes both variables again, so that commands the
-		// child runs do not inherit them.
-		cmd.Env = append(cmd.Env, "GOMAXPROCS=1", unsetProcsEnv+"=1")
-	}
-	cmd.Env = append(cmd.Env, noMemProfileEnv()...)
 	conn, err := StartCommand(ctx, env, cmd, func(pid int) {
 		if env.Name == "" {
-			env.Name = fmt.Sprintf("local.%d", pid)
+			env.Name = fmt.Sprintf("%s.%d", t.method, pid)
 		}
 	})
 	if conn != nil {
@@ -80,54 +84,57 @@ func (t *localTransport) Start(ctx context.Context, env *StartEnv) (*Conn, error
 // and kills the process if it has not exited after a grace period; the
 // process is reaped by a goroutine owned by env.Router.
 func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart func(pid int)) (*Conn, error) {
-	inR, inW, err := os.Pipe()
-	if err != nil {
+	var files []*os.File // this side's ends, closed on failure
+	var theirs []*os.File
+	fail := func(err error) (*Conn, error) {
+		for _, f := range append(files, theirs...) {
+			f.Close()
+		}
 		return nil, err
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, err
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files, theirs = append(files, r), append(theirs, w)
+		}
+		return r, w, err
 	}
-	errR, errW, err := os.Pipe()
+	inR, inW, err := pipe()
 	if err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return nil, err
+		return fail(err)
 	}
-	growPipe(inW)
-	growPipe(outR)
+	outR, outW, err := pipe()
+	if err != nil {
+		return fail(err)
+	}
+	errR, errW, err := pipe()
+	if err != nil {
+		return fail(err)
+	}
+	files, theirs = []*os.File{inW, outR, errR}, []*os.File{inR, outW, errW}
+	wire.GrowPipe(inW)
+	wire.GrowPipe(outR)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.SysProcAttr = childSysProcAttr()
-	err = cmd.Start()
-	inR.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		inW.Close()
-		outR.Close()
-		errR.Close()
-		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
+	pidfd := wire.PrepareWait(cmd)
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("starting %s: %w", cmd.Path, err))
+	}
+	for _, f := range theirs {
+		f.Close()
 	}
 	if onStart != nil {
 		onStart(cmd.Process.Pid)
 	}
-	name := env.Name
 	exited := make(chan struct{})
 	errDone := make(chan struct{})
 	r := env.Router
 	r.Go(func() {
 		defer close(errDone)
-		sc := bufio.NewScanner(errR)
-		sc.Buffer(nil, 1<<20) // starts at 4 KiB: children rarely write much to stderr
-		for sc.Scan() {
-			r.EmitAs(name, levelOutput, strings.TrimRight(sc.Text(), "\r"))
-		}
+		scanLines(errR, env.Output)
 	})
 	r.Go(func() {
+		wire.WaitExited(pidfd)
 		cmd.Wait()
 		close(exited)
 		select {
@@ -141,41 +148,61 @@ func StartCommand(ctx context.Context, env *StartEnv, cmd *exec.Cmd, onStart fun
 		once.Do(func() {
 			inW.Close()
 			outR.Close()
-			go func() {
+			r.Go(func() {
+				t := time.NewTimer(killGrace)
+				defer t.Stop()
 				select {
 				case <-exited:
-				case <-time.After(killGrace):
+				case <-t.C:
 					cmd.Process.Kill()
 				}
-			}()
+			})
 		})
 	}
-	return &Conn{Stdout: NewPipeReader(outR), Stdin: inW, Close: closeConn, Exited: exited}, nil
+	return &Conn{Stdout: outR, Stdin: inW, Close: closeConn, Exited: exited}, nil
 }
 
-// noMemProfileEnv returns the variables that start a local child with
-// heap profiling off, unless this process profiles (--profile) or the
-// user's GODEBUG sets memprofilerate. Turning it off from Go code is too
-// late: the runtime records a sample at the first allocation after the
-// rate changes (stack unwound, the profile's 1.4 MiB bucket table mapped
-// and touched), ~0.5 ms of a child's start on the benchmark VMs, while
-// GODEBUG is read before the first allocation. RunRole puts GODEBUG back
-// as it was, so that commands the child runs see the user's.
-func noMemProfileEnv() []string {
-	if os.Getenv(ProfileDirEnv) != "" {
-		return nil
-	}
-	old, set := os.LookupEnv("GODEBUG")
-	if strings.Contains(old, "memprofilerate=") {
-		return nil
-	}
-	v := "memprofilerate=0"
-	restore := "unset"
-	if set {
-		restore = "set:" + old
-		if old != "" {
-			v = old + "," + v
+// maxLine is the longest line of a child's output logged whole; the rest
+// of a longer line is dropped with a note saying how long it was.
+const maxLine = 16 << 10
+
+// scanLines calls emit with each line r yields (without its line end),
+// until r ends. It never stops reading early, so a writer is never
+// blocked by a line it cannot take: a line longer than maxLine is logged
+// as its first maxLine bytes and a note of its length.
+func scanLines(r io.Reader, emit func(string)) {
+	br := bufio.NewReaderSize(r, maxLine)
+	var head []byte // the first maxLine bytes of a long line
+	long := 0       // bytes of the long line seen so far
+	for {
+		b, err := br.ReadSlice('\n')
+		switch {
+		case err == bufio.ErrBufferFull:
+			if long == 0 {
+				head = append(head[:0], b...)
+			}
+			long += len(b)
+			continue
+		case long > 0:
+			long += len(b)
+			emit(fmt.Sprintf("%s… [a line of %d bytes, cut at %d]", head, long-len(lineEnd(b)), maxLine))
+			long = 0
+		case len(b) > 0:
+			emit(string(b[:len(b)-len(lineEnd(b))]))
+		}
+		if err != nil {
+			return
 		}
 	}
-	return []string{"GODEBUG=" + v, restoreGodebugEnv + "=" + restore}
+}
+
+// lineEnd is the "\n" or "\r\n" that ends b, if any.
+func lineEnd(b []byte) []byte {
+	switch {
+	case bytes.HasSuffix(b, []byte("\r\n")):
+		return b[len(b)-2:]
+	case bytes.HasSuffix(b, []byte("\n")):
+		return b[len(b)-1:]
+	}
+	return nil
 }

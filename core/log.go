@@ -75,16 +75,16 @@ func ParseLevel(s string) (slog.Level, error) {
 // sink, elsewhere forwarded to the master with FORWARD_LOG. Records below
 // the context's log level are dropped.
 func (r *Router) Emit(level slog.Level, text string) {
-	r.EmitAs(r.name, level, text)
+	r.emitFor(r.id, r.name, level, text)
 }
 
-// EmitAs is Emit for a record that arose in another context (a child's
-// stderr captured here).
-func (r *Router) EmitAs(contextName string, level slog.Level, text string) {
+// emitFor is Emit for a record about context id, named name here: this
+// context, or a child whose output it captured.
+func (r *Router) emitFor(id uint32, name string, level slog.Level, text string) {
 	if level < r.LogLevel() {
 		return
 	}
-	rec := LogRecord{Context: contextName, Level: int(level), Text: text}
+	rec := LogRecord{Context: name, Level: int(level), Text: text, ID: id}
 	if r.IsMaster() {
 		r.sink.Log(rec)
 		return
@@ -93,15 +93,36 @@ func (r *Router) EmitAs(contextName string, level slog.Level, text string) {
 	if err != nil {
 		return
 	}
-	r.Route(&Message{DstID: 0, Handle: HandleForwardLog, Data: data})
+	// Logging never waits: a record that finds the way to the master
+	// full is dropped.
+	r.routeNoWait(&Message{DstID: 0, Handle: handleForwardLog, Data: data}, 0)
 }
 
+// onForwardLog hands a record from another context to the sink, named as
+// this router knows its context: a record is about its sender (SrcID,
+// checked against the stream it came by) or about a child of the sender
+// whose output the sender captured, and a context cannot log under
+// another's name. A record about a child this router does not know yet
+// (its output while it starts) shows the sender's name and the name the
+// sender gives it: "ssh.web:22/sudo.root".
 func (r *Router) onForwardLog(m *Message) {
 	var rec LogRecord
 	if err := m.Decode(&rec); err != nil {
-		r.log.Error("bad FORWARD_LOG", "err", err)
+		r.warnf("refused a log record from %s: %v", r.nameOf(m.SrcID), err)
 		return
 	}
+	r.mu.Lock()
+	sender := r.contextLocked(m.SrcID, "").Name()
+	parent, known := r.parentOf[rec.ID]
+	switch {
+	case rec.ID == m.SrcID:
+		rec.Context = sender
+	case known && parent == m.SrcID:
+		rec.Context = r.contexts[rec.ID].Name()
+	default:
+		rec.Context = sender + "/" + rec.Context
+	}
+	r.mu.Unlock()
 	r.sink.Log(rec)
 }
 

@@ -45,10 +45,40 @@ func linkChild(t testing.TB, parent *Router, id uint32, opts Options) *Router {
 		func() { cr.Close(); cw.Close() })
 	s := newStream(parent, id, opts.Name, false, bufio.NewReaderSize(pr, 64<<10), pw,
 		func() { pr.Close(); pw.Close() })
+	grantUp(parent, id)
 	parent.addChild(s)
 	child.parent.start()
 	t.Cleanup(child.Close)
+	testTree.Lock()
+	testTree.up[child] = parent
+	testTree.stream[child] = s
+	testTree.Unlock()
 	return child
+}
+
+// testTree records how linkChild wired in-process routers, for grantUp.
+var testTree = struct {
+	sync.Mutex
+	up     map[*Router]*Router
+	stream map[*Router]*Stream // the parent's stream to the router
+}{up: map[*Router]*Router{}, stream: map[*Router]*Stream{}}
+
+// grantUp records id as allocated, in every ancestor of r, through the
+// stream that leads to r, as ALLOCATE_ID would have: r may then announce
+// a child with that id.
+func grantUp(r *Router, id uint32) {
+	testTree.Lock()
+	defer testTree.Unlock()
+	for {
+		up, s := testTree.up[r], testTree.stream[r]
+		if up == nil {
+			return
+		}
+		up.mu.Lock()
+		up.granted[s] = append(up.granted[s], idRange{id, id + 1})
+		up.mu.Unlock()
+		r = up
+	}
 }
 
 // A rawPeer is the far end of a child stream driven by the test: it
@@ -72,7 +102,7 @@ func attachRaw(t testing.TB, parent *Router, id uint32, name string) *rawPeer {
 		defer close(p.done)
 		br := bufio.NewReader(cr)
 		for {
-			m, err := ReadMessage(br, DefaultMaxMessageSize)
+			m, err := readMessage(br, DefaultMaxMessageSize)
 			if err != nil {
 				return
 			}
@@ -81,6 +111,7 @@ func attachRaw(t testing.TB, parent *Router, id uint32, name string) *rawPeer {
 	}()
 	s := newStream(parent, id, name, false, bufio.NewReaderSize(pr, 64<<10), pw,
 		func() { pr.Close(); pw.Close() })
+	grantUp(parent, id)
 	parent.addChild(s)
 	t.Cleanup(p.close)
 	return p
@@ -89,7 +120,7 @@ func attachRaw(t testing.TB, parent *Router, id uint32, name string) *rawPeer {
 // send writes m as it is, header fields included.
 func (p *rawPeer) send(m *Message) {
 	p.t.Helper()
-	if err := WriteMessage(p.w, m); err != nil {
+	if err := writeMessage(p.w, m); err != nil {
 		p.t.Fatalf("raw peer %d: %v", p.id, err)
 	}
 }
@@ -132,6 +163,21 @@ type logCapture struct {
 
 func newLogCapture() *logCapture { return &logCapture{wake: make(chan struct{}, 1)} }
 
+// Log implements LogSink: the records of every context of the tree.
+func (c *logCapture) Log(rec LogRecord) {
+	c.add(fmt.Sprintf("[%s] %s %s", rec.Context, LevelName(slog.Level(rec.Level)), rec.Text))
+}
+
+func (c *logCapture) add(line string) {
+	c.mu.Lock()
+	c.lines = append(c.lines, line)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (c *logCapture) Enabled(context.Context, slog.Level) bool { return true }
 func (c *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return c }
 func (c *logCapture) WithGroup(string) slog.Handler            { return c }
@@ -142,13 +188,7 @@ func (c *logCapture) Handle(_ context.Context, rec slog.Record) error {
 		fmt.Fprintf(&b, " %s=%q", a.Key, a.Value.String())
 		return true
 	})
-	c.mu.Lock()
-	c.lines = append(c.lines, b.String())
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.add(b.String())
 	return nil
 }
 
@@ -179,11 +219,13 @@ func (c *logCapture) waitFor(t testing.TB, parts ...string) string {
 	}
 }
 
-// newLoggedMaster returns a master whose debug log is captured.
+// newLoggedMaster returns a master whose debug log, and the log of every
+// context of its tree, is captured.
 func newLoggedMaster(t testing.TB, opts Options) (*Router, *logCapture) {
 	t.Helper()
 	lc := newLogCapture()
 	opts.Logger = slog.New(lc)
+	opts.Sink = lc
 	r := NewMaster(opts)
 	t.Cleanup(r.Close)
 	return r, lc
@@ -227,4 +269,12 @@ func mustMarshal(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// grant records id as allocated through r's stream to its child child.
+func grant(r *Router, child, id uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.children[child]
+	r.granted[s] = append(r.granted[s], idRange{id, id + 1})
 }

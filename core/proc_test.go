@@ -54,8 +54,8 @@ func init() {
 		r := c.Router
 		rv := r.newReceiver(true, nil)
 		defer rv.Close()
-		req, _ := EncodeCallRequest(&CallRequest{Func: "test.pid", Args: []byte{0x80}})
-		m := &Message{DstID: a.Dst, SrcID: a.Src, AuthID: a.Auth, Handle: a.Handle, ReplyTo: rv.Handle(), Data: req.Join()}
+		req, _, _ := encodeCallRequest(&CallRequest{Func: "test.pid", Args: []byte{0x80}})
+		m := &Message{DstID: a.Dst, SrcID: a.Src, AuthID: a.Auth, Handle: a.Handle, ReplyTo: rv.Handle(), Data: req}
 		if err := r.parent.send(ctx, m); err != nil {
 			return nil, err
 		}

@@ -4,9 +4,19 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
+// receiverQueueLimit bounds the payload bytes a Receiver holds that its
+// owner has not read; a message arriving past it is refused (a message
+// larger than the limit is taken into an empty receiver).
+const receiverQueueLimit = 32 << 20
+
 // A Receiver queues the messages that arrive on one handle of its router.
+// It holds at most receiverQueueLimit bytes of messages not yet read: a
+// message past that is refused, with a dead message to its sender when
+// it expects a reply, and a warning in the log.
 type Receiver struct {
 	router     *Router
 	handle     uint32
@@ -14,7 +24,12 @@ type Receiver struct {
 	respondent *Context
 	latch      Latch // in the Receiver: one allocation less per call's reply
 
+	queued    atomic.Int64 // payload bytes of the messages in latch
+	expiry    atomic.Pointer[time.Timer]
 	closeOnce sync.Once
+
+	notifyMu sync.Mutex
+	notified bool // Notify installed the latch's notification (not a Select)
 }
 
 // ReceiverOptions configure NewReceiver.
@@ -58,11 +73,43 @@ func (r *Router) newReceiver(once bool, respondent *Context) *Receiver {
 }
 
 func (rv *Receiver) deliver(m *Message) {
+	if q := rv.queued.Load(); q > 0 && q+int64(len(m.Data)) > receiverQueueLimit && !m.IsDead() {
+		reason := fmt.Sprintf(msgReceiverFull, rv.handle, rv.router.name, q)
+		rv.router.warnf("refused a message from %s: %s", rv.router.nameOf(m.SrcID), reason)
+		rv.router.sendDead(m, reason)
+		return
+	}
+	rv.queued.Add(int64(len(m.Data)))
 	if rv.latch.Put(m) != nil {
+		rv.queued.Add(-int64(len(m.Data)))
 		return // closed: drop
 	}
 	if !rv.persist {
 		rv.latch.Close()
+		rv.stopExpiry()
+	}
+}
+
+// Expire makes the receiver yield err once d has passed, unless a message
+// arrived first (a one-message receiver then has its message): Get
+// returns a message carrying err, and so does an iteration, a Select or
+// DecodeCallReply. A call's reply receiver gets the call's timeout this
+// way, so the call fails at its time even if the callee never answers.
+func (rv *Receiver) Expire(d time.Duration, err error) {
+	t := time.AfterFunc(d, func() {
+		m := &Message{DstID: rv.router.id, SrcID: rv.router.id, AuthID: rv.router.id, Handle: rv.handle, err: err, router: rv.router}
+		if rv.latch.Put(m) == nil && !rv.persist {
+			rv.latch.Close()
+		}
+	})
+	if old := rv.expiry.Swap(t); old != nil {
+		old.Stop()
+	}
+}
+
+func (rv *Receiver) stopExpiry() {
+	if t := rv.expiry.Load(); t != nil {
+		t.Stop()
 	}
 }
 
@@ -85,6 +132,10 @@ func (rv *Receiver) Get(ctx context.Context, block bool) (*Message, error) {
 		return nil, err
 	}
 	m := v.(*Message)
+	rv.queued.Add(-int64(len(m.Data)))
+	if m.err != nil {
+		return m, m.err
+	}
 	if m.IsDead() {
 		return m, &ChannelError{Reason: m.DeadReason()}
 	}
@@ -115,6 +166,7 @@ func (rv *Receiver) Close() {
 	rv.closeOnce.Do(func() {
 		rv.router.DelHandler(rv.handle)
 		rv.latch.Close()
+		rv.stopExpiry()
 	})
 }
 
@@ -127,6 +179,28 @@ func (rv *Receiver) ToSender() *Sender {
 // setNotify installs fn to be called when a message arrives or the
 // receiver closes; it reports whether one was already installed.
 func (rv *Receiver) setNotify(fn func()) bool { return rv.latch.setNotify(fn) }
+
+// Notify has fn called after each message is queued, as Mitogen's
+// Receiver.notify: on the goroutine that delivers it, so fn must not
+// block. A later call replaces fn; nil removes it. While a Select waits
+// on the receiver the notification is the Select's: Notify fails with
+// ErrSelectOwned, and a Select cannot take a receiver with one.
+func (rv *Receiver) Notify(fn func()) error {
+	rv.notifyMu.Lock()
+	defer rv.notifyMu.Unlock()
+	if rv.notified {
+		rv.latch.setNotify(nil)
+		rv.notified = false
+	}
+	if fn == nil {
+		return nil
+	}
+	if rv.latch.setNotify(fn) {
+		return ErrSelectOwned
+	}
+	rv.notified = true
+	return nil
+}
 
 // A Sender sends values to a handle in a context: the writing end of a
 // channel whose reading end is a Receiver there.
@@ -144,23 +218,25 @@ func (s *Sender) Context() *Context { return s.ctx }
 // Handle is the handle the sender delivers to.
 func (s *Sender) Handle() uint32 { return s.handle }
 
-// Send delivers the CBOR encoding of v.
-func (s *Sender) Send(v any) error {
+// Send delivers the CBOR encoding of v, waiting for room in a full queue
+// until ctx ends.
+func (s *Sender) Send(ctx context.Context, v any) error {
 	data, err := Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.SendRaw(data)
+	return s.SendRaw(ctx, data)
 }
 
-// SendRaw delivers already-encoded CBOR: data followed by the pieces of
-// tail (see Message.Tail). Their memory must not change afterwards.
-func (s *Sender) SendRaw(data []byte, tail ...[]byte) error {
-	return s.ctx.Send(&Message{Handle: s.handle, Data: data, Tail: tail})
+// SendRaw delivers already-encoded CBOR: data followed by the strings of
+// tail (see Message.Tail).
+func (s *Sender) SendRaw(ctx context.Context, data []byte, tail ...string) error {
+	return s.ctx.Send(ctx, &Message{Handle: s.handle, Data: data, Tail: tail})
 }
 
-// Close sends a dead message so the remote receiver's iteration ends.
+// Close sends a dead message so the remote receiver's iteration ends. It
+// never waits: the dead message gets through a full queue.
 func (s *Sender) Close() error {
 	data, _ := Marshal(msgSenderClosed)
-	return s.ctx.Send(&Message{Handle: s.handle, ReplyTo: IsDead, Data: data})
+	return s.ctx.router.routeNoWait(&Message{DstID: s.ctx.ID, Handle: s.handle, ReplyTo: IsDead, Data: data}, controlReserve)
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // A Policy decides whether a handler accepts a message.
@@ -33,6 +35,7 @@ type handler struct {
 	respondent uint32
 	hasResp    bool
 	policy     Policy
+	retired    bool // a closed byte stream's: drops what still arrives (retireHandler)
 }
 
 // Options configure a Router.
@@ -79,17 +82,24 @@ type Router struct {
 	handlers    map[uint32]*handler
 	respondents map[uint32]map[uint32]struct{} // context id → handles
 	contexts    map[uint32]*Context
-	dead        map[uint32]string // contexts known gone → reason
+	dead        map[uint32]string // contexts known gone → reason (the last maxDead of them)
+	deadOrder   []uint32          // the ids of dead, oldest first
 	nextHandle  uint32
-	idNext      uint32 // master: next free id; others: next id of the block
+	idNext      uint32 // next id of this router's current block
 	idEnd       uint32
+	idCounter   uint32                // master: the first id not yet handed out
+	granted     map[*Stream][]idRange // id blocks handed out through each child stream
+	parentOf    map[uint32]uint32     // each known descendant's parent
+	warnStart   time.Time             // warnf's rate limit: the current second
+	warnCount   int                   // and the warnings in it
 	closing     bool
 
 	exec     *executor
 	services *serviceTable
 	wg       sync.WaitGroup // goroutines owned by the router
 	closed   chan struct{}
-	ext      sync.Map // runtime extensions keyed by type
+	helloExt func(method string) []byte // fills a new child's HelloRequest.Ext
+	onGone   []func(id uint32)          // told of every context gone (OnGone)
 }
 
 // NewMaster returns the router of a master: context 0, no parent.
@@ -98,7 +108,7 @@ func NewMaster(opts Options) *Router {
 		opts.Name = "master"
 	}
 	r := newRouter(0, nil, opts)
-	r.idNext = 1
+	r.idCounter = 1
 	return r
 }
 
@@ -114,6 +124,8 @@ func newRouter(id uint32, parentIDs []uint32, opts Options) *Router {
 		respondents: make(map[uint32]map[uint32]struct{}),
 		contexts:    make(map[uint32]*Context),
 		dead:        make(map[uint32]string),
+		granted:     make(map[*Stream][]idRange),
+		parentOf:    make(map[uint32]uint32),
 		nextHandle:  FirstUserHandle,
 		closed:      make(chan struct{}),
 	}
@@ -207,13 +219,6 @@ func (r *Router) Go(fn func()) {
 	}()
 }
 
-// Ext returns the extension stored under key, for upper layers (runtime)
-// that attach state to a router.
-func (r *Router) Ext(key any) (any, bool) { return r.ext.Load(key) }
-
-// SetExt stores an extension under key.
-func (r *Router) SetExt(key, v any) { r.ext.Store(key, v) }
-
 // Myself returns the Context for this router's own context.
 func (r *Router) Myself() *Context { return r.ContextByID(r.id) }
 
@@ -287,6 +292,24 @@ func (r *Router) DelHandler(handle uint32) bool {
 	return r.delHandlerLocked(handle) != nil
 }
 
+// retireHandler replaces the handler of handle with fn, which takes what
+// still arrives for it (without the warning an invalid handle gets), and
+// removes that one after d.
+func (r *Router) retireHandler(handle uint32, d time.Duration, fn func(*Message)) {
+	r.mu.Lock()
+	if r.delHandlerLocked(handle) != nil {
+		r.handlers[handle] = &handler{fn: fn, retired: true}
+	}
+	r.mu.Unlock()
+	time.AfterFunc(d, func() {
+		r.mu.Lock()
+		if h := r.handlers[handle]; h != nil && h.retired {
+			delete(r.handlers, handle)
+		}
+		r.mu.Unlock()
+	})
+}
+
 func (r *Router) delHandlerLocked(handle uint32) *handler {
 	h, ok := r.handlers[handle]
 	if !ok {
@@ -318,13 +341,10 @@ func (r *Router) IsImmediateChild(m *Message) bool {
 }
 
 // Route sends m from this context: its src_id and auth_id are set to this
-// context's id. A payload over the size limit is refused here.
-func (r *Router) Route(m *Message) error {
-	return r.RouteContext(r.ctx, m)
-}
-
-// RouteContext is Route with a context bounding the wait for queue space.
-func (r *Router) RouteContext(ctx context.Context, m *Message) error {
+// context's id. A payload over the size limit is refused here. When the
+// queue towards m's next hop is full, Route waits for room until ctx ends
+// (TimeoutError for a deadline) or the router closes.
+func (r *Router) Route(ctx context.Context, m *Message) error {
 	if max := r.MaxMessageSize(); m.Len() > max {
 		return fmt.Errorf(msgTooLarge, max)
 	}
@@ -334,7 +354,16 @@ func (r *Router) RouteContext(ctx context.Context, m *Message) error {
 		return &ChannelError{Reason: msgRouterClosed}
 	default:
 	}
-	return r.dispatch(ctx, m, nil)
+	return r.dispatch(ctx, m, nil, -1)
+}
+
+// routeNoWait sends m from this context without ever waiting for room
+// in a queue, which may take extra bytes past its limit: for replies and
+// notices sent from a stream's reader, which must never wait on a
+// neighbour, and for log records. What does not fit is dropped.
+func (r *Router) routeNoWait(m *Message, extra int) error {
+	m.SrcID, m.AuthID = r.id, r.id
+	return r.dispatch(r.ctx, m, nil, extra)
 }
 
 // streamForLocked is where a message for id goes: the child stream that
@@ -365,7 +394,7 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 	if m.DstID != r.id && !in.isParent {
 		in.noteEgress(m.DstID)
 	}
-	r.dispatch(r.ctx, m, in)
+	r.dispatch(r.ctx, m, in, 0)
 }
 
 // refuse drops a frame that failed a security check: a log line, and a
@@ -373,17 +402,23 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 // the frame's src_id cannot be behind that stream, the dead message is
 // addressed to the neighbour itself, which sent it.
 func (r *Router) refuse(m *Message, in *Stream, srcOK bool, why string) {
-	r.log.Error("refused message", "why", why, "msg", m.String())
+	r.warnf("refused a message from %s for context %d handle %d: %s", in, m.DstID, m.Handle, why)
 	if m.ReplyTo != 0 && !m.IsDead() {
 		d := deadMessage(m, r.id, msgRefused)
 		if !srcOK {
 			d.DstID = in.remoteID
 		}
-		in.send(r.ctx, d)
+		in.forward(d, controlReserve)
 	}
 }
 
-func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
+// dispatch delivers m here or queues it on the stream towards its
+// destination. A message that starts here (in == nil, extra < 0) may
+// wait for room until ctx ends; a frame read from stream in, and one sent
+// with routeNoWait (extra bytes of room past the queue's limit), is never
+// waited for: when the queue towards its next hop is full the sender
+// gets a dead message naming the context that is not reading.
+func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream, extra int) error {
 	if m.DstID == r.id {
 		m.join()
 		r.invoke(m)
@@ -403,42 +438,69 @@ func (r *Router) dispatch(ctx context.Context, m *Message, in *Stream) error {
 	}
 	if in != nil {
 		if out == in {
-			r.log.Error("dropping message that would loop back", "msg", m.String(), "stream", in.String())
+			r.warnf("dropped a message from %s for context %d: it would go back the way it came", in, m.DstID)
 			return nil
 		}
 		if r.unidir.Load() && !in.isParent && !out.isParent {
-			r.log.Error("refused message between children: router is unidirectional", "msg", m.String())
+			r.warnf("refused a message from %s to %s: this router is unidirectional", r.nameOf(m.SrcID), r.nameOf(m.DstID))
 			r.sendDead(m, fmt.Sprintf(msgUnidirectional, m.SrcID, m.DstID, r.id))
 			return nil
 		}
-		if m.Len() > r.MaxMessageSize() {
-			r.sendDead(m, fmt.Sprintf(msgTooLarge, r.MaxMessageSize()))
+		if max := r.MaxMessageSize(); m.Len() > max {
+			reason := fmt.Sprintf(msgTooLarge, max)
+			r.warnf("refused a message from %s to %s: %s", r.nameOf(m.SrcID), r.nameOf(m.DstID), reason)
+			if m.ReplyTo == 0 && !m.IsDead() {
+				// A reply, or a message for a receiver: whoever waits
+				// for it hears why it will not come.
+				r.sendDeadTo(m.DstID, m.Handle, reason)
+			}
+			r.sendDead(m, reason)
 			return nil
 		}
 	}
-	if err := out.send(ctx, m); err != nil {
-		reason := fmt.Sprintf(msgNoRoute, m.DstID, r.id)
-		var se *StreamError
-		if errors.As(err, &se) {
-			// The stream towards it has closed: for callers this is the
-			// context disconnecting, whatever broke the stream.
-			reason = msgRespondentDisconnect
-			err = &ChannelError{Reason: reason}
-		}
-		r.sendDead(m, reason)
-		if in == nil {
-			return err
-		}
+	var err error
+	if in == nil && extra < 0 {
+		err = out.send(ctx, m)
+	} else {
+		err = out.forward(m, max(extra, 0))
 	}
-	return nil
+	switch {
+	case err == nil:
+		return nil
+	case err == wire.ErrFull:
+		reason := out.congested()
+		out.noteRefused(m, reason)
+		r.sendDead(m, reason)
+		return &ChannelError{Reason: reason}
+	}
+	reason := fmt.Sprintf(msgNoRoute, m.DstID, r.id)
+	var se *StreamError
+	if errors.As(err, &se) {
+		// The stream towards it has closed: for callers this is the
+		// context disconnecting, whatever broke the stream.
+		reason = msgRespondentDisconnect
+		err = &ChannelError{Reason: reason}
+	}
+	if in != nil || extra >= 0 || ctx.Err() == nil {
+		r.sendDead(m, reason)
+	}
+	return err
 }
 
-// sendDead answers m with a dead message when it expects a reply.
+// sendDead answers m with a dead message when it expects a reply. It
+// never waits: a dead message that does not fit its queue is dropped.
 func (r *Router) sendDead(m *Message, reason string) {
 	if m.ReplyTo == 0 || m.IsDead() {
 		return
 	}
-	d := deadMessage(m, r.id, reason)
+	r.sendDeadTo(m.SrcID, m.ReplyTo, reason)
+}
+
+// sendDeadTo sends a dead message with reason to handle in context dst,
+// without waiting.
+func (r *Router) sendDeadTo(dst, handle uint32, reason string) {
+	data, _ := Marshal(reason)
+	d := &Message{DstID: dst, SrcID: r.id, AuthID: r.id, Handle: handle, ReplyTo: IsDead, Data: data}
 	if d.DstID == r.id {
 		r.invoke(d)
 		return
@@ -447,55 +509,60 @@ func (r *Router) sendDead(m *Message, reason string) {
 	out := r.streamForLocked(d.DstID)
 	r.mu.Unlock()
 	if out != nil {
-		out.send(r.ctx, d)
+		out.forward(d, controlReserve)
 	}
 }
 
-// invoke delivers m to the handler of its handle.
+// invoke delivers m to the handler of its handle, once the handler's
+// policy and respondent accept it.
 func (r *Router) invoke(m *Message) {
 	m.router = r
 	r.mu.Lock()
 	h, ok := r.handlers[m.Handle]
-	if ok && h.policy != nil && !h.policy(m) {
-		r.mu.Unlock()
-		r.log.Error("refused by policy", "msg", m.String())
-		r.sendDead(m, msgRefused)
-		return
-	}
-	if ok && h.once {
-		r.delHandlerLocked(m.Handle)
-	}
 	r.mu.Unlock()
 	if !ok {
 		if !m.IsDead() {
-			r.log.Debug("invalid handle", "msg", m.String())
+			r.warnf("refused a message from %s for handle %d: %s", r.nameOf(m.SrcID), m.Handle, msgInvalidHandle)
 			r.sendDead(m, msgInvalidHandle)
 		}
 		return
 	}
+	if h.hasResp && !r.fromRespondent(m, h.respondent) {
+		r.warnf("dropped a message from %s for handle %d: reply from unexpected context (the handle waits for %s)",
+			r.nameOf(m.SrcID), m.Handle, r.nameOf(h.respondent))
+		return
+	}
+	if h.policy != nil && !h.policy(m) {
+		r.warnf("refused a message from %s for handle %d: %s", r.nameOf(m.SrcID), m.Handle, msgRefused)
+		r.sendDead(m, msgRefused)
+		return
+	}
+	if h.once {
+		r.mu.Lock()
+		mine := r.handlers[m.Handle] == h
+		if mine {
+			r.delHandlerLocked(m.Handle)
+		}
+		r.mu.Unlock()
+		if !mine {
+			return // another message took the handler first
+		}
+	}
 	h.fn(m)
 }
 
-// addChild registers a started child's stream and announces it upward.
-func (r *Router) addChild(s *Stream) {
-	r.mu.Lock()
-	r.children[s.remoteID] = s
-	r.routes[s.remoteID] = s
-	delete(r.dead, s.remoteID)
-	c := r.contextLocked(s.remoteID, s.name)
-	parent := r.parent
-	r.mu.Unlock()
-	_ = c
-	if parent != nil {
-		r.sendRouteUpdate(parent, HandleAddRoute, RouteUpdate{ID: s.remoteID, Name: s.name})
+// fromRespondent reports whether m may reach a handler waiting for
+// context resp: it comes from resp itself, or it is a dead message from
+// this context or from one between it and resp (a relay that could not
+// deliver, or a parent of this context), which may speak for resp.
+func (r *Router) fromRespondent(m *Message, resp uint32) bool {
+	if m.SrcID == resp && m.AuthID == resp {
+		return true
 	}
-	s.start()
-}
-
-func (r *Router) sendRouteUpdate(s *Stream, handle uint32, u RouteUpdate) {
-	data, _ := Marshal(u)
-	dst := s.remoteID
-	s.send(r.ctx, &Message{DstID: dst, SrcID: r.id, AuthID: r.id, Handle: handle, Data: data})
+	if !m.IsDead() {
+		return false
+	}
+	return m.SrcID == r.id || r.isAncestorOf(m.SrcID, resp)
 }
 
 // onStreamClosed runs once when a stream ends.
@@ -509,6 +576,7 @@ func (r *Router) onStreamClosed(s *Stream, cause error) {
 	if r.children[s.remoteID] == s {
 		delete(r.children, s.remoteID)
 	}
+	delete(r.granted, s)
 	var gone []uint32
 	for id, via := range r.routes {
 		if via == s {
@@ -540,6 +608,21 @@ func (r *Router) onStreamClosed(s *Stream, cause error) {
 	})
 }
 
+// OnGone has fn called with the id of every context this router learns is
+// gone, once (a child whose stream closed, a descendant announced gone).
+// fn runs on the goroutine that learned it, a stream's reader: it must
+// not block.
+func (r *Router) OnGone(fn func(id uint32)) {
+	r.mu.Lock()
+	r.onGone = append(r.onGone, fn)
+	r.mu.Unlock()
+}
+
+// maxDead is how many gone contexts a router remembers, to mark the
+// handles asked for them later as gone with their reason: ids are never
+// reused, so forgetting the oldest only loses that reason.
+const maxDead = 4096
+
 // contextGone forgets id, fails everything waiting on it and propagates
 // DEL_ROUTE to the parent and to children that talked to it.
 func (r *Router) contextGone(id uint32, reason string, from *Stream) {
@@ -549,7 +632,13 @@ func (r *Router) contextGone(id uint32, reason string, from *Stream) {
 		return
 	}
 	r.dead[id] = reason
+	r.deadOrder = append(r.deadOrder, id)
+	if len(r.deadOrder) > maxDead {
+		delete(r.dead, r.deadOrder[0])
+		r.deadOrder = slices.Delete(r.deadOrder, 0, 1)
+	}
 	delete(r.routes, id)
+	delete(r.parentOf, id)
 	handles := r.respondents[id]
 	delete(r.respondents, id)
 	var fns []func(*Message)
@@ -562,69 +651,34 @@ func (r *Router) contextGone(id uint32, reason string, from *Stream) {
 		}
 	}
 	c := r.contexts[id]
+	delete(r.contexts, id) // a handle asked for later is made anew, marked dead
 	var down []*Stream
 	for _, cs := range r.children {
-		if cs != from && cs.hasEgress(id) {
+		if cs.forgetEgress(id) && cs != from {
 			down = append(down, cs)
 		}
 	}
 	parent := r.parent
 	r.mu.Unlock()
 
+	onGone := r.onGone
 	r.log.Debug("context gone", "id", id, "reason", reason)
+	for _, fn := range onGone {
+		fn(id)
+	}
 	for i, fn := range fns {
 		fn(r.deadFor(hs[i], msgRespondentDisconnect))
 	}
 	if c != nil {
 		c.markDead(reason)
 	}
-	u := RouteUpdate{ID: id, Reason: reason}
+	u := routeUpdate{ID: id, Reason: reason}
 	if parent != nil && parent != from {
-		r.sendRouteUpdate(parent, HandleDelRoute, u)
+		r.sendRouteUpdate(parent, handleDelRoute, u)
 	}
 	for _, cs := range down {
-		r.sendRouteUpdate(cs, HandleDelRoute, u)
+		r.sendRouteUpdate(cs, handleDelRoute, u)
 	}
-}
-
-// AllocateID returns a fresh context id: from the master's counter in the
-// master, from a block asked of the master (ALLOCATE_ID) elsewhere.
-func (r *Router) AllocateID(ctx context.Context) (uint32, error) {
-	r.mu.Lock()
-	if r.IsMaster() || r.idNext < r.idEnd {
-		id := r.idNext
-		r.idNext++
-		r.mu.Unlock()
-		return id, nil
-	}
-	r.mu.Unlock()
-	var blk IDBlock
-	m, err := r.ContextByID(0).SendAwait(ctx, &Message{Handle: HandleAllocateID})
-	if err != nil {
-		return 0, fmt.Errorf("allocating a context id: %w", err)
-	}
-	if err := m.Decode(&blk); err != nil {
-		return 0, err
-	}
-	if blk.Count == 0 {
-		return 0, errors.New("allocating a context id: master returned an empty block")
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.idNext >= r.idEnd {
-		r.idNext, r.idEnd = blk.Start, blk.Start+blk.Count
-	}
-	id := r.idNext
-	r.idNext++
-	return id, nil
-}
-
-func (r *Router) allocateBlock() IDBlock {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b := IDBlock{Start: r.idNext, Count: IDBlockSize}
-	r.idNext += IDBlockSize
-	return b
 }
 
 // installCoreHandlers registers the reserved handles core serves itself.
@@ -635,67 +689,14 @@ func (r *Router) installCoreHandlers() {
 		}
 	}
 	fromChild := func(m *Message) bool { return m.from != nil && !m.from.isParent }
-	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: HandleAddRoute, Policy: fromChild}))
-	must(r.AddHandler(r.onDelRoute, HandlerOptions{Handle: HandleDelRoute}))
-	must(r.AddHandler(r.onForwardLog, HandlerOptions{Handle: HandleForwardLog}))
-	must(r.AddHandler(r.exec.enqueue, HandlerOptions{Handle: HandleCallFunction, Policy: r.HasParentAuthority}))
-	must(r.AddHandler(r.onShutdown, HandlerOptions{Handle: HandleShutdown, Policy: r.HasParentAuthority}))
-	must(r.AddHandler(r.onDetaching, HandlerOptions{Handle: HandleDetaching}))
-	must(r.AddHandler(r.onCallService, HandlerOptions{Handle: HandleCallService}))
-	if r.IsMaster() {
-		must(r.AddHandler(func(m *Message) { m.Reply(r.allocateBlock()) }, HandlerOptions{Handle: HandleAllocateID}))
-	}
-}
-
-func (r *Router) onAddRoute(m *Message) {
-	var u RouteUpdate
-	if err := m.Decode(&u); err != nil {
-		r.log.Error("bad ADD_ROUTE", "err", err)
-		return
-	}
-	in := m.from
-	r.mu.Lock()
-	existing, routed := r.routes[u.ID]
-	if u.ID == r.id || slices.Contains(r.parentIDs, u.ID) || (routed && existing != in) {
-		r.mu.Unlock()
-		r.log.Error("refused ADD_ROUTE: id belongs elsewhere", "id", u.ID, "stream", in.String())
-		return
-	}
-	r.routes[u.ID] = in
-	delete(r.dead, u.ID)
-	r.contextLocked(u.ID, u.Name)
-	parent := r.parent
-	r.mu.Unlock()
-	if parent != nil {
-		r.sendRouteUpdate(parent, HandleAddRoute, u)
-	}
-}
-
-func (r *Router) onDelRoute(m *Message) {
-	var u RouteUpdate
-	if err := m.Decode(&u); err != nil {
-		r.log.Error("bad DEL_ROUTE", "err", err)
-		return
-	}
-	in := m.from
-	if in == nil {
-		return
-	}
-	r.mu.Lock()
-	via, routed := r.routes[u.ID]
-	r.mu.Unlock()
-	if in.isParent {
-		if routed {
-			return // one of ours: the parent cannot declare it gone
-		}
-	} else if !routed || via != in {
-		r.log.Error("refused DEL_ROUTE for a context not behind the sender", "id", u.ID, "stream", in.String())
-		return
-	}
-	if u.Reason == "" {
-		u.Reason = msgRespondentDisconnect
-	}
-	r.contextGone(u.ID, u.Reason, in)
+	must(r.AddHandler(r.onAddRoute, HandlerOptions{Handle: handleAddRoute, Policy: fromChild}))
+	must(r.AddHandler(r.onDelRoute, HandlerOptions{Handle: handleDelRoute}))
+	must(r.AddHandler(r.onForwardLog, HandlerOptions{Handle: handleForwardLog}))
+	must(r.AddHandler(r.exec.enqueue, HandlerOptions{Handle: handleCallFunction, Policy: r.HasParentAuthority}))
+	must(r.AddHandler(r.onShutdown, HandlerOptions{Handle: handleShutdown, Policy: r.HasParentAuthority}))
+	must(r.AddHandler(r.onDetaching, HandlerOptions{Handle: handleDetaching}))
+	must(r.AddHandler(r.onCallService, HandlerOptions{Handle: handleCallService}))
+	must(r.AddHandler(r.onAllocateID, HandlerOptions{Handle: handleAllocateID, Policy: r.IsImmediateChild}))
 }
 
 func (r *Router) onDetaching(m *Message) {
@@ -757,7 +758,7 @@ func (r *Router) CloseTimeout(wait time.Duration) {
 	r.mu.Unlock()
 
 	for _, s := range kids {
-		s.send(r.ctx, &Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: HandleShutdown})
+		s.forward(&Message{DstID: s.remoteID, SrcID: r.id, AuthID: r.id, Handle: handleShutdown}, controlReserve)
 	}
 	deadline := time.NewTimer(wait)
 	for _, s := range kids {

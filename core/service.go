@@ -35,7 +35,7 @@ type Service struct {
 type ServiceCall struct {
 	Router  *Router
 	Msg     *Message
-	Request *ServiceRequest
+	Request *serviceRequest
 }
 
 // Caller is the context that sent the call.
@@ -58,7 +58,7 @@ type serviceState struct {
 
 type serviceJob struct {
 	m      *Message
-	req    *ServiceRequest
+	req    *serviceRequest
 	method ServiceMethod
 }
 
@@ -108,9 +108,13 @@ func (r *Router) onCallService(m *Message) {
 	if m.IsDead() {
 		return
 	}
-	var req ServiceRequest
+	var req serviceRequest
 	fail := func(kind, text string) {
-		m.ReplyRaw(EncodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name})[0])
+		if m.ReplyTo == 0 {
+			return
+		}
+		data := encodeCallReply(nil, &RemoteError{Kind: kind, Message: text, Context: r.name})
+		r.routeNoWait(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data}, controlReserve)
 	}
 	if err := m.Decode(&req); err != nil {
 		fail("Error", "bad service request: "+err.Error())
@@ -133,7 +137,7 @@ func (r *Router) onCallService(m *Message) {
 		policy = r.HasParentAuthority
 	}
 	if !policy(m) {
-		r.log.Error("service call refused by policy", "service", req.Service, "method", req.Method, "src", m.SrcID)
+		r.warnf("refused a call of service %s.%s from %s: %s", req.Service, req.Method, r.nameOf(m.SrcID), msgRefused)
 		r.sendDead(m, msgRefused)
 		return
 	}
@@ -189,12 +193,12 @@ func (r *Router) serviceWorker(st *serviceState) {
 				rerr.Kind = CallError
 			}
 		}
-		data := EncodeCallReply(Pieces{value}, rerr)
-		if max := r.MaxMessageSize(); data.Len() > max {
+		data := encodeCallReply(value, rerr)
+		if max := r.MaxMessageSize(); len(data) > max {
 			r.sendDead(job.m, fmt.Sprintf(msgTooLarge, max))
 			continue
 		}
-		if err := job.m.ReplyRaw(data[0], data[1:]...); err != nil {
+		if err := job.m.ReplyRaw(r.ctx, data); err != nil {
 			r.log.Debug("service reply not sent", "service", job.req.Service, "method", job.req.Method, "err", err)
 		}
 	}
@@ -207,17 +211,24 @@ func (c *Context) CallService(ctx context.Context, out any, service, method stri
 	if err != nil {
 		return err
 	}
-	data, err := Marshal(&ServiceRequest{Service: service, Method: method, Kwargs: kw})
-	if err != nil {
-		return err
-	}
-	m, err := c.SendAwait(ctx, &Message{Handle: HandleCallService, Data: data})
-	if err != nil {
-		return err
-	}
-	val, err := DecodeCallReply(m)
+	val, err := c.CallServiceRaw(ctx, service, method, kw)
 	if err != nil || out == nil {
 		return err
 	}
 	return Unmarshal(val, out)
+}
+
+// CallServiceRaw calls method of service in c with kwargs, the CBOR of
+// its keyword arguments as the service decodes them, and returns the CBOR
+// of the result.
+func (c *Context) CallServiceRaw(ctx context.Context, service, method string, kwargs []byte) ([]byte, error) {
+	data, err := Marshal(&serviceRequest{Service: service, Method: method, Kwargs: kwargs})
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.SendAwait(ctx, &Message{Handle: handleCallService, Data: data})
+	if err != nil {
+		return nil, err
+	}
+	return DecodeCallReply(m)
 }

@@ -26,14 +26,15 @@ func TestViaChainAndKillMiddleHop(t *testing.T) {
 		chain = append(chain, c)
 		prev = c
 	}
-	// Ids: the master gives hop1 an id of its own; every later hop's
-	// parent asked the master for a block of 1000 (ALLOCATE_ID) and took
-	// its first id.
+	// Ids: the master gives hop1 the first id of its own block; every
+	// later hop's parent asked its parent for a block of 1000
+	// (ALLOCATE_ID), which came from the master's counter, and took its
+	// first id.
 	ids := make([]uint32, hops)
 	for i, c := range chain {
 		ids[i] = c.ID
 	}
-	want := []uint32{1, 2, 1002, 2002, 3002, 4002, 5002, 6002, 7002, 8002}
+	want := []uint32{1, 1001, 2001, 3001, 4001, 5001, 6001, 7001, 8001, 9001}
 	if !slices.Equal(ids, want) {
 		t.Fatalf("ids = %v, want %v", ids, want)
 	}
@@ -53,20 +54,20 @@ func TestViaChainAndKillMiddleHop(t *testing.T) {
 		pids[i] = pidOf(t, c)
 		killOnCleanup(t, pids[i])
 	}
-	// Further ids from the same blocks: hop1's second child takes the
-	// next id of hop1's block; the master's own counter went past the
-	// nine blocks.
+	// Further ids from the same blocks: hop1's next id is the second of
+	// the block it took to start hop2, hop4's second child the second of
+	// its block, and the master's next child the second of its own.
 	sib4 := connectLocal(t, r, chain[3], "hop4-sibling")
 	var got uint32
-	if err := chain[0].Call(ctx, &got, "test.allocid"); err != nil || got != 3 {
-		t.Fatalf("hop1 allocid = %d, %v; want 3", got, err)
+	if err := chain[0].Call(ctx, &got, "test.allocid"); err != nil || got != 1002 {
+		t.Fatalf("hop1 allocid = %d, %v; want 1002", got, err)
 	}
-	if sib4.ID != 3003 { // hop4 took 3002..4001 to start hop5
-		t.Fatalf("second child of hop4 has id %d, want 3003", sib4.ID)
+	if sib4.ID != 4002 { // hop4 took 4001..5000 to start hop5
+		t.Fatalf("second child of hop4 has id %d, want 4002", sib4.ID)
 	}
 	direct := connectLocal(t, r, nil, "direct")
-	if direct.ID != 9002 {
-		t.Fatalf("master's next id = %d, want 9002", direct.ID)
+	if direct.ID != 2 {
+		t.Fatalf("master's next id = %d, want 2", direct.ID)
 	}
 	for _, id := range append(ids, sib4.ID, direct.ID) {
 		if !hasRoute(r, id) {
@@ -113,7 +114,7 @@ func TestViaChainAndKillMiddleHop(t *testing.T) {
 	}
 	// A later call beyond the dead hop fails at once.
 	err := chain[8].Call(ctx, nil, "test.pid")
-	wantChannelError(t, err, "no route to 7002, my ID is 0")
+	wantChannelError(t, err, fmt.Sprintf("no route to %d, my ID is 0", chain[8].ID))
 
 	// Shutting hop1 down tears down the rest of its subtree.
 	if err := chain[0].ShutdownWait(ctx); err != nil {

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/lookpath"
 )
 
 // Environment variables read by the fakessh role.
@@ -130,10 +131,10 @@ func RunWith(ctx context.Context, r *core.Router, target *core.Context, argv []s
 	}
 	argv = withSSHProgram(argv, filepath.Join(bin, "ssh"))
 	cmd := exec.Command(argv[0], argv[1:]...)
-	if lp, err := lookPath(argv[0], path); err == nil {
+	if lp, err := lookpath.Find(argv[0], path); err == nil {
 		cmd.Path = lp
 	} else {
-		return -1, fmt.Errorf("fakessh.run: %w", err)
+		return -1, fmt.Errorf("fakessh.run: %s: %w", argv[0], err)
 	}
 	cmd.Dir = opts.Dir
 	cmd.Env = append(withoutVars(os.Environ(), "PATH", core.RoleEnv, envSocket, envToken),
@@ -218,23 +219,6 @@ func exitStatus(ps *os.ProcessState, err error) (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	return ps.ExitCode(), nil
-}
-
-// lookPath finds prog in path (a PATH value) unless it names a file.
-func lookPath(prog, path string) (string, error) {
-	if strings.Contains(prog, "/") {
-		return prog, nil
-	}
-	for _, d := range filepath.SplitList(path) {
-		if d == "" {
-			d = "."
-		}
-		p := filepath.Join(d, prog)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: executable file not found in $PATH", prog)
 }
 
 func withoutVars(env []string, names ...string) []string {

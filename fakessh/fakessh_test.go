@@ -136,6 +136,35 @@ func TestRunCommand(t *testing.T) {
 	}
 }
 
+// The program is looked up as exec.LookPath looks it up: an empty PATH
+// entry is the current directory, and what is found there is refused,
+// not run (as exec.run refuses it).
+func TestRunRelativePath(t *testing.T) {
+	r, c := setup(t)
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	if err := os.WriteFile(filepath.Join(dir, "prog"), []byte("#!/bin/sh\nexec /usr/bin/touch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	t.Setenv("PATH", ":"+os.Getenv("PATH"))
+	_, err := Run(testCtx(t), r, c, []string{"prog"}, 0)
+	if !errors.Is(err, exec.ErrDot) || !strings.Contains(err.Error(), "fakessh.run: prog: cannot run executable found relative to current directory") {
+		t.Errorf("err = %v, want exec.ErrDot", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("prog ran from the current directory")
+	}
+	// An absolute entry still finds it.
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	if st, err := Run(testCtx(t), r, c, []string{"prog"}, 0); st != 0 || err != nil {
+		t.Fatalf("prog through an absolute PATH entry: status %d, %v", st, err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("prog did not run: %v", err)
+	}
+}
+
 func init() {
 	core.RegisterFunc("fakessh.test.pid", func(ctx context.Context, c *core.Call) (any, error) { return os.Getpid(), nil })
 }

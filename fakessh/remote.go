@@ -222,5 +222,9 @@ func (p *process) run(stdin io.WriteCloser, stdout, stderr io.Reader) {
 	if err != nil && ex.Code < 0 && ex.Signal == 0 {
 		ex.Code = 255
 	}
-	core.NewSender(p.caller, p.exit).Send(ex)
+	// The exit status is the last word: a caller that stopped reading
+	// gets a minute before it is dropped.
+	ctx, cancel := context.WithTimeout(p.caller.Router().Lifetime(), time.Minute)
+	defer cancel()
+	core.NewSender(p.caller, p.exit).Send(ctx, ex)
 }

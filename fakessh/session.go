@@ -102,7 +102,7 @@ func (ss *session) run(h *hello) {
 				return
 			}
 			if typ == 's' && n == 1 {
-				signals.Send(int(data[0]))
+				signals.Send(ctx, int(data[0]))
 			}
 		}
 	}()

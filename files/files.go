@@ -39,12 +39,31 @@ func init() {
 // context.
 var receiveWindow = &core.ByteStreamOptions{Window: 4 << 20}
 
+// Options tune a transfer.
+type Options struct {
+	// Mode, when not nil, replaces the mode of the files Put copies.
+	Mode *os.FileMode
+	// Recursive copies a directory as a tree.
+	Recursive bool
+	// KeepSetuid keeps the setuid and setgid bits of the files copied;
+	// they are cleared otherwise (a Mode given to Put with either bit
+	// asks for it too).
+	KeepSetuid bool
+}
+
 // Put copies localPath in this context to remotePath in target. mode,
 // when not nil, replaces the mode of the files copied; with recursive a
 // directory is copied as a tree (remotePath becomes that directory; into
 // an existing directory the entries are merged).
 func Put(ctx context.Context, r *core.Router, target *core.Context, localPath, remotePath string, mode *os.FileMode, recursive bool) error {
+	return PutWith(ctx, r, target, localPath, remotePath, Options{Mode: mode, Recursive: recursive})
+}
+
+// PutWith is Put with all its options.
+func PutWith(ctx context.Context, r *core.Router, target *core.Context, localPath, remotePath string, opts Options) error {
 	const op = "fs.put"
+	mode, recursive := opts.Mode, opts.Recursive
+	ro := ReceiveOptions{KeepSetuid: opts.KeepSetuid || (mode != nil && *mode&(os.ModeSetuid|os.ModeSetgid) != 0)}
 	if _, err := os.Stat(localPath); err != nil {
 		return osError(op, localPath, err)
 	}
@@ -55,7 +74,7 @@ func Put(ctx context.Context, r *core.Router, target *core.Context, localPath, r
 	defer s.Close()
 	stop := context.AfterFunc(ctx, func() { s.Abort(fmt.Errorf("%s %s: %w", op, localPath, context.Cause(ctx))) })
 	defer stop()
-	if err := target.Call(ctx, nil, "files.receive", s.Addr(), remotePath); err != nil {
+	if err := target.Call(ctx, nil, "files.receive", s.Addr(), remotePath, ro); err != nil {
 		return err
 	}
 	if err := sendTree(ctx, op, s, localPath, recursive, mode); err != nil {
@@ -76,7 +95,13 @@ func Put(ctx context.Context, r *core.Router, target *core.Context, localPath, r
 
 // Get copies remotePath in target to localPath in this context; see Put.
 func Get(ctx context.Context, r *core.Router, target *core.Context, remotePath, localPath string, recursive bool) error {
+	return GetWith(ctx, r, target, remotePath, localPath, Options{Recursive: recursive})
+}
+
+// GetWith is Get with all its options (Mode is Put's only).
+func GetWith(ctx context.Context, r *core.Router, target *core.Context, remotePath, localPath string, opts Options) error {
 	const op = "fs.get"
+	recursive := opts.Recursive
 	s, err := r.NewByteStream(target, receiveWindow)
 	if err != nil {
 		return err
@@ -87,7 +112,7 @@ func Get(ctx context.Context, r *core.Router, target *core.Context, remotePath, 
 	if err := target.Call(ctx, nil, "files.send", s.Addr(), remotePath, recursive); err != nil {
 		return err
 	}
-	if _, err := receiveTree(ctx, op, s, localPath); err != nil {
+	if _, err := receiveTree(ctx, op, s, localPath, ReceiveOptions{KeepSetuid: opts.KeepSetuid}); err != nil {
 		return abort(s, err)
 	}
 	return nil
@@ -115,9 +140,10 @@ type receiveArgs struct {
 	_    struct{} `cbor:",toarray"`
 	Addr core.StreamAddr
 	Dest string
+	Opts ReceiveOptions
 }
 
-// serveReceive is files.receive(addr, dest): dial the caller's stream
+// serveReceive is files.receive(addr, dest, opts): dial the caller's stream
 // and receive a tree at dest, answering with a status record.
 func serveReceive(ctx context.Context, c *core.Call) (any, error) {
 	var a receiveArgs
@@ -134,7 +160,7 @@ func serveReceive(ctx context.Context, c *core.Call) (any, error) {
 	}
 	r.Go(func() {
 		defer s.Close()
-		st, err := receiveTree(r.Lifetime(), "fs.put", s, a.Dest)
+		st, err := receiveTree(r.Lifetime(), "fs.put", s, a.Dest, a.Opts)
 		if err != nil {
 			re := core.AsRemote(preferRemote(s, err), r.Name())
 			if re.Kind == "Error" {

@@ -37,13 +37,14 @@ type FileService struct {
 	prefixes map[string]bool
 }
 
-type serviceKey struct{}
+// installed holds each router's FileService, until the router closes.
+var installed sync.Map // *core.Router → *FileService
 
 // Install registers the FileService of r (once; later calls return the
 // same service). Every child installs one at start; a master embedding
 // mitostar calls Install itself.
 func Install(r *core.Router) (*FileService, error) {
-	if v, ok := r.Ext(serviceKey{}); ok {
+	if v, ok := installed.Load(r); ok {
 		return v.(*FileService), nil
 	}
 	fs := &FileService{r: r, paths: map[string]bool{}, prefixes: map[string]bool{}}
@@ -57,12 +58,13 @@ func Install(r *core.Router) (*FileService, error) {
 		},
 	})
 	if err != nil {
-		if v, ok := r.Ext(serviceKey{}); ok {
+		if v, ok := installed.Load(r); ok {
 			return v.(*FileService), nil
 		}
 		return nil, err
 	}
-	r.SetExt(serviceKey{}, fs)
+	installed.Store(r, fs)
+	context.AfterFunc(r.Lifetime(), func() { installed.Delete(r) })
 	return fs, nil
 }
 
@@ -232,7 +234,7 @@ func Fetch(ctx context.Context, r *core.Router, from *core.Context, path, localP
 	defer bs.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := receiveTree(ctx, "files.fetch", bs, localPath)
+		_, err := receiveTree(ctx, "files.fetch", bs, localPath, ReceiveOptions{})
 		if err != nil {
 			bs.Abort(err)
 		}

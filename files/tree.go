@@ -288,11 +288,7 @@ func (r *hashReader) Read(b []byte) (int, error) {
 	if int64(len(b)) > r.left {
 		b = b[:r.left]
 	}
-	n, ok := readNoWait(r.f, b)
-	var err error
-	if !ok {
-		n, err = r.f.Read(b)
-	}
+	n, err := r.f.Read(b)
 	r.h.Write(b[:n])
 	r.left -= int64(n)
 	switch {
@@ -307,22 +303,33 @@ func (r *hashReader) Read(b []byte) (int, error) {
 // receiver builds a tree at dest from a byte stream.
 type receiver struct {
 	op    string
-	dest  string        // the destination path the caller named
-	r     *bufio.Reader // headers and small files
-	cs    chunkReader   // r's source, for the chunks of larger files
-	root  *os.Root      // the directory being filled, for trees
-	top   string        // its path
-	temps []string      // temp files to remove on failure
-	dirs  []header      // directories whose mode and mtime are set at the end
+	dest  string          // the destination path the caller named
+	r     *bufio.Reader   // headers and small files
+	cs    chunkReader     // r's source, for the chunks of larger files
+	root  *os.Root        // the directory being filled, for trees
+	top   string          // its path
+	temps []string        // temporary names to remove on failure
+	swept map[string]bool // directories cleared of stale temporary names
+	dirs  []header        // directories whose mode and mtime are set at the end
 	stat  status
+
+	keepSetuid bool // files keep their setuid and setgid bits
+}
+
+// A ReceiveOptions says how received files are written.
+type ReceiveOptions struct {
+	// KeepSetuid keeps the setuid and setgid bits of the files
+	// received; without it they are cleared (a directory keeps its
+	// setgid bit, which only says which group its new files get).
+	KeepSetuid bool `cbor:"1,keyasint,omitempty"`
 }
 
 // receiveTree reads a tree from r and creates it at dest atomically: a
 // file through a temp file renamed over dest; a new directory tree built
 // in a temp directory renamed to dest; into an existing directory, file
 // by file. On failure nothing partial stays behind.
-func receiveTree(ctx context.Context, op string, r chunkReader, dest string) (st status, err error) {
-	rc := &receiver{op: op, dest: dest, r: bufio.NewReaderSize(r, recordBuffer), cs: r}
+func receiveTree(ctx context.Context, op string, r chunkReader, dest string, opts ReceiveOptions) (st status, err error) {
+	rc := &receiver{op: op, dest: dest, r: bufio.NewReaderSize(r, recordBuffer), cs: r, keepSetuid: opts.KeepSetuid}
 	var first header
 	if err := readRecord(rc.r, &first); err != nil {
 		return st, fmt.Errorf("%s %s: reading the first entry: %w", op, dest, err)
@@ -388,15 +395,15 @@ func (rc *receiver) tree(ctx context.Context, first header) (err error) {
 	}
 	top := dest
 	if fresh {
-		parent := filepath.Dir(dest)
-		tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dest)+".mitostar-")
-		if err != nil {
+		sweepParent(dest)
+		// Assigned, not declared: the deferred removal must see the
+		// error this function returns.
+		if top, err = os.MkdirTemp(filepath.Dir(dest), tempPrefix(filepath.Base(dest))); err != nil {
 			return osError(op, dest, err)
 		}
-		top = tmp
 		defer func() {
 			if err != nil {
-				os.RemoveAll(tmp)
+				os.RemoveAll(top)
 			}
 		}()
 	}
@@ -483,8 +490,9 @@ func cleanRel(p string) (string, error) {
 	return filepath.FromSlash(p), nil
 }
 
-// file receives one file's content into a temp file beside rel (in
-// rc.root), verifies size and sha256, sets mode and mtime, and renames it.
+// file receives one file's content into a temporary file beside rel (in
+// rc.root), verifies size and sha256, sets mode and mtime, and renames it
+// over rel.
 func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	full := filepath.Join(rc.dest, rel)
 	if h.Path == "" {
@@ -494,22 +502,13 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 		return fmt.Errorf("%s %s: negative size", rc.op, full)
 	}
 	dir, base := filepath.Split(rel)
-	var f *os.File
-	var tmp string
-	var err error
-	for i := 0; ; i++ {
-		tmp = filepath.Join(dir, fmt.Sprintf(".%s.mitostar-%d-%d", base, os.Getpid(), time.Now().UnixNano()+int64(i)))
-		f, err = rc.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if !errors.Is(err, fs.ErrExist) || i > 10 {
-			break
-		}
-	}
+	tf, err := rc.createTemp(dir, base)
 	if err != nil {
 		return osError(rc.op, full, err)
 	}
-	rc.temps = append(rc.temps, tmp)
+	f := tf.f
 	fail := func(err error) error {
-		f.Close()
+		tf.close()
 		return err
 	}
 	sum := sha256.New()
@@ -538,10 +537,18 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	if got := sum.Sum(nil); string(got) != string(want[:]) {
 		return fail(fmt.Errorf("%s %s: sha256 mismatch: received %x, sender had %x", rc.op, full, got, want))
 	}
-	if err := f.Chmod(goMode(h.Mode)); err != nil {
+	mode := goMode(h.Mode)
+	if !rc.keepSetuid {
+		mode &^= fs.ModeSetuid | fs.ModeSetgid
+	}
+	if err := f.Chmod(mode); err != nil {
 		return fail(osError(rc.op, full, err))
 	}
-	if err := f.Close(); err != nil {
+	tmp, err := rc.nameTemp(tf, dir, base)
+	if err != nil {
+		return fail(osError(rc.op, full, err))
+	}
+	if err := tf.close(); err != nil {
 		return osError(rc.op, full, err)
 	}
 	t := time.Unix(0, h.MTime)
@@ -608,27 +615,13 @@ func (w *chunkWriter) loop() {
 	defer close(w.done)
 	for c := range w.ch {
 		if w.err == nil {
-			if err := writeChunk(w.f, c); err != nil {
+			if _, err := w.f.Write(c); err != nil {
 				w.err = err
 				w.failed.Store(true)
 			}
 		}
 		w.release(len(c))
 	}
-}
-
-// writeChunk writes all of c to f, without waiting where it can
-// (writeNoWait).
-func writeChunk(f *os.File, c []byte) error {
-	for len(c) > 0 {
-		n, ok := writeNoWait(f, c)
-		if !ok {
-			_, err := f.Write(c)
-			return err
-		}
-		c = c[n:]
-	}
-	return nil
 }
 
 // write queues c; it waits only while 64 chunks are queued, which the

@@ -114,5 +114,5 @@ def main():
 	//   <builtin>: in call
 	// Remote Traceback (most recent call last):
 	//   [worker] deploy.star:6:9: in broken
-	// Error: CallError: fail: cannot deploy 3 (in worker)
+	// CallError: fail: cannot deploy 3 (in worker)
 }

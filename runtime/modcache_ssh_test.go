@@ -64,7 +64,7 @@ func TestModulesFromTargetCache(t *testing.T) {
 			os.RemoveAll(filepath.Join(binDir, connect.ModuleCacheDir))
 			run := func() int {
 				t.Helper()
-				var log testbed.Buffer
+				var log testbed.SyncBuffer
 				r := core.NewMaster(core.Options{Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 				defer r.CloseTimeout(5 * time.Second)
 				var out bytes.Buffer

@@ -1,15 +1,20 @@
 package runtime
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -17,92 +22,37 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-// FileOptions is mitostar's Starlark dialect (SPEC §1b): scripts are
+// FileOptions is mitostar's Starlark dialect (docs/reference.md, "Scripts
+// and modules"): scripts are
 // programs, not configuration.
 var FileOptions = &syntax.FileOptions{
 	Set: true, While: true, TopLevelControl: true, GlobalReassign: true, Recursion: true,
 }
 
 // moduleBlob is a module as it travels: in LOAD_MODULE, in a call's Ext,
-// in the reply to GET_MODULE and in a fork's handshake.
+// in the reply to GET_MODULE and in a fork's handshake; a CBOR array of
+// path, sha256 and source.
 type moduleBlob struct {
-	Path   string `cbor:"1,keyasint"`
-	SHA256 string `cbor:"2,keyasint"`
-	Source []byte `cbor:"3,keyasint"`
+	_      struct{} `cbor:",toarray"`
+	Path   string
+	SHA256 string
+	Source []byte
 }
 
-// encodeModuleBlobs returns the CBOR of blobs as core.Marshal writes it
-// (an array of maps {1: path, 2: sha256, 3: source}), by hand: modules
-// ride with the first call into every child.
+// encodeModuleBlobs returns the CBOR of blobs.
 func encodeModuleBlobs(blobs []moduleBlob) []byte {
-	n := 1
-	for _, b := range blobs {
-		n += 24 + len(b.Path) + len(b.SHA256) + len(b.Source)
+	data, err := core.Marshal(blobs)
+	if err != nil {
+		panic(fmt.Sprintf("encoding modules: %v", err)) // strings and bytes always encode
 	}
-	out := core.AppendHead(make([]byte, 0, n), 4, uint64(len(blobs)))
-	for _, b := range blobs {
-		out = core.AppendHead(out, 5, 3)
-		out = append(core.AppendHead(core.AppendHead(out, 0, 1), 3, uint64(len(b.Path))), b.Path...)
-		out = append(core.AppendHead(core.AppendHead(out, 0, 2), 3, uint64(len(b.SHA256))), b.SHA256...)
-		out = core.AppendHead(out, 0, 3)
-		if b.Source == nil {
-			out = append(out, 0xf6)
-		} else {
-			out = append(core.AppendHead(out, 2, uint64(len(b.Source))), b.Source...)
-		}
-	}
-	return out
+	return data
 }
 
-// decodeModuleBlobs reads what encodeModuleBlobs writes directly, and
-// any other layout with the general decoder: the first use of that
-// decoder in a new child costs it a reflection walk of the type.
+// decodeModuleBlobs reads what encodeModuleBlobs writes.
 func decodeModuleBlobs(data []byte) ([]moduleBlob, error) {
-	if blobs, ok := readModuleBlobs(data); ok {
-		return blobs, nil
-	}
 	var blobs []moduleBlob
 	err := core.Unmarshal(data, &blobs)
 	return blobs, err
-}
-
-func readModuleBlobs(data []byte) ([]moduleBlob, bool) {
-	major, _, n, rest, err := core.ReadHead(data)
-	if err != nil || major != 4 || n > uint64(len(rest)) {
-		return nil, false
-	}
-	blobs := make([]moduleBlob, n)
-	for i := range blobs {
-		if major, _, n, rest, err = core.ReadHead(rest); err != nil || major != 5 || n != 3 {
-			return nil, false
-		}
-		for key := uint64(1); key <= 3; key++ {
-			var k uint64
-			if major, _, k, rest, err = core.ReadHead(rest); err != nil || major != 0 || k != key {
-				return nil, false
-			}
-			if key == 3 && len(rest) > 0 && rest[0] == 0xf6 {
-				rest = rest[1:]
-				continue
-			}
-			var size uint64
-			if major, _, size, rest, err = core.ReadHead(rest); err != nil || size > uint64(len(rest)) ||
-				(key < 3 && major != 3) || (key == 3 && major != 2) {
-				return nil, false
-			}
-			v := rest[:size]
-			rest = rest[size:]
-			switch key {
-			case 1:
-				blobs[i].Path = string(v)
-			case 2:
-				blobs[i].SHA256 = string(v)
-			case 3:
-				blobs[i].Source = append(make([]byte, 0, len(v)), v...)
-			}
-		}
-	}
-	return blobs, len(rest) == 0
 }
 
 // moduleChunkSize bounds the module bytes in one LOAD_MODULE message, so
@@ -121,7 +71,8 @@ type moduleChunk struct {
 	Data   []byte `cbor:"5,keyasint"`
 }
 
-// maxModuleSize bounds what a LOAD_MODULE sequence may announce.
+// maxModuleSize bounds a script or module: what the master reads from
+// its module roots and what a LOAD_MODULE sequence may announce.
 const maxModuleSize = 64 << 20
 
 // module is one Starlark module known to this context.
@@ -190,13 +141,73 @@ func readFromRoots(roots []string, p string) (src []byte, err error) {
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			return nil, fmt.Errorf("module %q resolves outside its module root %s (symlink to %s)", p, root, real)
 		}
-		src, err := os.ReadFile(real)
-		if err != nil {
-			return nil, fmt.Errorf("module %q: %w", p, err)
-		}
-		return src, nil
+		return readModuleFile(p, real)
 	}
 	return nil, fmt.Errorf("module %q not found in the module roots (%s)", p, strings.Join(roots, ", "))
+}
+
+// readModuleFile reads module p from the file real: a regular file of at
+// most maxModuleSize bytes (a device such as /dev/zero never ends, a
+// FIFO may never answer).
+func readModuleFile(p, real string) ([]byte, error) {
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("module %q is %s, not a file", p, fileKind(fi.Mode()))
+	case fi.Size() > maxModuleSize:
+		return nil, fmt.Errorf("module %q is %d bytes, over the %d MiB limit of a script or module", p, fi.Size(), maxModuleSize>>20)
+	}
+	// The size limit holds even for a file that grows while read.
+	src, err := io.ReadAll(io.LimitReader(f, maxModuleSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", p, err)
+	}
+	if len(src) > maxModuleSize {
+		return nil, fmt.Errorf("module %q is over the %d MiB limit of a script or module", p, maxModuleSize>>20)
+	}
+	return src, nil
+}
+
+// CheckScript says why script cannot be run: it must be an existing
+// regular file of at most the size limit of a module (the command line
+// treats a directory or a device as bad input, as it does a missing
+// file).
+func CheckScript(script string) error {
+	fi, err := os.Stat(script)
+	switch {
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is %s, not a script", script, fileKind(fi.Mode()))
+	case fi.Size() > maxModuleSize:
+		return fmt.Errorf("%s is %d bytes, over the %d MiB limit of a script or module", script, fi.Size(), maxModuleSize>>20)
+	}
+	return nil
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a device"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a regular file"
 }
 
 // compile parses a module; its filename is its root-relative path, so
@@ -391,9 +402,12 @@ func (rt *Runtime) closure(m *module) ([]*module, error) {
 // on its own goroutine: fetching may wait on the parent.
 func (rt *Runtime) onGetModule(msg *core.Message) {
 	rt.r.Go(func() {
+		// A child that stops reading gets a minute before it is dropped.
+		ctx, cancel := context.WithTimeout(rt.r.Lifetime(), time.Minute)
+		defer cancel()
 		var req core.GetModuleRequest
 		if err := msg.Decode(&req); err != nil {
-			rt.r.Logger().Error("bad GET_MODULE", "err", err)
+			rt.replyDead(ctx, msg, "bad GET_MODULE request: "+err.Error())
 			return
 		}
 		m, err := rt.moduleSource(req.Path)
@@ -402,7 +416,7 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 			mods, err = rt.closure(m)
 		}
 		if err != nil {
-			rt.replyDead(msg, err.Error())
+			rt.replyDead(ctx, msg, err.Error())
 			return
 		}
 		blobs := make([]moduleBlob, len(mods))
@@ -411,19 +425,19 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 			blobs[i] = moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
 			paths[i] = m.path
 		}
-		if err := rt.pushModules(rt.r.ContextByID(msg.SrcID), blobs); err != nil {
-			rt.replyDead(msg, err.Error())
+		if err := rt.pushModules(ctx, rt.r.ContextByID(msg.SrcID), blobs); err != nil {
+			rt.replyDead(ctx, msg, err.Error())
 			return
 		}
-		if err := msg.Reply(paths); err != nil {
-			rt.replyDead(msg, err.Error())
+		if err := msg.Reply(ctx, paths); err != nil {
+			rt.replyDead(ctx, msg, err.Error())
 		}
 	})
 }
 
-// pushModules sends modules to target as LOAD_MODULE chunks.
-func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
-	ctx := rt.r.Lifetime()
+// pushModules sends modules to target as LOAD_MODULE chunks; ctx bounds
+// the wait for room in a full queue.
+func (rt *Runtime) pushModules(ctx context.Context, target *core.Context, blobs []moduleBlob) error {
 	for _, b := range blobs {
 		for off := 0; ; off += moduleChunkSize {
 			end := min(off+moduleChunkSize, len(b.Source))
@@ -431,7 +445,7 @@ func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
 			if err != nil {
 				return err
 			}
-			if err := target.SendContext(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
+			if err := target.Send(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
 				return err // the same error the call itself would meet
 			}
 			if end == len(b.Source) {
@@ -442,9 +456,9 @@ func (rt *Runtime) pushModules(target *core.Context, blobs []moduleBlob) error {
 	return nil
 }
 
-func (rt *Runtime) replyDead(msg *core.Message, reason string) {
+func (rt *Runtime) replyDead(ctx context.Context, msg *core.Message, reason string) {
 	data, _ := core.Marshal(reason)
-	rt.r.Route(&core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
+	rt.r.Route(ctx, &core.Message{DstID: msg.SrcID, Handle: msg.ReplyTo, ReplyTo: core.IsDead, Data: data})
 }
 
 // onLoadModule assembles the module chunks a parent pushes, ahead of
@@ -497,7 +511,7 @@ func (rt *Runtime) execModule(thread *starlark.Thread, m *module) (starlark.Stri
 		t, done := rt.newThread("load "+m.path, builtinsThreadContext(thread))
 		defer done()
 		t.SetLocal(loadStackKey, append(append([]string(nil), stack...), m.path))
-		g, err := m.prog.Init(t, rt.predeclared)
+		g, err := m.prog.Init(t, rt.predeclaredNames())
 		if err != nil {
 			m.err = err
 			return
@@ -510,7 +524,8 @@ func (rt *Runtime) execModule(thread *starlark.Thread, m *module) (starlark.Stri
 
 const loadStackKey = "mitostar.loadstack"
 
-// load implements thread.Load: SPEC §1b load rules.
+// load implements thread.Load with the rules of docs/reference.md,
+// "Scripts and modules".
 func (rt *Runtime) load(thread *starlark.Thread, p string) (starlark.StringDict, error) {
 	m, err := rt.moduleSource(p)
 	if err != nil {

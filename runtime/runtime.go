@@ -2,7 +2,8 @@
 // executes the master's script, serves calls of top-level functions and
 // registered Go builtins arriving from parents (one at a time, in arrival
 // order, each on a fresh thread), ships modules on demand with their
-// identity (root-relative path + sha256), and predeclares SPEC §3's names.
+// identity (root-relative path + sha256), and predeclares the names of
+// docs/reference.md.
 //
 // A Go program embeds mitostar by building a master core.Router, a
 // Runtime on it, registering builtins with RegisterBuiltin and running a
@@ -24,7 +25,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.starlark.net/lib/json"
@@ -58,22 +58,35 @@ type Options struct {
 	// ("openssh" or "native"; "" for connect's default), in this context
 	// and every child.
 	SSHTransport string
+	// Predeclared are names this context predeclares besides the common
+	// ones (the command line adds inventory, connect and each to the
+	// master's); they win over a common name they repeat.
+	Predeclared starlark.StringDict
 }
 
 // Runtime is the Starlark runtime of one context.
 type Runtime struct {
-	r           *core.Router
-	opts        Options
+	r       *core.Router
+	opts    Options
+	decoder *builtins.Decoder
+
+	// predeclared is replaced whole (Predeclare), never changed in place:
+	// a module keeps the dict it was initialised with.
+	predMu      sync.Mutex
 	predeclared starlark.StringDict
-	decoder     *builtins.Decoder
 
 	mu      sync.Mutex
 	modules map[string]*module
 	partial map[string][]byte            // "path@sha" → LOAD_MODULE bytes so far
-	sent    map[uint32]map[moduleID]bool // target id → modules already pushed
-	cached  map[uint32]map[string]bool   // child id → sha256s in its target's module cache
+	sent    map[uint32]map[moduleID]bool // target id → modules already pushed (forgotten when it is gone)
+	cached  map[uint32]map[string]bool   // child id → sha256s in its target's module cache (same)
 	disk    *moduleCache                 // this child's module cache; nil in the master and local children
 	stdout  sync.Mutex
+
+	stdoutErr error // the first failed write of print(), under stdout
+
+	svcMu    sync.Mutex
+	services map[string]bool // Starlark service modules served here
 
 	loadFn  func(*starlark.Thread, string) (starlark.StringDict, error)
 	printFn func(*starlark.Thread, string)
@@ -87,6 +100,24 @@ type Runtime struct {
 	// module of a path and sha executes once, so the function it defines
 	// under a name never changes.
 	resolved sync.Map // reference → starlark.Callable
+	// topLevel caches how this context's top-level functions travel.
+	topLevel sync.Map // *starlark.Function → *starRef
+}
+
+var (
+	predeclMu    sync.Mutex
+	predeclFuncs []func(r *core.Router) starlark.StringDict
+)
+
+// RegisterPredeclared adds names that every context of the binary
+// predeclares, computed for each context's router (call it from init).
+// A module compiles the same way everywhere, so a name that only works
+// in the master (connect) must still be declared in children, where it
+// can say why it fails. Options.Predeclared wins over these.
+func RegisterPredeclared(fn func(r *core.Router) starlark.StringDict) {
+	predeclMu.Lock()
+	defer predeclMu.Unlock()
+	predeclFuncs = append(predeclFuncs, fn)
 }
 
 // RegisterBuiltin makes fn callable from Starlark in every context under
@@ -102,7 +133,7 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		cached: map[uint32]map[string]bool{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}}
+		cached: map[uint32]map[string]bool{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}, services: map[string]bool{}}
 	if !r.IsMaster() {
 		rt.disk = openModuleCache()
 	}
@@ -111,7 +142,6 @@ func New(r *core.Router, opts Options) *Runtime {
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
 	rt.predeclared = rt.makePredeclared()
-	r.SetExt(runtimeKey{}, rt)
 	if opts.SSHTransport != "" {
 		if err := connect.SetDefaultSSHTransport(r, opts.SSHTransport); err != nil {
 			r.Emit(slogError, "runtime: "+err.Error())
@@ -119,8 +149,19 @@ func New(r *core.Router, opts Options) *Runtime {
 	}
 	r.SetCallHandler(rt.handleCall)
 	r.SetHelloExt(rt.helloExt)
+	runtimes.Store(r, rt)
+	context.AfterFunc(r.Lifetime(), func() { runtimes.Delete(r) })
 	r.AddHandler(rt.onGetModule, core.HandlerOptions{Handle: core.HandleGetModule, Policy: r.IsImmediateChild})
+	// Ids are never reused: what was pushed to a context that is gone is
+	// of no more use.
+	r.OnGone(func(id uint32) {
+		rt.mu.Lock()
+		delete(rt.sent, id)
+		delete(rt.cached, id)
+		rt.mu.Unlock()
+	})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
+	rt.installActivator()
 	if r.IsMaster() {
 		// Children install their FileService at start (files registers a
 		// child hook); a master gets it here.
@@ -131,7 +172,8 @@ func New(r *core.Router, opts Options) *Runtime {
 	return rt
 }
 
-type runtimeKey struct{}
+// runtimes holds the runtime of each router, until the router closes.
+var runtimes sync.Map // *core.Router → *Runtime
 
 // noteCached records the modules a new child's target has cached.
 func (rt *Runtime) noteCached(id uint32, shas []string) {
@@ -146,7 +188,7 @@ func (rt *Runtime) noteCached(id uint32, shas []string) {
 
 // Of returns the runtime attached to r, if any.
 func Of(r *core.Router) *Runtime {
-	v, _ := r.Ext(runtimeKey{})
+	v, _ := runtimes.Load(r)
 	rt, _ := v.(*Runtime)
 	return rt
 }
@@ -157,9 +199,35 @@ func (rt *Runtime) Router() *core.Router { return rt.r }
 // Decoder implements builtins.Runtime.
 func (rt *Runtime) Decoder() *builtins.Decoder { return rt.decoder }
 
+// Predeclared returns the names every script of this context sees
+// (frozen): the reference documents each (docs/reference.md).
+func (rt *Runtime) Predeclared() starlark.StringDict { return rt.predeclared }
+
 func (rt *Runtime) isPredeclared(name string) bool {
-	_, ok := rt.predeclared[name]
+	_, ok := rt.predeclaredNames()[name]
 	return ok
+}
+
+func (rt *Runtime) predeclaredNames() starlark.StringDict {
+	rt.predMu.Lock()
+	defer rt.predMu.Unlock()
+	return rt.predeclared
+}
+
+// Predeclare binds name to v for the modules this context executes from
+// now on (those executed before keep what they saw). The fan-out gives a
+// context it started its host record this way, before any module runs
+// there.
+func (rt *Runtime) Predeclare(name string, v starlark.Value) {
+	v.Freeze()
+	rt.predMu.Lock()
+	defer rt.predMu.Unlock()
+	d := make(starlark.StringDict, len(rt.predeclared)+1)
+	for k, old := range rt.predeclared {
+		d[k] = old
+	}
+	d[name] = v
+	rt.predeclared = d
 }
 
 func (rt *Runtime) makePredeclared() starlark.StringDict {
@@ -179,6 +247,7 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 	}
 	d["parent_ids"] = starlark.NewList(pl)
 	d["is_master"] = starlark.Bool(r.IsMaster())
+	d["store"] = builtins.StoreOf(r)
 	argv := make([]starlark.Value, len(rt.opts.Argv))
 	for i, a := range rt.opts.Argv {
 		argv[i] = starlark.String(a)
@@ -193,6 +262,20 @@ func (rt *Runtime) makePredeclared() starlark.StringDict {
 	}
 	tm["sleep"] = starlark.NewBuiltin("time.sleep", timeSleep)
 	d["time"] = &starlarkstruct.Module{Name: "time", Members: tm}
+	// host is the inventory record of a context that connect() started
+	// (set with Predeclare); None everywhere else.
+	d["host"] = starlark.None
+	predeclMu.Lock()
+	funcs := predeclFuncs
+	predeclMu.Unlock()
+	for _, fn := range funcs {
+		for k, v := range fn(r) {
+			d[k] = v
+		}
+	}
+	for k, v := range rt.opts.Predeclared {
+		d[k] = v
+	}
 	d.Freeze()
 	return d
 }
@@ -220,11 +303,19 @@ func timeSleep(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	}
 }
 
+// Close shuts the context down: the scripts' router.on_shutdown
+// callbacks run first, while the tree still works, then the router
+// closes, waiting at most wait for the children to go. A Go program
+// that embeds mitostar calls it instead of the router's Close.
+func (rt *Runtime) Close(wait time.Duration) {
+	builtins.FireShutdown(rt.r, wait)
+	rt.r.CloseTimeout(wait)
+}
+
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
-	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn, OnMaxSteps: stepsDone}
-	thread.SetMaxExecutionSteps(wakeSteps)
+	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
 	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
 	builtins.SetThreadState(thread, st)
 	if ctx == rt.r.Lifetime() {
@@ -238,27 +329,17 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 			cancelThread(ctx, thread, st)
 		}
 		return thread, func() {
+			st.Finished.Store(true)
 			rt.threadsMu.Lock()
 			delete(rt.lifetimeThreads, thread)
 			rt.threadsMu.Unlock()
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
-	return thread, func() { stop() }
-}
-
-// wakeSteps is how many Starlark steps a thread runs between calls of
-// core.WakeSysmon (~1–3 ms of computation): a thread that loops without
-// blocking must be preemptible, or no timer (its _timeout among them)
-// fires and no message is routed while it runs.
-const wakeSteps = 1 << 16
-
-// stepsDone is every thread's OnMaxSteps: it wakes sysmon and sets the
-// next mark. A caller that wants a real step limit sets OnMaxSteps to
-// nil first.
-func stepsDone(thread *starlark.Thread) {
-	thread.SetMaxExecutionSteps(thread.ExecutionSteps() + wakeSteps)
-	core.WakeSysmon()
+	return thread, func() {
+		st.Finished.Store(true)
+		stop()
+	}
 }
 
 // cancelThread stops thread because ctx ended.
@@ -278,10 +359,16 @@ func (rt *Runtime) cancelLifetimeThreads() {
 	}
 }
 
-// NewThread implements builtins.Runtime for handlers: the thread lives
+// NewThread implements builtins.Runtime for policies: the thread lives
 // as long as the router.
 func (rt *Runtime) NewThread(name string) (*starlark.Thread, func()) {
 	return rt.newThread(name, rt.r.Lifetime())
+}
+
+// NewThreadContext implements builtins.Runtime for callbacks: the thread
+// is cancelled when ctx ends.
+func (rt *Runtime) NewThreadContext(name string, ctx context.Context) (*starlark.Thread, func()) {
+	return rt.newThread(name, ctx)
 }
 
 func builtinsThreadContext(t *starlark.Thread) context.Context { return builtins.ThreadContext(t) }
@@ -289,8 +376,16 @@ func builtinsThreadContext(t *starlark.Thread) context.Context { return builtins
 func (rt *Runtime) print(thread *starlark.Thread, msg string) {
 	if rt.r.IsMaster() {
 		rt.stdout.Lock()
-		defer rt.stdout.Unlock()
-		io.WriteString(rt.opts.Stdout, msg+"\n")
+		_, err := io.WriteString(rt.opts.Stdout, msg+"\n")
+		if err != nil && rt.stdoutErr == nil {
+			rt.stdoutErr = err
+		}
+		rt.stdout.Unlock()
+		if err != nil {
+			// print has no way to fail: the thread stops instead, as a
+			// Python program stops on its first failed write.
+			builtins.Cancel(thread, "print: writing to stdout: "+err.Error())
+		}
 		return
 	}
 	rt.r.Emit(slog.LevelInfo, msg)
@@ -302,13 +397,9 @@ const (
 	refBuiltin = "builtin:"
 )
 
-func init() {
-	builtins.FuncRefOf = funcRefOf
-}
-
-// funcRefOf says how fn travels, or why it cannot.
-func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
-	r, err := starRefOf(fn)
+// FuncRef implements builtins.FuncRefs: how fn travels, or why it cannot.
+func (rt *Runtime) FuncRef(fn *starlark.Function) (path, sha, name string, err error) {
+	r, err := rt.starRefOf(fn)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -320,9 +411,10 @@ func funcRefOf(fn *starlark.Function) (path, sha, name string, err error) {
 type starRef struct{ path, sha, ref string }
 
 // starRefOf says how fn travels, or why it cannot; the answer for a
-// top-level function is worked out once and cached.
-func starRefOf(fn *starlark.Function) (*starRef, error) {
-	if r, ok := topLevel.Load(fn); ok {
+// top-level function is worked out once and cached (a global binding
+// never changes once made).
+func (rt *Runtime) starRefOf(fn *starlark.Function) (*starRef, error) {
+	if r, ok := rt.topLevel.Load(fn); ok {
 		return r.(*starRef), nil
 	}
 	name := fn.Name()
@@ -335,10 +427,6 @@ func starRefOf(fn *starlark.Function) (*starRef, error) {
 		return nil, fmt.Errorf("cannot call nested function %s in another context: only top-level functions of a module travel by reference; move it to the top level of its module", name)
 	}
 	path := fn.Position().Filename()
-	rt := moduleOwner.Load()
-	if rt == nil {
-		return nil, errors.New("no runtime knows the module of " + name)
-	}
 	rt.mu.Lock()
 	m, ok := rt.modules[path]
 	rt.mu.Unlock()
@@ -346,21 +434,13 @@ func starRefOf(fn *starlark.Function) (*starRef, error) {
 		return nil, fmt.Errorf("function %s: module %s is not known to this context", name, path)
 	}
 	r := &starRef{path: path, sha: m.sha, ref: refStar + m.sha + ":" + name + ":" + path}
-	topLevel.Store(fn, r)
+	rt.topLevel.Store(fn, r)
 	return r, nil
 }
 
-// topLevel holds the functions funcRefOf found to be top-level functions
-// of their module (a global binding never changes once made), with how
-// they travel.
-var topLevel sync.Map // *starlark.Function → *starRef
-
-// moduleOwner is the runtime of this process (one context per process).
-var moduleOwner atomic.Pointer[Runtime]
-
 // CallRequest implements builtins.Runtime: fn as a reference plus the
 // modules target lacks (the function's module and its transitive loads).
-func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error) {
+func (rt *Runtime) CallRequest(ctx context.Context, target *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) (*core.CallRequest, error) {
 	req := &core.CallRequest{}
 	var mod *module
 	switch f := fn.(type) {
@@ -370,7 +450,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		}
 		req.Func = refBuiltin + f.Name()
 	case *starlark.Function:
-		ref, err := starRefOf(f)
+		ref, err := rt.starRefOf(f)
 		if err != nil {
 			return nil, err
 		}
@@ -390,7 +470,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 		return nil, fmt.Errorf("call: want a top-level function or a registered builtin, got %s", fn.Type())
 	}
 	var err error
-	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(args, kwargs); err != nil {
+	if req.Args, req.ArgsTail, err = builtins.EncodeArgs(rt, args, kwargs); err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
 	if mod != nil && target.ID != rt.r.ID() {
@@ -413,7 +493,7 @@ func (rt *Runtime) CallRequest(target *core.Context, fn starlark.Value, args sta
 						full = append(full, b)
 					}
 				}
-				if err := rt.pushModules(target, full); err != nil {
+				if err := rt.pushModules(ctx, target, full); err != nil {
 					return nil, err
 				}
 				ext = nil
@@ -509,7 +589,7 @@ func (rt *Runtime) resolve(thread *starlark.Thread, ref string) (starlark.Callab
 }
 
 // handleCall serves a CALL_FUNCTION naming Starlark or a builtin.
-func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.Pieces, error) {
+func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []string, error) {
 	if len(c.Request.Ext) > 0 {
 		blobs, err := decodeModuleBlobs(c.Request.Ext)
 		if err != nil {
@@ -532,66 +612,30 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, core.P
 		return nil, nil, err
 	}
 	v, err := starlark.Call(thread, fn, args, kwargs)
+	if ctx.Err() == context.DeadlineExceeded {
+		// Even when the function returned: a wait its deadline ended
+		// (an iteration over a channel) may let it finish before the
+		// thread's cancellation is seen.
+		return nil, nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
+	}
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return nil, nil, &core.RemoteError{Kind: "TimeoutError", Message: fmt.Sprintf("call timed out after %gs", c.Request.Timeout), Context: rt.r.Name()}
-		}
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
 	}
-	head, tail, err := builtins.EncodePieces(core.ReplyOK, v)
+	head, tail, err := builtins.EncodePieces(rt, core.ReplyOK, v)
 	if err != nil {
 		return nil, nil, &core.RemoteError{Kind: core.CallError, Message: "encoding the result: " + err.Error(), Context: rt.r.Name()}
 	}
 	return head, tail, nil
 }
 
-// warmCall is the call a new child runs before its first real one
-// (core.Router.SetWarmCall): os.getpid, a builtin with no effects, takes
-// the whole path of a call (thread, builtin lookup, arguments decoded,
-// result encoded) except reading and writing the stream.
-var warmCall = func() *core.CallRequest {
-	args, _, err := builtins.EncodeArgs(nil, nil)
-	if err != nil {
-		panic(err)
-	}
-	return &core.CallRequest{Func: refBuiltin + "os.getpid", Args: args}
-}()
-
-// helloExt is what a new child receives in its handshake.
+// helloExt is what a new child receives in its handshake: a CBOR array
+// of argv, for fork the parent's module cache, and the default ssh
+// transport.
 type helloExt struct {
-	Argv         []string     `cbor:"1,keyasint"`
-	Modules      []moduleBlob `cbor:"2,keyasint,omitempty"` // fork: the parent's module cache
-	SSHTransport string       `cbor:"3,keyasint,omitempty"` // Options.SSHTransport
-}
-
-// readHelloExt reads the common extension, {1: argv} without modules,
-// as Marshal writes it, without the reflecting decoder (whose first use
-// in a new child costs it ~0.2 ms); false means another layout.
-func readHelloExt(data []byte, h *helloExt) bool {
-	major, _, n, rest, err := core.ReadHead(data)
-	if err != nil || major != 5 || n != 1 || len(rest) == 0 || rest[0] != 0x01 {
-		return false
-	}
-	rest = rest[1:]
-	if len(rest) > 0 && rest[0] == 0xf6 { // null: no argv
-		return len(rest) == 1
-	}
-	if major, _, n, rest, err = core.ReadHead(rest); err != nil || major != 4 || n > uint64(len(rest)) {
-		return false
-	}
-	argv := make([]string, n)
-	for i := range argv {
-		var size uint64
-		if major, _, size, rest, err = core.ReadHead(rest); err != nil || major != 3 || size > uint64(len(rest)) {
-			return false
-		}
-		argv[i], rest = string(rest[:size]), rest[size:]
-	}
-	if len(rest) != 0 {
-		return false
-	}
-	h.Argv = argv
-	return true
+	_            struct{} `cbor:",toarray"`
+	Argv         []string
+	Modules      []moduleBlob
+	SSHTransport string // Options.SSHTransport
 }
 
 func (rt *Runtime) helloExt(method string) []byte {
@@ -610,15 +654,12 @@ func (rt *Runtime) helloExt(method string) []byte {
 func init() {
 	core.RegisterChildHook(func(r *core.Router, ext []byte) error {
 		var h helloExt
-		if len(ext) > 0 && !readHelloExt(ext, &h) {
-			h = helloExt{}
+		if len(ext) > 0 {
 			if err := core.Unmarshal(ext, &h); err != nil {
 				return fmt.Errorf("runtime: handshake extension: %w", err)
 			}
 		}
 		rt := New(r, Options{Argv: h.Argv, SSHTransport: h.SSHTransport})
-		moduleOwner.Store(rt)
-		r.SetWarmCall(warmCall)
 		for _, b := range h.Modules {
 			if _, err := rt.addBlob(b); err != nil {
 				return err
@@ -635,7 +676,6 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if !rt.r.IsMaster() {
 		return errors.New("RunScript: only the master runs scripts")
 	}
-	moduleOwner.Store(rt)
 	dir, base := filepath.Split(script)
 	if dir == "" {
 		dir = "."
@@ -643,6 +683,24 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if len(rt.opts.Roots) == 0 || filepath.Clean(rt.opts.Roots[0]) != filepath.Clean(dir) {
 		rt.opts.Roots = append([]string{dir}, rt.opts.Roots...)
 	}
+	for _, root := range rt.opts.Roots {
+		if err := checkRoot(root); err != nil {
+			return err
+		}
+	}
+	err := rt.runMain(ctx, base)
+	rt.stdout.Lock()
+	werr := rt.stdoutErr
+	rt.stdout.Unlock()
+	if werr != nil {
+		// What the script saw (a cancelled thread) follows from this.
+		return fmt.Errorf("print: writing to stdout: %w", werr)
+	}
+	return err
+}
+
+// runMain runs the script's module, then its main().
+func (rt *Runtime) runMain(ctx context.Context, base string) error {
 	thread, done := rt.newThread("main", ctx)
 	defer done()
 	m, err := rt.moduleSource(base)
@@ -656,13 +714,34 @@ func (rt *Runtime) RunScript(ctx context.Context, script string) error {
 	if mainFn, ok := g["main"]; ok {
 		fn, ok := mainFn.(starlark.Callable)
 		if !ok {
-			return fmt.Errorf("%s: main is a %s, not a function", base, mainFn.Type())
+			return fmt.Errorf("%s: main is %s %s, not a function", base, article(mainFn.Type()), mainFn.Type())
 		}
 		if _, err := starlark.Call(thread, fn, nil, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// checkRoot says why root cannot be a module root: it must be an
+// existing directory.
+func checkRoot(root string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("module root: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("module root %s is not a directory", root)
+	}
+	return nil
+}
+
+// article is "an" before a type name that starts with a vowel, else "a".
+func article(typeName string) string {
+	if typeName != "" && strings.ContainsRune("aeiouAEIOU", rune(typeName[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 // funcRef is a function reference received in a value: calling it runs

@@ -35,6 +35,7 @@ func init() {
 	builtins.Register("testing.wait_log", testWaitLog)
 	builtins.Register("testing.stdout", testStdout)
 	builtins.Register("testing.busy", testBusy)
+	builtins.Register("testing.compute", testCompute)
 	builtins.Register("testing.unsendable", testUnsendable)
 	builtins.Register("testing.write_fd", testWriteFD)
 
@@ -42,7 +43,7 @@ func init() {
 	core.RegisterChildHook(func(r *core.Router, _ []byte) error { return r.RegisterService(testService()) })
 }
 
-// testService is a Go service (SPEC §3 call_service) that every context
+// testService is a Go service (docs/reference.md, "Services") that every context
 // of the suite registers: echo and whoami accept any caller, strict only
 // a parent, fail always fails.
 func testService() *core.Service {
@@ -408,6 +409,25 @@ func testBusy(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	}
 	<-builtins.ThreadContext(thread).Done()
 	return nil, fmt.Errorf("testing.busy: %w", builtins.ThreadContext(thread).Err())
+}
+
+// testing.compute(seconds) computes for that long without a system call
+// or an allocation, as a long Go builtin does, and returns how many
+// rounds it made.
+func testCompute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var secs float64
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &secs); err != nil {
+		return nil, err
+	}
+	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
+	rounds, x := 0, uint64(1)
+	for time.Now().Before(end) {
+		for range 100000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		rounds++
+	}
+	return starlark.MakeInt(rounds + int(x&1)), nil
 }
 
 // testing.unsendable() returns a value of a type that cannot travel.

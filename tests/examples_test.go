@@ -163,6 +163,20 @@ func TestExamples(t *testing.T) {
 				t.Errorf("stdout = %q, want %q", out, want)
 			}
 		},
+		"many_hosts.star": func(t *testing.T, mitostar string) {
+			out, errOut := runExample(t, ".", mitostar, "-i", filepath.Join(exampleDir, "hosts.ini"), "--progress", "never",
+				filepath.Join(exampleDir, "many_hosts.star"))
+			want := "web hosts: [\"web1\", \"web2\"]\n" +
+				"connected: [\"web1\", \"web2\", \"db1\"] unreachable: []\n" +
+				"web1 -> web1 (frontend, groups web): hello\n" +
+				"web2 -> web2 (frontend, groups web): hello\n" +
+				"db1 -> db1 (database, groups db): hello\n" +
+				"host in the master: None\n"
+			if out != want {
+				t.Errorf("stdout = %q, want %q", out, want)
+			}
+			wantMatch(t, "stderr", errOut, `(?m)^RECAP\n`, `(?m)^db1\s+1\s+0\s+0\s+0\s+0\s+\d+\.\d\ds$`)
+		},
 		"ssh_sudo.star": func(t *testing.T, mitostar string) {
 			sshd := testbed.SSHD(t)
 			out, _ := runExample(t, ".", mitostar, filepath.Join(exampleDir, "ssh_sudo.star"),
@@ -199,6 +213,32 @@ func TestEmbedExample(t *testing.T) {
 		"child-1: label=child-1 same host=True other pid=True\n"+
 		"args: [\"one\", \"two\"]\n", runtime.GOOS, runtime.GOARCH)
 	if out != want {
+		t.Errorf("stdout = %q, want %q", out, want)
+	}
+}
+
+// The README's "Embedding in Go" is scripts/examples/readme/main.go,
+// verbatim, and that program works: its builtin is known in the master
+// and in a child.
+func TestReadmeEmbedding(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)### Embedding in Go\n.*?```go\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no go block under \"### Embedding in Go\"")
+	}
+	src, err := os.ReadFile(filepath.Join(exampleDir, "readme", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m[1]) != string(src) {
+		t.Errorf("the README's Embedding in Go differs from scripts/examples/readme/main.go:\n%s", m[1])
+	}
+	bin := build(t, "scripts/examples/readme")
+	out, _ := runExample(t, t.TempDir(), bin, filepath.Join(mustAbs(t, exampleDir), "readme", "deploy.star"), "a1")
+	if want := "master: [\"web1\", \"web2\"] [\"a1\"]\nworker: [\"web1\", \"web2\"]\n"; out != want {
 		t.Errorf("stdout = %q, want %q", out, want)
 	}
 }

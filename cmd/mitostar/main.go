@@ -6,18 +6,22 @@
 //
 //	mitostar [flags] SCRIPT.star [ARG...]
 //	mitostar run [flags] SCRIPT.star [ARG...]
-//	mitostar version
+//	mitostar exec [flags] PATTERN -- CMD [ARG...]
+//	mitostar version (or --version)
+//	mitostar doc [NAME]
 //	mitostar help
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
@@ -26,16 +30,24 @@ import (
 
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/docs"
+	"github.com/mitostar/mitostar/fanout"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 const usage = `usage: mitostar [flags] SCRIPT.star [ARG...]
        mitostar run [flags] SCRIPT.star [ARG...]
-       mitostar version
+       mitostar exec [flags] [-b] PATTERN -- CMD [ARG...]
+       mitostar version | --version
+       mitostar doc [NAME]
        mitostar help
 
 Runs SCRIPT.star: its top level, then main() if it defines one. ARGs are
-available to the script (in every context) as argv.
+available to the script (in every context) as argv. exec runs CMD on every
+host PATTERN selects from the inventory, in parallel, and prints each
+host's output. "mitostar doc NAME" prints the reference of NAME (a
+predeclared name, a method such as Receiver.get, an error kind),
+"mitostar doc" all of it.
 
 flags:
   -I DIR                  add a module root (repeatable); the script's
@@ -50,10 +62,28 @@ flags:
                           connections that do not choose with transport=
   --profile DIR           write CPU and heap profiles of the master and of
                           every local child to DIR (for benchmarks)
+  --version               print the version and exit
   -h, --help              this help
 
-exit status: 0 success, 1 the script failed, 2 bad usage,
-130/143 interrupted by SIGINT/SIGTERM.
+many hosts:
+  -i FILE                 inventory: Ansible INI or YAML, a .star file, a
+                          directory, or a host list "h1,h2," (repeatable;
+                          default: $MITOSTAR_INVENTORY, ':'-separated)
+  --limit PATTERN         narrow every host pattern of the run
+  --forks N               hosts connected or called at once (default 50)
+  --progress MODE         auto (a live display when stderr is a terminal),
+                          always or never (one line per host event)
+  --json FILE             one JSON object per host result, then the recap
+                          (- for stdout)
+  -k, --ask-pass          ask once for the ssh password
+  -K, --ask-become-pass   ask once for the become (sudo/su/doas) password
+  --become-password-file FILE
+                          read the become password from FILE
+  -b, --become            (exec) run CMD through each host's become method
+
+exit status: 0 success, 1 the script failed, 2 bad usage, 3 a host failed,
+4 hosts were unreachable and none failed, 130/143 interrupted by
+SIGINT/SIGTERM.
 `
 
 type multiFlag []string
@@ -63,25 +93,21 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
 	core.RunRole()
-	// A master mostly waits on pipes; on small machines waking idle Ps
-	// costs more than it buys (see docs/benchmarks.md).
-	if os.Getenv("GOMAXPROCS") == "" {
-		goruntime.GOMAXPROCS(1)
-	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
-			fmt.Fprintf(stdout, "mitostar %s (protocol %d, %s %s/%s)\n", core.BuildVersion, core.ProtocolVersion,
-				goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
-			return 0
+			return printVersion(stdout, stderr)
 		case "help":
-			io.WriteString(stdout, usage)
-			return 0
-		case "run":
+			return write(stdout, stderr, usage)
+		case "doc":
+			return doc(stdout, stderr, args[1:])
+		case "run", "exec":
+			cmd = args[0]
 			args = args[1:]
 		}
 	}
@@ -95,9 +121,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		maxSize    = core.DefaultMaxMessageSize
 		shutdownTO = 5.0
 		help       bool
+		version    bool
 		cpuProfile string
 		profileDir string
 		sshTr      string
+		fan        fanFlags
 	)
 	fs.Var(&roots, "I", "module root")
 	fs.BoolVar(&verbose, "v", false, "debug logging")
@@ -107,32 +135,59 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&shutdownTO, "shutdown-timeout", shutdownTO, "shutdown timeout")
 	fs.BoolVar(&help, "h", false, "help")
 	fs.BoolVar(&help, "help", false, "help")
+	fs.BoolVar(&version, "version", false, "print the version")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
 	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
 	fs.StringVar(&sshTr, "ssh-transport", "", "the default ssh transport")
+	fan.register(fs, cmd == "exec")
 	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "mitostar: %v\n\n%s", err, usage)
+		fmt.Fprintf(stderr, "mitostar: %s\n\n%s", asTyped(err, args), usage)
 		return 2
 	}
 	if help {
-		io.WriteString(stdout, usage)
-		return 0
+		return write(stdout, stderr, usage)
 	}
+	if version {
+		return printVersion(stdout, stderr)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	rest := fs.Args()
-	if len(rest) == 0 {
-		fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
-		return 2
+	var script string
+	var argv, command []string
+	var pattern string
+	if cmd == "exec" {
+		if len(rest) > 0 && rest[0] != "--" {
+			pattern, rest = rest[0], rest[1:]
+		}
+		if len(rest) > 0 && rest[0] == "--" {
+			rest = rest[1:]
+		}
+		if pattern == "" || len(rest) == 0 {
+			fmt.Fprintf(stderr, "mitostar exec: want a host pattern and a command: mitostar exec PATTERN -- CMD [ARG...]\n\n%s", usage)
+			return 2
+		}
+		command = rest
+	} else {
+		if len(rest) == 0 {
+			fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
+			return 2
+		}
+		script, argv = rest[0], rest[1:]
 	}
-	script, argv := rest[0], rest[1:]
 	level, err := core.ParseLevel(logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "mitostar: --log-level: %v\n", err)
 		return 2
 	}
 	if env := os.Getenv("MITOSTAR_LOG_LEVEL"); env != "" {
-		if level, err = core.ParseLevel(env); err != nil {
+		envLevel, err := core.ParseLevel(env)
+		if err != nil {
 			fmt.Fprintf(stderr, "mitostar: MITOSTAR_LOG_LEVEL: %v\n", err)
 			return 2
+		}
+		if !set["log-level"] { // a flag on the command line beats the environment
+			level = envLevel
 		}
 	}
 	if verbose {
@@ -152,10 +207,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mitostar: --shutdown-timeout must not be negative\n")
 		return 2
 	}
-	if _, err := os.Stat(script); err != nil {
+	if script != "" {
+		if err := runtime.CheckScript(script); err != nil {
+			fmt.Fprintf(stderr, "mitostar: %v\n", err)
+			return 2
+		}
+	}
+	for _, root := range roots {
+		if fi, err := os.Stat(root); err != nil {
+			fmt.Fprintf(stderr, "mitostar: -I %s: %v\n", root, errors.Unwrap(err))
+			return 2
+		} else if !fi.IsDir() {
+			fmt.Fprintf(stderr, "mitostar: -I %s: not a directory\n", root)
+			return 2
+		}
+	}
+	fo, err := fan.open(stdout, stderr)
+	if err != nil {
 		fmt.Fprintf(stderr, "mitostar: %v\n", err)
 		return 2
 	}
+	defer fo.close()
+	stdout, stderr = fo.stdout, fo.stderr
 	logOut := stderr
 	if logFile != "" {
 		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -176,11 +249,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
-	if profileDir == "" {
-		// Heap profiles are only written with --profile; without one,
-		// sampling allocations is cost for nothing.
-		goruntime.MemProfileRate = 0
-	}
 	if profileDir != "" {
 		if err := os.MkdirAll(profileDir, 0o755); err != nil {
 			fmt.Fprintf(stderr, "mitostar: --profile: %v\n", err)
@@ -196,7 +264,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r.EnableDebug()
 		r.SetLogger(slog.New(core.NewLogHandler(r)))
 	}
-	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, SSHTransport: sshTr})
+	session := fanout.NewSession(r, fo.options)
+	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, SSHTransport: sshTr, Predeclared: fanout.Predeclared(session)})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -205,7 +274,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	var got os.Signal
 	done := make(chan error, 1)
-	go func() { done <- rt.RunScript(ctx, script) }()
+	go func() {
+		if cmd == "exec" {
+			done <- runExec(ctx, session, pattern, command, fo, stdout)
+			return
+		}
+		done <- rt.RunScript(ctx, script)
+	}()
 	var runErr error
 	select {
 	case runErr = <-done:
@@ -216,7 +291,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case <-time.After(time.Duration(shutdownTO * float64(time.Second))):
 		}
 	}
-	r.CloseTimeout(time.Duration(shutdownTO * float64(time.Second)))
+	fo.progressEnd()
+	rt.Close(time.Duration(shutdownTO * float64(time.Second)))
 	switch got {
 	case syscall.SIGINT:
 		return 130
@@ -225,7 +301,72 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if runErr != nil {
 		fmt.Fprint(stderr, builtins.Backtrace(runErr))
+	}
+	if session.Used() {
+		session.Recap(fo.stderr, fo.color)
+		session.WriteRecapJSON()
+	}
+	if err := session.JSONError(); err != nil {
+		fmt.Fprintf(stderr, "mitostar: --json: %v\n", err)
+	}
+	if runErr != nil {
+		return 1
+	}
+	return session.ExitStatus()
+}
+
+// printVersion prints the version line: mitostar, protocol, Go, platform.
+func printVersion(stdout, stderr io.Writer) int {
+	return write(stdout, stderr, fmt.Sprintf("mitostar %s (protocol %d, %s %s/%s)\n", core.BuildVersion, core.ProtocolVersion,
+		goruntime.Version(), goruntime.GOOS, goruntime.GOARCH))
+}
+
+// write writes text to stdout; a failed write (a full disk, a closed
+// pipe) is reported and makes the exit status 1.
+func write(stdout, stderr io.Writer, text string) int {
+	if _, err := io.WriteString(stdout, text); err != nil {
+		fmt.Fprintf(stderr, "mitostar: writing to stdout: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// flagInError finds the flag name in the flag package's errors, which
+// always spell it with one dash.
+var flagInError = regexp.MustCompile(`(defined: |argument: |for flag |for |flag )-([^\s:=]+)`)
+
+// asTyped returns err's message with the flag named as the user typed
+// it: "--check", not the flag package's "-check".
+func asTyped(err error, args []string) string {
+	return flagInError.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		sub := flagInError.FindStringSubmatch(m)
+		name := sub[2]
+		for _, a := range args {
+			if a == "--" {
+				break
+			}
+			if a == "--"+name || strings.HasPrefix(a, "--"+name+"=") {
+				return sub[1] + "--" + name
+			}
+		}
+		return m
+	})
+}
+
+// doc prints the reference, or the entry or section of NAME.
+func doc(stdout, stderr io.Writer, args []string) int {
+	if len(args) == 0 {
+		return write(stdout, stderr, docs.Reference)
+	}
+	name := strings.Join(args, " ")
+	text, ok := docs.Lookup(docs.Reference, name)
+	if !ok {
+		fmt.Fprintf(stderr, "mitostar doc: nothing is named %q in the reference", name)
+		if near := docs.Near(docs.Reference, name); len(near) > 0 {
+			fmt.Fprintf(stderr, "; entries that start alike: %s", strings.Join(near, ", "))
+		}
+		fmt.Fprintln(stderr)
+		return 1
+	}
+	return write(stdout, stderr, text)
 }

@@ -16,8 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"go.starlark.net/starlark"
+
+	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/docs"
 	"github.com/mitostar/mitostar/internal/testbed"
+	"github.com/mitostar/mitostar/runtime"
 )
 
 // cliEnv makes this test binary behave as the mitostar command: the CLI
@@ -122,9 +127,11 @@ func matches(t *testing.T, what, s string, patterns ...string) {
 
 func TestVersionAndHelp(t *testing.T) {
 	t.Parallel()
-	r := mitostar(t, "", nil, "version")
-	r.want(t, 0)
-	matches(t, "version", r.stdout, `^mitostar \S+ \(protocol 1, go1\.\d+\S* \w+/\w+\)\n$`)
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"--version", "ignored.star"}} {
+		r := mitostar(t, "", nil, args...)
+		r.want(t, 0)
+		matches(t, fmt.Sprint(args), r.stdout, `^mitostar \S+ \(protocol 2, go1\.\d+\S* \w+/\w+\)\n$`)
+	}
 
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"run", "-h"}} {
 		r := mitostar(t, "", nil, args...)
@@ -140,23 +147,48 @@ func TestVersionAndHelp(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	dir := script(t, map[string]string{"ok.star": "print('ran')\n"})
+	f, err := os.Create(filepath.Join(dir, "sparse.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(65 << 20); err != nil { // sparse: no disk space used
+		t.Fatal(err)
+	}
+	f.Close()
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{nil, "mitostar: missing script"},
 		{[]string{"run"}, "mitostar: missing script"},
-		{[]string{"--bogus", "ok.star"}, "flag provided but not defined: -bogus"},
-		{[]string{"-I"}, "flag needs an argument: -I"},
+		// Flags are named as they were typed, with one dash or two.
+		{[]string{"--bogus", "ok.star"}, "mitostar: flag provided but not defined: --bogus\n"},
+		{[]string{"-bogus", "ok.star"}, "mitostar: flag provided but not defined: -bogus\n"},
+		{[]string{"--check", "ok.star"}, "mitostar: flag provided but not defined: --check\n"},
+		{[]string{"-I"}, "flag needs an argument: -I\n"},
+		{[]string{"ok.star", "--log-level"}, ""}, // after the script: the script's argument
+		{[]string{"--log-level"}, "flag needs an argument: --log-level\n"},
 		{[]string{"nosuch.star"}, "mitostar: stat nosuch.star: no such file or directory"},
+		// A directory or a device is as bad a script as a missing file.
+		{[]string{"."}, "mitostar: . is a directory, not a script\n"},
+		{[]string{"/dev/zero"}, "mitostar: /dev/zero is a character device, not a script\n"},
+		{[]string{"sparse.star"}, "mitostar: sparse.star is 68157440 bytes, over the 64 MiB limit of a script or module\n"},
+		{[]string{"-I", "/nonexistent", "ok.star"}, "mitostar: -I /nonexistent: no such file or directory\n"},
+		{[]string{"-I", "ok.star", "ok.star"}, "mitostar: -I ok.star: not a directory\n"},
 		{[]string{"--log-level", "loud", "ok.star"}, `mitostar: --log-level: unknown log level "loud"`},
 		{[]string{"--max-message-size", "100", "ok.star"}, "mitostar: --max-message-size must be at least 4096 bytes"},
-		{[]string{"--max-message-size", "lots", "ok.star"}, `invalid value "lots" for flag -max-message-size`},
+		{[]string{"--max-message-size", "lots", "ok.star"}, `invalid value "lots" for flag --max-message-size: parse error`},
+		{[]string{"--max-message-size=lots", "ok.star"}, `invalid value "lots" for flag --max-message-size: parse error`},
+		{[]string{"-max-message-size", "lots", "ok.star"}, `invalid value "lots" for flag -max-message-size: parse error`},
 		{[]string{"--shutdown-timeout", "-1", "ok.star"}, "mitostar: --shutdown-timeout must not be negative"},
 		{[]string{"--ssh-transport", "telnet", "ok.star"}, `mitostar: --ssh-transport must be openssh or native, got "telnet"`},
 		{[]string{"--log-file", "/nonexistent/dir/log", "ok.star"}, "mitostar: --log-file: open /nonexistent/dir/log: no such file or directory"},
 	} {
 		r := mitostar(t, dir, nil, tc.args...)
+		if tc.want == "" {
+			r.want(t, 0)
+			continue
+		}
 		if r.code != 2 {
 			t.Errorf("%v: exit status %d, want 2\nstderr:\n%s", tc.args, r.code, r.stderr)
 		}
@@ -237,6 +269,19 @@ func TestLogOptions(t *testing.T) {
 	if strings.Contains(r.stderr, "child warning") {
 		t.Errorf("MITOSTAR_LOG_LEVEL=error shows warnings:\n%s", r.stderr)
 	}
+
+	// A flag beats the environment, both ways.
+	r = mitostar(t, dir, []string{"MITOSTAR_LOG_LEVEL=debug"}, "--log-level", "error", "out.star")
+	r.want(t, 0)
+	if strings.Contains(r.stderr, "child warning") || strings.Contains(r.stderr, "child debug") {
+		t.Errorf("--log-level error with MITOSTAR_LOG_LEVEL=debug shows warnings or debug lines:\n%s", r.stderr)
+	}
+	r = mitostar(t, dir, []string{"MITOSTAR_LOG_LEVEL=error"}, "--log-level=info", "out.star")
+	r.want(t, 0)
+	contains(t, "stderr with --log-level=info over MITOSTAR_LOG_LEVEL=error", r.stderr, "INFO child info x")
+	r = mitostar(t, dir, []string{"MITOSTAR_LOG_LEVEL=error"}, "-v", "out.star")
+	r.want(t, 0)
+	contains(t, "stderr with -v over MITOSTAR_LOG_LEVEL=error", r.stderr, "DEBUG child debug x")
 
 	r = mitostar(t, dir, nil, "-v", "out.star")
 	r.want(t, 0)
@@ -321,7 +366,7 @@ func TestFailingScript(t *testing.T) {
 			`  \[worker\] lib/helpers.star:5:18: in deeper\n`+
 			`(  \[worker\] lib/helpers.star:5:18: in deeper\n){2}`+
 			`  \[worker\] lib/helpers.star:4:13: in deeper\n`+
-			`Error: CallError: fail: gave up at the bottom \(in worker\)\n$`)
+			`CallError: fail: gave up at the bottom \(in worker\)\n$`)
 
 	// A failure in the master alone.
 	dir = script(t, map[string]string{"local.star": "def main():\n    x = {}\n    x['missing']\n"})
@@ -340,13 +385,185 @@ func TestFailingScript(t *testing.T) {
 	dir = script(t, map[string]string{"nomain.star": "main = 3\n"})
 	r = mitostar(t, dir, nil, "nomain.star")
 	r.want(t, 1)
-	contains(t, "stderr", r.stderr, "nomain.star: main is a int, not a function")
+	contains(t, "stderr", r.stderr, "Error: nomain.star: main is an int, not a function\n")
 
 	// A syntax error.
 	dir = script(t, map[string]string{"syntax.star": "def main(:\n    pass\n"})
 	r = mitostar(t, dir, nil, "syntax.star")
 	r.want(t, 1)
 	matches(t, "stderr", r.stderr, `^Error: syntax.star:1:\d+: got ':', want '\)'\n$`)
+}
+
+// docs/reference.md documents every predeclared name, every member of a
+// predeclared module, every method and attribute of mitostar's types,
+// every connection method and error kind, and the subcommands.
+func TestReferenceCoversEverything(t *testing.T) {
+	entries, _ := docs.Parse(docs.Reference)
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name] = true
+	}
+	var missing []string
+	need := func(name string) {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	r := core.NewMaster(core.Options{})
+	defer r.Close()
+	pre := runtime.New(r, runtime.Options{}).Predeclared()
+	for _, name := range pre.Keys() {
+		if name == "fotest" {
+			continue // a builtin of this package's tests (fanout_test.go), not of mitostar
+		}
+		need(name)
+		if _, ok := pre[name].(*starlark.List); ok {
+			continue // argv and parent_ids: Starlark's list methods
+		}
+		if h, ok := pre[name].(starlark.HasAttrs); ok {
+			for _, a := range h.AttrNames() {
+				need(name + "." + a)
+			}
+		}
+	}
+	for prefix, v := range map[string]starlark.HasAttrs{
+		"Context": &builtins.Context{}, "Receiver": &builtins.Receiver{}, "Sender": &builtins.Sender{},
+		"Channel": &builtins.Channel{}, "Select": &builtins.Select{}, "Latch": &builtins.Latch{},
+		"Message": &builtins.Message{}, "Error": &builtins.Error{}, "service": &builtins.Service{},
+	} {
+		need(prefix)
+		for _, a := range v.AttrNames() {
+			need(prefix + "." + a)
+		}
+	}
+	for _, m := range core.Methods() {
+		need("router." + m)
+	}
+	for _, k := range []string{"CallError", "ChannelError", "StreamError", "TimeoutError", "PasswordError",
+		"HostKeyError", "OSError", "LatchError", "Error"} {
+		need(k)
+	}
+	for _, c := range []string{"mitostar", "mitostar version", "mitostar doc", "mitostar help"} {
+		need(c)
+	}
+	if len(missing) > 0 {
+		t.Errorf("docs/reference.md has no entry for %d names:\n%s", len(missing), strings.Join(missing, "\n"))
+	}
+}
+
+func TestDoc(t *testing.T) {
+	t.Parallel()
+	r := mitostar(t, "", nil, "doc")
+	r.want(t, 0)
+	if r.stdout != docs.Reference {
+		t.Errorf("mitostar doc does not print docs/reference.md")
+	}
+	for _, tc := range []struct{ args, want []string }{
+		{[]string{"Receiver.get"}, []string{"`Receiver.get(timeout=None, block=True)`\n    the next message"}},
+		{[]string{"receiver.GET"}, []string{"`Receiver.get(timeout=None, block=True)`"}},
+		{[]string{"ctx.call"}, []string{"### `Context.call(fn, *args, _timeout=None, **kwargs)`\n"}},
+		{[]string{"router.ssh"}, []string{"### `router.ssh(hostname, **keywords)`", "check_host_keys"}},
+		{[]string{"CallError"}, []string{"### `CallError`\n"}},
+		{[]string{"Error"}, []string{"`Error.kind`", "Everything refused locally"}},
+		{[]string{"mitostar", "doc"}, []string{"### `mitostar doc [NAME]`"}},
+		{[]string{"services"}, []string{"## Services\n", "### `service(*functions"}},
+		{[]string{"store.incr"}, []string{"`store.incr(key, by=1)`"}},
+	} {
+		r := mitostar(t, "", nil, append([]string{"doc"}, tc.args...)...)
+		r.want(t, 0)
+		contains(t, fmt.Sprintf("doc %v", tc.args), r.stdout, tc.want...)
+	}
+	r = mitostar(t, "", nil, "doc", "Receiver.gett")
+	r.want(t, 1)
+	contains(t, "stderr", r.stderr, `mitostar doc: nothing is named "Receiver.gett" in the reference; entries that start alike: `, "Receiver.get_data")
+}
+
+// An uncaught error ends with "KIND: message", the kind named once.
+func TestErrorKinds(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{
+		"stream.star":  "def main():\n    router.docker(container = 'x', docker_path = '/nonexistent/docker')\n",
+		"remote.star":  "def main():\n    router.connect('bogus', via = router.local(name = 'hop'))\n",
+		"channel.star": "def main():\n    Receiver(router).get(timeout = 0.01)\n",
+		"local.star":   "def main():\n    fail('plain')\n",
+	})
+	for _, tc := range []struct{ script, last string }{
+		{"stream.star", "StreamError: connect docker.x: docker exec: starting /nonexistent/docker: "},
+		{"remote.star", `Error: unknown connection method "bogus" (known: `},
+		{"channel.star", "TimeoutError: get: timed out\n"},
+		{"local.star", "Error: fail: plain\n"},
+	} {
+		r := mitostar(t, dir, nil, tc.script)
+		r.want(t, 1)
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		if last := lines[len(lines)-1] + "\n"; !strings.HasPrefix(last, tc.last) {
+			t.Errorf("%s: last line %q, want it to start with %q", tc.script, last, tc.last)
+		}
+		if strings.Contains(r.stderr, "Error: Error:") || strings.Contains(r.stderr, "Error: StreamError") {
+			t.Errorf("%s: kind named twice:\n%s", tc.script, r.stderr)
+		}
+	}
+}
+
+// router.on_shutdown callbacks of the master run when main() is over,
+// before the children are told to go: they can still call them.
+func TestShutdownCallbacks(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{"bye.star": `
+def pid():
+    return os.getpid()
+
+def bye(c):
+    print("on_shutdown: the child still answers:", c.call(pid) > 0)
+
+def main():
+    c = router.local(name = "kid")
+    router.on_shutdown(lambda: bye(c))
+    router.on_shutdown(lambda: fail("a failing callback is logged"))
+    print("main done")
+`})
+	r := mitostar(t, dir, nil, "bye.star")
+	r.want(t, 0)
+	if want := "main done\non_shutdown: the child still answers: True\n"; r.stdout != want {
+		t.Errorf("stdout = %q, want %q\nstderr:\n%s", r.stdout, want, r.stderr)
+	}
+	contains(t, "stderr", r.stderr, "[master] ERROR on_shutdown callback failed: ", "fail: a failing callback is logged")
+}
+
+// A failed write on stdout (a full disk) is an error, not a silent loss.
+func TestStdoutErrors(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{"many.star": "def main():\n    for i in range(3):\n        print('line', i)\n    fs.write(argv[0], 'after the prints')\n"})
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	defer full.Close()
+	run := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := command(ctx, dir, nil, args...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = full, &stderr
+		cmd.Run()
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	}
+	marker := filepath.Join(t.TempDir(), "marker")
+	code, stderr := run("many.star", marker)
+	if code != 1 {
+		t.Errorf("many.star > /dev/full: exit status %d, want 1; stderr:\n%s", code, stderr)
+	}
+	contains(t, "stderr", stderr, "Error: print: writing to stdout: write /dev/stdout: no space left on device\n")
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the script went on after its first print failed")
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}, {"help"}} {
+		code, stderr := run(args...)
+		if code != 1 {
+			t.Errorf("%v > /dev/full: exit status %d, want 1", args, code)
+		}
+		contains(t, fmt.Sprint(args), stderr, "mitostar: writing to stdout: write /dev/stdout: no space left on device\n")
+	}
 }
 
 func TestLoads(t *testing.T) {
@@ -359,14 +576,30 @@ func TestLoads(t *testing.T) {
 	dir := script(t, map[string]string{
 		"uses_extra.star": "load('lib/extra.star', 'extra')\ndef f():\n    return extra()\n" +
 			"def main():\n    print(extra(), router.local().call(f))\n",
-		"missing.star":  "load('lib/nope.star', 'x')\n",
-		"abs.star":      fmt.Sprintf("load(%q, 'secret')\n", filepath.Join(outside, "secret.star")),
-		"dotdot.star":   "load('../secret.star', 'secret')\n",
-		"symlink.star":  "load('escape.star', 'secret')\n",
-		"transit.star":  "load('lib/bad.star', 'secret')\n",
-		"lib/bad.star":  "load('../../secret.star', 'secret')\n",
-		"lib/local.txt": "not a module\n",
+		"missing.star":           "load('lib/nope.star', 'x')\n",
+		"abs.star":               fmt.Sprintf("load(%q, 'secret')\n", filepath.Join(outside, "secret.star")),
+		"dotdot.star":            "load('../secret.star', 'secret')\n",
+		"symlink.star":           "load('escape.star', 'secret')\n",
+		"transit.star":           "load('lib/bad.star', 'secret')\n",
+		"lib/bad.star":           "load('../../secret.star', 'secret')\n",
+		"lib/local.txt":          "not a module\n",
+		"chain.star":             "load('lib/outer.star', 'v')\n",
+		"lib/outer.star":         "# loads inner\nload('lib/inner.star', 'v')\n",
+		"lib/inner.star":         "x = {}\n\nv = x['nope']\n",
+		"chain_missing.star":     "load('lib/loads_missing.star', 'v')\n",
+		"lib/loads_missing.star": "load('lib/nope.star', 'v')\n",
+		"fifo.star":              "load('lib/fifo.star', 'v')\n",
+		"huge.star":              "load('lib/huge.star', 'v')\n",
 	})
+	if err := syscall.Mkfifo(filepath.Join(dir, "lib", "fifo.star"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lib", "huge.star"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "lib", "huge.star"), 65<<20); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Symlink(filepath.Join(outside, "secret.star"), filepath.Join(dir, "escape.star")); err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +613,25 @@ func TestLoads(t *testing.T) {
 	r.want(t, 1)
 	contains(t, "stderr", r.stderr, `module "lib/extra.star" not found in the module roots`)
 
+	// A load that fails inside a loaded module shows every load of the
+	// chain, down to the failing line.
+	r = mitostar(t, dir, nil, "chain.star")
+	r.want(t, 1)
+	matches(t, "stderr", r.stderr, `^Traceback \(most recent call last\):\n`+
+		`  chain\.star:1:1: in <toplevel>\n`+
+		`  lib/outer\.star:2:1: in <toplevel>\n`+
+		`  lib/inner\.star:3:6: in <toplevel>\n`+
+		`Error: cannot load lib/outer\.star: cannot load lib/inner\.star: key "nope" not in dict\n$`)
+	r = mitostar(t, dir, nil, "chain_missing.star")
+	r.want(t, 1)
+	matches(t, "stderr", r.stderr, `^Traceback \(most recent call last\):\n`+
+		`  chain_missing\.star:1:1: in <toplevel>\n`+
+		`  lib/loads_missing\.star:1:1: in <toplevel>\n`+
+		`Error: cannot load lib/loads_missing\.star: cannot load lib/nope\.star: module "lib/nope\.star" not found in the module roots`)
+
 	for _, tc := range []struct{ script, want string }{
+		{"fifo.star", `cannot load lib/fifo.star: module "lib/fifo.star" is a named pipe, not a file`},
+		{"huge.star", `cannot load lib/huge.star: module "lib/huge.star" is 68157440 bytes, over the 64 MiB limit of a script or module`},
 		{"missing.star", `module "lib/nope.star" not found in the module roots`},
 		{"abs.star", fmt.Sprintf(`module path %q is absolute`, filepath.Join(outside, "secret.star"))},
 		{"dotdot.star", `module path "../secret.star" escapes its module root`},
@@ -422,75 +673,142 @@ func TestSignals(t *testing.T) {
 	} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
 			dir := script(t, map[string]string{"tree.star": treeScript})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			cmd := command(ctx, dir, nil, "tree.star")
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var pids []int
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				line := sc.Text()
-				if line == "ready" {
-					break
-				}
-				if f := strings.Fields(line); len(f) == 2 {
-					if p, err := strconv.Atoi(f[1]); err == nil && f[0] == "child" {
-						pids = append(pids, p)
-					}
-				}
-			}
-			if len(pids) != 4 {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("got child pids %v before ready; stderr:\n%s", pids, stderr.String())
-			}
-			for _, p := range pids {
+			tr := startTree(t, dir, "child", 4, "tree.star")
+			for _, p := range tr.pids {
 				if !alive(p) {
 					t.Fatalf("child %d not running before the signal", p)
 				}
 			}
 			sent := time.Now()
-			if err := cmd.Process.Signal(tc.sig); err != nil {
+			if err := tr.cmd.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
 			}
-			go func() { // drain the rest of stdout so the master never blocks on it
-				for sc.Scan() {
-				}
-			}()
-			err = cmd.Wait()
-			code := cmd.ProcessState.ExitCode()
-			if code != tc.code {
-				t.Errorf("exit status %d (%v), want %d; stderr:\n%s", code, err, tc.code, stderr.String())
+			err := tr.cmd.Wait()
+			if code := tr.cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Errorf("exit status %d (%v), want %d; stderr:\n%s", code, err, tc.code, tr.stderr.String())
 			}
 			// No process of the tree is left 2 s after the signal.
-			deadline := sent.Add(2 * time.Second)
-			for {
-				var left []int
-				for _, p := range pids {
-					if alive(p) {
-						left = append(left, p)
-					}
-				}
-				if len(left) == 0 {
-					t.Logf("%s: tree gone %v after the signal", tc.sig, time.Since(sent).Round(time.Millisecond))
-					break
-				}
-				if time.Now().After(deadline) {
-					for _, p := range left {
-						syscall.Kill(p, syscall.SIGKILL)
-					}
-					t.Fatalf("%s: children %v still alive 2s after the signal", tc.sig, left)
-				}
-				time.Sleep(20 * time.Millisecond)
+			goneWithin(t, tc.sig.String()+": the tree", tr.pids, sent, 2*time.Second)
+		})
+	}
+}
+
+// A tree is a running mitostar command and the pids it printed.
+type tree struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	pids   []int
+}
+
+// startTree runs the command with args in dir and reads the pids of its
+// stdout lines "WORD PID" until a line "ready"; it wants n of them. The
+// rest of stdout is drained, so the command never blocks on it.
+func startTree(t *testing.T, dir, word string, n int, args ...string) *tree {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	tr := &tree{cmd: command(ctx, dir, nil, args...), stderr: &bytes.Buffer{}}
+	tr.cmd.Stderr = tr.stderr
+	out, err := tr.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "ready" {
+			break
+		}
+		if f := strings.Fields(line); len(f) == 2 && f[0] == word {
+			if p, err := strconv.Atoi(f[1]); err == nil {
+				tr.pids = append(tr.pids, p)
 			}
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	if len(tr.pids) != n {
+		tr.cmd.Process.Kill()
+		tr.cmd.Wait()
+		t.Fatalf("got %s pids %v before ready, want %d; stderr:\n%s", word, tr.pids, n, tr.stderr.String())
+	}
+	return tr
+}
+
+// goneWithin fails unless every process of pids is gone within limit of
+// since; those left are killed.
+func goneWithin(t *testing.T, what string, pids []int, since time.Time, limit time.Duration) {
+	t.Helper()
+	for {
+		var left []int
+		for _, p := range pids {
+			if alive(p) {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 {
+			t.Logf("%s: gone %v after", what, time.Since(since).Round(time.Millisecond))
+			return
+		}
+		if time.Since(since) > limit {
+			for _, p := range left {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			t.Fatalf("%s: processes %v still alive %v after", what, left, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// bgScript leaves a `sleep 300 &` behind in the master and in a child,
+// prints their pids, then waits to be ended (or ends at once with
+// argv[0] == "exit").
+const bgScript = `
+def spawn():
+    return int(exec.shell("sleep 300 >/dev/null 2>&1 & echo $!", check = True).stdout.strip())
+
+def main():
+    c = router.local()
+    print("bg", c.call(spawn))
+    print("bg", spawn())
+    print("ready")
+    if argv[0] != "exit":
+        time.sleep(600)
+`
+
+// What exec.shell leaves running in the background dies with its
+// context: however the master ends (kill -9, a hangup, a normal exit),
+// no sleep 300 survives it.
+func TestBackgroundProcessesDie(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal // 0: the script ends by itself
+	}{{"SIGKILL", syscall.SIGKILL}, {"SIGHUP", syscall.SIGHUP}, {"exit", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := script(t, map[string]string{"bg.star": bgScript})
+			tr := startTree(t, dir, "bg", 2, "bg.star", tc.name)
+			t.Cleanup(func() {
+				for _, p := range tr.pids {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			})
+			for _, p := range tr.pids {
+				if !alive(p) {
+					t.Fatalf("background process %d is not running while its context lives", p)
+				}
+			}
+			sent := time.Now()
+			if tc.sig != 0 {
+				tr.cmd.Process.Signal(tc.sig)
+			}
+			tr.cmd.Wait()
+			goneWithin(t, tc.name+": the background processes", tr.pids, sent, 3*time.Second)
 		})
 	}
 }

@@ -14,21 +14,21 @@ import (
 	"time"
 )
 
-// SSHServer is a throwaway OpenSSH server on 127.0.0.1 (TESTBED §2), or
-// on an address inside a test network namespace (SSHOptions.Netns).
-// Root and the test users log in with the key IdentityFile or with
-// their passwords (Passwords).
+// SSHServer is a throwaway OpenSSH server on 127.0.0.1 (TESTBED §2),
+// or on a NetHost's address inside its namespace (§6). Root and the test
+// users log in with the key IdentityFile or with their passwords
+// (Passwords).
 type SSHServer struct {
-	Host         string // "127.0.0.1", or the address in the namespace
+	Host         string // "127.0.0.1", or the NetHost's address
 	Port         int
-	Netns        string // the network namespace it runs in; "" for the host's
-	Dir          string // holds the keys, sshd_config and sshd.log
-	IdentityFile string // a private key that root and every test user accept
-	KnownHosts   string // a known_hosts file with the host keys as [HOST]:PORT (HOST for port 22)
-	HostKeyPub   string // the first host key: "ssh-ed25519 AAAA..."
-	HostKeyPubs  []string
-	Config       string // the sshd_config path
-	Log          string // the server's log
+	NetHost      *NetHost // the namespace it runs in; nil: the root namespace
+	Dir          string   // holds the keys, sshd_config and sshd.log
+	IdentityFile string   // a private key that root and every test user accept
+	KnownHosts   string   // a known_hosts file with the host key as [HOST]:PORT (HOST for port 22)
+	HostKeyPub   string   // the (first) host key: "ssh-ed25519 AAAA..."
+	HostKeyPubs  []string // every host key, in sshd_config's order
+	Config       string   // the sshd_config path
+	Log          string   // the server's log
 	PID          int
 
 	cmd      *exec.Cmd
@@ -38,64 +38,55 @@ type SSHServer struct {
 
 // SSHD starts an sshd for t (creating the test users first), waits for
 // its pid file and for its port to accept, and kills it with all its
-// session processes when the test ends. extraConfig lines are appended
-// to its sshd_config (e.g. "MaxStartups 50").
+// session processes when the test ends. extraConfig lines go into its
+// sshd_config before the defaults, which they override (sshd keeps the
+// first value of a keyword): e.g. "MaxStartups 200:30:400".
 func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	t.Helper()
-	return SSHDWith(t, SSHOptions{Config: extraConfig})
+	return startSSHD(t, nil, extraConfig, nil)
 }
 
-// SSHOptions are the choices of SSHDWith.
-type SSHOptions struct {
-	Config []string // lines appended to sshd_config; a later one does not override an earlier one
-	// HostKeyTypes are the host keys' types (ssh-keygen -t), in the
-	// order sshd_config lists them; the default is ed25519 alone.
-	HostKeyTypes []string
-	Netns        string // run inside this network namespace (see Network)
-	Addr         string // the listen address; 127.0.0.1 by default
-	Port         int    // 0: a free port on 127.0.0.1, or 22 in a namespace
+// SSHDWithHostKeys is SSHD with one host key of each type (ssh-keygen
+// -t: "ed25519", "ecdsa", "rsa"), in that order in sshd_config, all of
+// them in KnownHosts.
+func SSHDWithHostKeys(t testing.TB, types []string, extraConfig ...string) *SSHServer {
+	t.Helper()
+	return startSSHD(t, nil, extraConfig, types)
 }
 
-// SSHDWith starts an sshd as SSHD does, with the given options. A
-// server in a namespace is ready when it has written its pid file
-// (sshd writes it once it listens); only clients in that network reach
-// it.
-func SSHDWith(t testing.TB, o SSHOptions) *SSHServer {
+// SSHD starts an sshd inside the host's namespace, listening on its
+// address, port 22; otherwise as the package's SSHD. Clients reach it
+// only from other hosts of the same Network (RunFrom).
+func (h *NetHost) SSHD(t testing.TB, extraConfig ...string) *SSHServer {
+	t.Helper()
+	return startSSHD(t, h, extraConfig, nil)
+}
+
+func startSSHD(t testing.TB, h *NetHost, extraConfig, hostKeyTypes []string) *SSHServer {
 	t.Helper()
 	RequireRoot(t, "/usr/sbin/sshd", "ssh-keygen", "ssh")
 	Users(t)
 	dir := TempDir(t, "mt-sshd.")
 	s := &SSHServer{
 		Host:         "127.0.0.1",
-		Port:         o.Port,
-		Netns:        o.Netns,
+		NetHost:      h,
 		Dir:          dir,
 		IdentityFile: filepath.Join(dir, "id"),
 		KnownHosts:   filepath.Join(dir, "known_hosts"),
 		Config:       filepath.Join(dir, "sshd_config"),
 		Log:          filepath.Join(dir, "sshd.log"),
 	}
-	if o.Addr != "" {
-		s.Host = o.Addr
-	}
-	if s.Port == 0 {
-		if o.Netns != "" {
-			s.Port = 22
-		} else {
-			s.Port = FreePort(t)
-		}
+	if h != nil {
+		s.Host, s.Port = h.Addr, 22
+	} else {
+		s.Port = FreePort(t)
 	}
 	run(t, 30*time.Second, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mitostar-test", "-f", s.IdentityFile)
-	types := o.HostKeyTypes
-	if len(types) == 0 {
-		types = []string{"ed25519"}
+	if len(hostKeyTypes) == 0 {
+		hostKeyTypes = []string{"ed25519"}
 	}
-	var hostKeys, known strings.Builder
-	name := fmt.Sprintf("[%s]:%d", s.Host, s.Port)
-	if s.Port == 22 {
-		name = s.Host
-	}
-	for i, typ := range types {
+	var hostKeys strings.Builder
+	for i, typ := range hostKeyTypes {
 		file := filepath.Join(dir, "hostkey")
 		if i > 0 {
 			file += "_" + typ
@@ -108,7 +99,6 @@ func SSHDWith(t testing.TB, o SSHOptions) *SSHServer {
 		f := strings.Fields(string(hostPub))
 		s.HostKeyPubs = append(s.HostKeyPubs, f[0]+" "+f[1])
 		fmt.Fprintf(&hostKeys, "HostKey %s\n", file)
-		fmt.Fprintf(&known, "%s %s %s\n", name, f[0], f[1])
 	}
 	s.HostKeyPub = s.HostKeyPubs[0]
 	pub, err := os.ReadFile(s.IdentityFile + ".pub")
@@ -120,11 +110,19 @@ func SSHDWith(t testing.TB, o SSHOptions) *SSHServer {
 	for _, u := range append([]string{"root"}, UserNames...) {
 		must(t, os.WriteFile(filepath.Join(auth, u), pub, 0o644))
 	}
-	must(t, os.WriteFile(s.KnownHosts, []byte(known.String()), 0o644))
+	known := fmt.Sprintf("[%s]:%d", s.Host, s.Port)
+	if s.Port == 22 {
+		known = s.Host // ssh looks up the default port's keys by address alone
+	}
+	var knownHosts strings.Builder
+	for _, k := range s.HostKeyPubs {
+		knownHosts.WriteString(known + " " + k + "\n")
+	}
+	must(t, os.WriteFile(s.KnownHosts, []byte(knownHosts.String()), 0o644))
 	must(t, os.MkdirAll("/run/sshd", 0o755))
-	// Options given in o.Config come first: sshd keeps the first value
-	// of most options.
-	conf := strings.Join(o.Config, "\n") + "\n" + fmt.Sprintf(`Port %d
+	// sshd keeps the first value of a keyword: extraConfig goes first,
+	// so it can change the defaults below (MaxStartups).
+	conf := strings.Join(extraConfig, "\n") + "\n" + fmt.Sprintf(`Port %d
 ListenAddress %s
 %sPidFile %s/sshd.pid
 AuthorizedKeysFile %s/%%u
@@ -140,9 +138,8 @@ MaxStartups 100
 	run(t, 30*time.Second, nil, "/usr/sbin/sshd", "-t", "-f", s.Config)
 
 	argv := []string{"/usr/sbin/sshd", "-D", "-f", s.Config, "-E", s.Log}
-	if o.Netns != "" {
-		// ip netns exec execs sshd without forking: the pid is sshd's.
-		argv = append([]string{"ip", "netns", "exec", o.Netns}, argv...)
+	if h != nil {
+		argv = append([]string{"ip", "netns", "exec", h.NS}, argv...) // ip execs sshd: same pid
 	}
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -159,8 +156,8 @@ MaxStartups 100
 	for {
 		data, _ := os.ReadFile(pidFile)
 		if strings.TrimSpace(string(data)) == strconv.Itoa(s.PID) {
-			if o.Netns != "" {
-				return s
+			if h != nil {
+				return s // sshd writes its pid file once it listens
 			}
 			if c, err := net.DialTimeout("tcp", net.JoinHostPort(s.Host, strconv.Itoa(s.Port)), time.Second); err == nil {
 				c.Close()
@@ -229,13 +226,26 @@ func (s *SSHServer) SSHArgs() []string {
 
 // Run runs command as user over plain ssh (key authentication) and
 // returns its stdout; a failure or a run longer than 60 s fails the
-// test with the output.
+// test with the output. The client runs in the root namespace: for a
+// server in a NetHost, use RunFrom.
 func (s *SSHServer) Run(t testing.TB, user, command string) string {
+	t.Helper()
+	return s.RunFrom(t, nil, user, command)
+}
+
+// RunFrom is Run with the ssh client inside the namespace of from (nil:
+// the root namespace).
+func (s *SSHServer) RunFrom(t testing.TB, from *NetHost, user, command string) string {
 	t.Helper()
 	argv := append([]string{"ssh"}, s.SSHArgs()...)
 	argv = append(argv, user+"@"+s.Host, command)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var cmd *exec.Cmd
+	if from != nil {
+		cmd = from.Command(argv...)
+	} else {
+		cmd = exec.Command(argv[0], argv[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

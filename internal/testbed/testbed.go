@@ -1,7 +1,7 @@
 // Package testbed stands up real targets for integration tests: a
 // throwaway OpenSSH server on 127.0.0.1, test users with known
 // passwords, sudo and doas rules, a busybox root filesystem, and the
-// container engines of ../shared/TESTBED.md (docker, podman, buildah,
+// container engines (docker, podman, buildah,
 // lxc, lxd) with their storage under a temporary directory.
 //
 // It is imported only from _test.go files. Every helper takes a
@@ -331,21 +331,32 @@ func runErr(timeout time.Duration, env []string, argv ...string) (string, error)
 	}
 }
 
-// Buffer collects output written from several goroutines (a process's
-// stderr, a logger) for a test to read.
-type Buffer struct {
+// QuickRaceExit drops the race detector's 1 s sleep at exit
+// (GORACE=atexit_sleep_ms=0) for the processes a test starts from now
+// on, the children it re-executes included: each would otherwise take a
+// second longer to go. Races are still reported. Call it from TestMain.
+func QuickRaceExit() {
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
+	}
+}
+
+// SyncBuffer collects output that one goroutine writes (a process's
+// stderr, a script's print) while others read it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
 }
 
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
