@@ -82,4 +82,3 @@ func xferGet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	}
 	return starlark.None, nil
 }
-

@@ -79,14 +79,36 @@ func ObserveBootstraps(r *core.Router, fn func(BootstrapReport)) {
 	}
 }
 
+// cachedModuleObservers holds each router's observer of the modules its
+// new children's targets have cached, until it closes.
+var cachedModuleObservers sync.Map // *core.Router → func(uint32, []string)
+
+// ObserveCachedModules has fn called, before the handshake of each new
+// child of r that starts from the target's binary cache, with the
+// sha256s of the modules cached beside that binary (ModuleCacheDir):
+// its calls need not carry their source. The runtime registers it.
+func ObserveCachedModules(r *core.Router, fn func(id uint32, shas []string)) {
+	if _, had := cachedModuleObservers.Swap(r, fn); !had {
+		context.AfterFunc(r.Lifetime(), func() { cachedModuleObservers.Delete(r) })
+	}
+}
+
 func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, spec startSpec) (*core.Conn, error) {
 	began := time.Now()
-	serveDist(env.Router)
 	p, err := startProc(env.Router, cmd, spec.mode)
 	if err != nil {
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err)}
 	}
-	s := &session{ctx: ctx, env: env, stub: stub, spec: spec, p: p, diagDone: make(chan struct{})}
+	return bootstrap(ctx, env, p, stub, spec, began)
+}
+
+// bootstrap runs the stub's exchange over a started endpoint whose stdin
+// and stdout reach `sh -c STUB` at the far end, until the child's ready
+// line; on failure it kills the endpoint.
+func bootstrap(ctx context.Context, env *core.StartEnv, ep endpoint, stub *Stub, spec startSpec, began time.Time) (*core.Conn, error) {
+	serveDist(env.Router)
+	p := ep.ends()
+	s := &session{ctx: ctx, env: env, stub: stub, spec: spec, ep: ep, p: p, diagDone: make(chan struct{})}
 	s.active.Store(spec.prompt != nil)
 	s.in = &countingWriter{w: p.stdin}
 	if p.diag != nil {
@@ -106,8 +128,11 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 	s.active.Store(false)
 	s.up.Store(err == nil)
 	if err != nil {
-		p.kill()
+		ep.kill()
 		return nil, &core.StreamError{Op: "connect " + env.Name, Err: fmt.Errorf("%s: %w", spec.describe, err), Noise: s.noise()}
+	}
+	if fn, ok := cachedModuleObservers.Load(env.Router); ok && len(s.cached) > 0 {
+		fn.(func(uint32, []string))(env.ID, s.cached)
 	}
 	if fn, ok := observers.Load(env.Router); ok {
 		fn.(func(BootstrapReport))(BootstrapReport{
@@ -116,7 +141,7 @@ func start(ctx context.Context, env *core.StartEnv, cmd *exec.Cmd, stub *Stub, s
 		})
 	}
 	env.Router.Logger().Debug("bootstrap finished", "name", env.Name, "shipped", s.shipped, "written", s.in.n.Load(), "elapsed", time.Since(began))
-	return &core.Conn{Stdout: out, Stdin: p.stdin, Close: p.close, Exited: p.exited}, nil
+	return &core.Conn{Stdout: out, Stdin: p.stdin, Close: ep.close, Exited: p.exited}, nil
 }
 
 // A session is the master's side of one bootstrap.
@@ -125,7 +150,8 @@ type session struct {
 	env   *core.StartEnv
 	stub  *Stub
 	spec  startSpec
-	p     *proc
+	ep    endpoint
+	p     *streamEnds
 	in    *countingWriter
 	ttyMu sync.Mutex // serialises answers typed into the terminal
 
@@ -141,9 +167,10 @@ type session struct {
 	ship     *binary // the binary for the target's platform
 	shipped  bool
 	platform string
-	stage    string // what the bootstrap waits for now, under mu (see waitingFor)
-	typed    bool   // an answer was typed into a prompt, under mu
-	heard    bool   // the target printed something, under mu
+	cached   []string // the sha256s of the modules cached on the target
+	stage    string   // what the bootstrap waits for now, under mu (see waitingFor)
+	typed    bool     // an answer was typed into a prompt, under mu
+	heard    bool     // the target printed something, under mu
 }
 
 // setStage records what the bootstrap waits for from now on.
@@ -177,7 +204,7 @@ func (s *session) fail(err error) {
 		s.failure = err
 	}
 	s.mu.Unlock()
-	s.p.close()
+	s.ep.close()
 }
 
 func (s *session) failed() error {
@@ -426,7 +453,7 @@ func (s *session) endedEarly(rerr error) error {
 	if !errors.Is(rerr, io.EOF) {
 		why += " (" + rerr.Error() + ")"
 	}
-	if st := s.p.exitStatus(time.Second); st != "" {
+	if st := s.ep.exitStatus(time.Second); st != "" {
 		why += ": " + st
 	}
 	if diagOpen {
@@ -436,11 +463,18 @@ func (s *session) endedEarly(rerr error) error {
 	return errors.New(why)
 }
 
-// handle serves one message of the stub: "stage2 UID SYSNAME MACHINE",
-// "send GZIP" or "error TEXT".
+// handle serves one message of the stub: "have SHA256...", "stage2 UID
+// SYSNAME MACHINE", "send GZIP" or "error TEXT".
 func (s *session) handle(msg string) error {
 	verb, rest, _ := strings.Cut(msg, " ")
 	switch verb {
+	case "have":
+		for _, f := range strings.Fields(rest) {
+			if len(f) == 64 && strings.Trim(f, "0123456789abcdef") == "" {
+				s.cached = append(s.cached, f)
+			}
+		}
+		return nil
 	case "stage2":
 		f := strings.Fields(rest)
 		if len(f) != 3 {

@@ -31,16 +31,38 @@ const (
 	fullTTY                  // stdin, stdout, stderr and the controlling terminal are a raw pty
 )
 
-// A proc is a started method process as the bootstrap sees it.
-type proc struct {
-	cmd    *exec.Cmd
+// An endpoint is the near end of a started connection as the bootstrap
+// drives it: a local program (proc) or a session of a native ssh
+// connection (sshSession).
+type endpoint interface {
+	ends() *streamEnds
+	// close releases the connection and lets the far end exit; it does
+	// not block and may be called more than once.
+	close()
+	// kill ends a connection that failed, at once.
+	kill()
+	// exitStatus describes how the far end's program ended, waiting at
+	// most d for it; "" when it is not known yet.
+	exitStatus(d time.Duration) string
+}
+
+// streamEnds are the streams of an endpoint.
+type streamEnds struct {
 	stdin  io.Writer
 	stdout io.Reader
 	diag   io.Reader // stderr (a pipe, or the pty in hybridTTY); nil in fullTTY
-	tty    *os.File  // the pty's master side; nil in noTTY
+	tty    io.Writer // where answers to prompts are typed; nil without a terminal
 
-	exited chan struct{} // closed once the process has been reaped
-	state  *os.ProcessState
+	exited chan struct{} // closed once the program (or session) has ended
+}
+
+func (e *streamEnds) ends() *streamEnds { return e }
+
+// A proc is a started method process as the bootstrap sees it.
+type proc struct {
+	streamEnds
+	cmd   *exec.Cmd
+	state *os.ProcessState
 
 	closeOnce sync.Once
 	closers   []io.Closer
@@ -50,7 +72,8 @@ type proc struct {
 // leads its own process group (its own session with a pty) and gets
 // SIGKILL if this process dies; a goroutine owned by r reaps it.
 func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	p := &proc{cmd: cmd}
+	p.exited = make(chan struct{})
 	var childEnds []io.Closer
 	fail := func(err error) (*proc, error) {
 		for _, c := range childEnds {
@@ -62,9 +85,11 @@ func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
 		return nil, err
 	}
 	attr := newSysProcAttr()
-	var tty *os.File
+	var tty, master *os.File
 	if mode != noTTY {
-		master, slave, err := pty.Open()
+		var slave *os.File
+		var err error
+		master, slave, err = pty.Open()
 		if err != nil {
 			return fail(fmt.Errorf("opening a pty: %w", err))
 		}
@@ -83,7 +108,7 @@ func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
 	if mode == fullTTY {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 		attr.Ctty = 0
-		p.stdin, p.stdout = p.tty, p.tty
+		p.stdin, p.stdout = master, master
 	} else {
 		inR, inW, err := os.Pipe()
 		if err != nil {
@@ -104,7 +129,7 @@ func startProc(r *core.Router, cmd *exec.Cmd, mode ttyMode) (*proc, error) {
 		if mode == hybridTTY {
 			cmd.Stderr = tty
 			attr.Ctty = 2
-			p.diag = p.tty
+			p.diag = master
 		} else {
 			errR, errW, err := os.Pipe()
 			if err != nil {

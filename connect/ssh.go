@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mitostar/mitostar/core"
 )
@@ -27,8 +29,10 @@ const (
 // regexp package's initialisation (and the Unicode tables it keeps alive)
 // would cost every process of this binary at start, every child included.
 
-// sshTransport runs the system's OpenSSH client.
+// sshTransport runs the system's OpenSSH client; with transport="native"
+// (nativeSSH) its keywords drive golang.org/x/crypto/ssh instead.
 type sshTransport struct {
+	transport         string // "openssh" or "native"
 	hostname          string
 	username          string
 	port              int // 0: not given (ssh's default or ~/.ssh/config)
@@ -62,6 +66,7 @@ func newSSH(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
 		debugLevel:        k.integer("ssh_debug_level", 0, 0, 3),
 	}
 	t.password, t.havePassword = k.optStr("password")
+	t.transport = k.str("transport", DefaultSSHTransport(r))
 	if err := k.finish(); err != nil {
 		return nil, err
 	}
@@ -80,7 +85,45 @@ func newSSH(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {
 	default:
 		return nil, fmt.Errorf("ssh: check_host_keys must be set to accept, enforce or ignore, got %q", t.checkHostKeys)
 	}
-	return t, nil
+	switch t.transport {
+	case "openssh":
+		return t, nil
+	case "native":
+		return &nativeSSH{sshTransport: t}, nil
+	}
+	return nil, fmt.Errorf("ssh: transport must be \"openssh\" or \"native\", got %q", t.transport)
+}
+
+// SSHTransports are the values of ssh's transport keyword, the default
+// first.
+var SSHTransports = []string{"openssh", "native"}
+
+// defaultTransports holds each router's default ssh transport, until it
+// closes.
+var defaultTransports sync.Map // *core.Router → string
+
+// SetDefaultSSHTransport sets the transport of r's ssh connections that
+// do not name one ("openssh" or "native"; --ssh-transport). The runtime
+// passes it on to every child, so that via= hops use it too.
+func SetDefaultSSHTransport(r *core.Router, transport string) error {
+	if !slices.Contains(SSHTransports, transport) {
+		return fmt.Errorf("unknown ssh transport %q (want %s)", transport, strings.Join(SSHTransports, " or "))
+	}
+	if _, had := defaultTransports.Swap(r, transport); !had {
+		context.AfterFunc(r.Lifetime(), func() { defaultTransports.Delete(r) })
+	}
+	return nil
+}
+
+// DefaultSSHTransport is the transport of r's ssh connections that do
+// not name one.
+func DefaultSSHTransport(r *core.Router) string {
+	if r != nil {
+		if v, ok := defaultTransports.Load(r); ok {
+			return v.(string)
+		}
+	}
+	return SSHTransports[0]
 }
 
 func (t *sshTransport) DefaultName() string {
@@ -96,7 +139,13 @@ func (t *sshTransport) DefaultName() string {
 // stub's command line. UserKnownHostsFile is never set here, so ssh_args and
 // ~/.ssh/config may choose it.
 func (t *sshTransport) argv(command string) []string {
-	a := []string{t.sshPath}
+	a := append([]string{t.sshPath}, t.options()...)
+	return append(a, "--", t.hostname, command)
+}
+
+// options are ssh's options of argv: mitostar's, then ssh_args.
+func (t *sshTransport) options() []string {
+	var a []string
 	if t.debugLevel > 0 {
 		a = append(a, "-"+strings.Repeat("v", t.debugLevel))
 	} else {
@@ -140,8 +189,7 @@ func (t *sshTransport) argv(command string) []string {
 	}
 	// The stream is binary: never a remote terminal.
 	a = append(a, "-T")
-	a = append(a, t.sshArgs...)
-	return append(a, "--", t.hostname, command)
+	return append(a, t.sshArgs...)
 }
 
 func (t *sshTransport) describe() string {

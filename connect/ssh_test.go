@@ -67,6 +67,20 @@ func wantKind(t *testing.T, err error, kind string, texts ...string) {
 	}
 }
 
+// eachTransport runs fn as a subtest for each ssh transport; kw adds the
+// transport keyword to a test server's keywords.
+func eachTransport(t *testing.T, fn func(t *testing.T, tr string, kw func(user string, extra ...any) map[string]any)) {
+	t.Helper()
+	s := startSSHD(t)
+	for _, tr := range SSHTransports {
+		t.Run(tr, func(t *testing.T) {
+			fn(t, tr, func(user string, extra ...any) map[string]any {
+				return s.kwargs(user, append([]any{"transport", tr}, extra...)...)
+			})
+		})
+	}
+}
+
 // clearCache removes the cached binary of this test build from a user's home.
 func clearCache(t *testing.T, user string) {
 	t.Helper()
@@ -74,71 +88,80 @@ func clearCache(t *testing.T, user string) {
 }
 
 func TestSSHKeyAuth(t *testing.T) {
-	s := startSSHD(t)
-	r, rep := newMaster(t)
-	ctx := testCtx(t, 60*time.Second)
-	clearCache(t, userAlice)
-	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice))
-	if want := fmt.Sprintf("ssh.127.0.0.1:%d", s.Port); c.Name() != want {
-		t.Errorf("name %q, want %q", c.Name(), want)
-	}
-	uid, home := whoami(t, ctx, c)
-	if uid != uidOf(t, userAlice) || home != "/home/"+userAlice {
-		t.Errorf("child runs as uid %s home %s", uid, home)
-	}
-	first := rep.last(t)
-	want := filepath.Join("/home", userAlice, ".cache", "mitostar", selfHash(t), "mitostar")
-	if exe := callString(t, ctx, c, "connecttest.exe"); exe != want {
-		t.Errorf("child runs %s, want %s", exe, want)
-	}
-	c2 := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice))
-	second := rep.last(t)
-	if !first.Shipped || second.Shipped || second.Written >= 2048 {
-		t.Errorf("first shipped=%v (%d bytes), second shipped=%v (%d bytes); want only the first to ship and the second < 2 KB",
-			first.Shipped, first.Written, second.Shipped, second.Written)
-	}
-	t.Logf("ssh: first connect %v, %d bytes; second %v, %d bytes", first.Elapsed, first.Written, second.Elapsed, second.Written)
-	whoami(t, ctx, c2)
+	eachTransport(t, func(t *testing.T, tr string, kwargs func(string, ...any) map[string]any) {
+		r, rep := newMaster(t)
+		ctx := testCtx(t, 60*time.Second)
+		clearCache(t, userAlice)
+		kw := kwargs(userAlice)
+		c := mustConnect(t, ctx, r, "ssh", nil, kw)
+		if want := fmt.Sprintf("ssh.127.0.0.1:%d", kw["port"]); c.Name() != want {
+			t.Errorf("name %q, want %q", c.Name(), want)
+		}
+		uid, home := whoami(t, ctx, c)
+		if uid != uidOf(t, userAlice) || home != "/home/"+userAlice {
+			t.Errorf("child runs as uid %s home %s", uid, home)
+		}
+		first := rep.last(t)
+		want := filepath.Join("/home", userAlice, ".cache", "mitostar", selfHash(t), "mitostar")
+		if exe := callString(t, ctx, c, "connecttest.exe"); exe != want {
+			t.Errorf("child runs %s, want %s", exe, want)
+		}
+		c2 := mustConnect(t, ctx, r, "ssh", nil, kw)
+		second := rep.last(t)
+		if !first.Shipped || second.Shipped || second.Written >= 2048 {
+			t.Errorf("first shipped=%v (%d bytes), second shipped=%v (%d bytes); want only the first to ship and the second < 2 KB",
+				first.Shipped, first.Written, second.Shipped, second.Written)
+		}
+		t.Logf("ssh (%s): first connect %v, %d bytes; second %v, %d bytes", tr, first.Elapsed, first.Written, second.Elapsed, second.Written)
+		whoami(t, ctx, c2)
+	})
 }
 
 func TestSSHPassword(t *testing.T) {
-	s := startSSHD(t)
-	r, _ := newMaster(t)
-	ctx := testCtx(t, 60*time.Second)
-	kw := func(extra ...any) map[string]any {
-		m := s.kwargs(userBob, extra...)
-		delete(m, "identity_file")
-		return m
-	}
-	c := mustConnect(t, ctx, r, "ssh", nil, kw("password", passBob))
-	if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
-		t.Errorf("uid %s", uid)
-	}
-	// ssh -vvv talks about passwords on every other line: only the
-	// prompt is answered.
-	c = mustConnect(t, ctx, r, "ssh", nil, kw("password", passBob, "ssh_debug_level", int64(3), "compression", false, "keepalive_interval", int64(0)))
-	if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
-		t.Errorf("uid %s", uid)
-	}
+	eachTransport(t, func(t *testing.T, tr string, kwargs func(string, ...any) map[string]any) {
+		r, _ := newMaster(t)
+		ctx := testCtx(t, 60*time.Second)
+		kw := func(extra ...any) map[string]any {
+			m := kwargs(userBob, extra...)
+			delete(m, "identity_file")
+			return m
+		}
+		c := mustConnect(t, ctx, r, "ssh", nil, kw("password", passBob))
+		if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
+			t.Errorf("uid %s", uid)
+		}
+		// ssh -vvv talks about passwords on every other line: only the
+		// prompt is answered.
+		c = mustConnect(t, ctx, r, "ssh", nil, kw("password", passBob, "ssh_debug_level", int64(3), "compression", false, "keepalive_interval", int64(0)))
+		if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userBob) {
+			t.Errorf("uid %s", uid)
+		}
 
-	began := time.Now()
-	_, err := connect(ctx, r, "ssh", nil, kw("password", "wrong"))
-	wantKind(t, err, "PasswordError", "SSH password is incorrect", "connect ssh.127.0.0.1", "Permission denied")
-	// sshd itself waits about 3 s before it refuses a password.
-	if d := time.Since(began); d > 10*time.Second {
-		t.Errorf("wrong password took %v", d)
-	}
+		began := time.Now()
+		_, err := connect(ctx, r, "ssh", nil, kw("password", "wrong"))
+		wantKind(t, err, "PasswordError", "SSH password is incorrect", "connect ssh.127.0.0.1", "Permission denied")
+		// sshd itself waits about 3 s before it refuses a password.
+		if d := time.Since(began); d > 10*time.Second {
+			t.Errorf("wrong password took %v", d)
+		}
 
-	began = time.Now()
-	_, err = connect(ctx, r, "ssh", nil, kw())
-	wantKind(t, err, "PasswordError", "SSH password was requested, but none specified")
-	if d := time.Since(began); d > 5*time.Second {
-		t.Errorf("missing password took %v", d)
-	}
+		began = time.Now()
+		_, err = connect(ctx, r, "ssh", nil, kw())
+		wantKind(t, err, "PasswordError", "SSH password was requested, but none specified")
+		if d := time.Since(began); d > 5*time.Second {
+			t.Errorf("missing password took %v", d)
+		}
+	})
 }
 
 func TestSSHHostKeys(t *testing.T) {
 	s := startSSHD(t)
+	for _, tr := range SSHTransports {
+		t.Run(tr, func(t *testing.T) { testHostKeys(t, s, tr) })
+	}
+}
+
+func testHostKeys(t *testing.T, s *sshd, tr string) {
 	r, _ := newMaster(t)
 	ctx := testCtx(t, 90*time.Second)
 	dir := t.TempDir()
@@ -148,7 +171,7 @@ func TestSSHHostKeys(t *testing.T) {
 	os.WriteFile(changed, []byte(fmt.Sprintf("[127.0.0.1]:%d %s %s\n", s.Port, f[0], f[1])), 0o644)
 
 	try := func(mode, knownHosts string) error {
-		kw := s.kwargs(userAlice, "check_host_keys", mode, "ssh_args", []any{"-o", "UserKnownHostsFile=" + knownHosts})
+		kw := s.kwargs(userAlice, "transport", tr, "check_host_keys", mode, "ssh_args", []any{"-o", "UserKnownHostsFile=" + knownHosts})
 		c, err := connect(ctx, r, "ssh", nil, kw)
 		if err == nil {
 			whoami(t, ctx, c)
@@ -162,6 +185,12 @@ func TestSSHHostKeys(t *testing.T) {
 		return p
 	}
 
+	// The known key: every mode connects.
+	for _, mode := range []string{"enforce", "accept", "ignore"} {
+		if err := try(mode, s.KnownHosts); err != nil {
+			t.Errorf("%s with the known key: %v", mode, err)
+		}
+	}
 	wantKind(t, try("enforce", fresh()), "HostKeyError", "Host key checking is enabled")
 	wantKind(t, try("enforce", changed), "HostKeyError", "Host key checking is enabled")
 
@@ -181,7 +210,7 @@ func TestSSHHostKeys(t *testing.T) {
 		t.Errorf("ignore with a changed key: %v", err)
 	}
 
-	_, err := connect(ctx, r, "ssh", nil, s.kwargs(userAlice, "check_host_keys", "sometimes"))
+	_, err := connect(ctx, r, "ssh", nil, s.kwargs(userAlice, "transport", tr, "check_host_keys", "sometimes"))
 	wantKind(t, err, "Error", "check_host_keys must be set to accept, enforce or ignore")
 }
 
@@ -196,6 +225,8 @@ func TestSSHKeywords(t *testing.T) {
 		{map[string]any{"hostname": "h", "colour": "red"}, `ssh: unexpected keyword "colour"`},
 		{map[string]any{"hostname": "-oProxyCommand=x"}, "must not start with '-'"},
 		{map[string]any{"hostname": "h", "ssh_args": "-v"}, "ssh: ssh_args must be a list of strings"},
+		{map[string]any{"hostname": "h", "transport": "quic"}, `ssh: transport must be "openssh" or "native", got "quic"`},
+		{map[string]any{"hostname": "h", "transport": true}, `ssh: transport must be a string, got bool true`},
 	} {
 		_, err := newSSH(nil, &core.ConnectOptions{Kwargs: tc.kw})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -218,6 +249,24 @@ func TestSSHKeywords(t *testing.T) {
 	}
 	if n := tr.DefaultName(); n != "ssh.example.org:2222" {
 		t.Errorf("name %q", n)
+	}
+	native, err := newSSH(nil, &core.ConnectOptions{Kwargs: map[string]any{"hostname": "example.org", "transport": "native"}})
+	if _, ok := native.(*nativeSSH); !ok || err != nil {
+		t.Errorf("transport=native: %T, %v", native, err)
+	}
+	r := core.NewMaster(core.Options{})
+	defer r.Close()
+	if err := SetDefaultSSHTransport(r, "rsh"); err == nil || !strings.Contains(err.Error(), `unknown ssh transport "rsh" (want openssh or native)`) {
+		t.Errorf("SetDefaultSSHTransport(rsh): %v", err)
+	}
+	if err := SetDefaultSSHTransport(r, "native"); err != nil {
+		t.Fatal(err)
+	}
+	if tr, _ := newSSH(r, &core.ConnectOptions{Kwargs: map[string]any{"hostname": "h"}}); fmt.Sprintf("%T", tr) != "*connect.nativeSSH" {
+		t.Errorf("with the default set to native: %T", tr)
+	}
+	if tr, _ := newSSH(r, &core.ConnectOptions{Kwargs: map[string]any{"hostname": "h", "transport": "openssh"}}); fmt.Sprintf("%T", tr) != "*connect.sshTransport" {
+		t.Errorf("transport=openssh with the default set to native: %T", tr)
 	}
 }
 
@@ -250,19 +299,24 @@ func TestSSHConnectTimeout(t *testing.T) {
 	})
 	r, _ := newMaster(t)
 	ctx := testCtx(t, 30*time.Second)
-	began := time.Now()
-	_, err = r.Connect(ctx, "ssh", &core.ConnectOptions{ConnectTimeout: 2 * time.Second, Kwargs: map[string]any{
-		"hostname": "127.0.0.1", "port": int64(l.Addr().(*net.TCPAddr).Port),
-	}})
-	d := time.Since(began)
-	// It says what timed out, never Go's "context deadline exceeded".
-	wantKind(t, err, "StreamError", "connection timed out after 2s", "ssh to 127.0.0.1",
-		"timed out with nothing received from the target")
-	if err != nil && strings.Contains(err.Error(), "deadline exceeded") {
-		t.Errorf("the error names Go's context: %v", err)
-	}
-	if d < 2*time.Second || d > 4*time.Second {
-		t.Errorf("gave up after %v, want about 2s", d)
+	for _, tr := range SSHTransports {
+		began := time.Now()
+		_, err = r.Connect(ctx, "ssh", &core.ConnectOptions{ConnectTimeout: 2 * time.Second, Kwargs: map[string]any{
+			"hostname": "127.0.0.1", "port": int64(l.Addr().(*net.TCPAddr).Port), "transport": tr,
+		}})
+		d := time.Since(began)
+		// It says what timed out, never Go's "context deadline exceeded".
+		want := "timed out with nothing received from the target"
+		if tr == "native" {
+			want = "timed out in the SSH handshake with 127.0.0.1:"
+		}
+		wantKind(t, err, "StreamError", "connection timed out after 2s", "ssh to 127.0.0.1", want)
+		if err != nil && strings.Contains(err.Error(), "deadline exceeded") {
+			t.Errorf("%s: the error names Go's context: %v", tr, err)
+		}
+		if d < 2*time.Second || d > 4*time.Second {
+			t.Errorf("%s: gave up after %v, want about 2s", tr, d)
+		}
 	}
 }
 
@@ -275,6 +329,14 @@ const wrongPasswordLimit = 15 * time.Second
 
 func TestSSHChains(t *testing.T) {
 	s := startSSHD(t)
+	for _, tr := range SSHTransports {
+		t.Run(tr, func(t *testing.T) { testChains(t, s, tr) })
+	}
+}
+
+// testChains runs sudo, su, doas and ssh through an ssh context of the
+// given transport.
+func testChains(t *testing.T, s *sshd, tr string) {
 	r, _ := newMaster(t)
 	ctx := testCtx(t, 90*time.Second)
 	// alice's own copy of the client key, for hops that run as alice.
@@ -286,7 +348,7 @@ func TestSSHChains(t *testing.T) {
 		t.Fatalf("chown: %v: %s", err, out)
 	}
 
-	alice := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice))
+	alice := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userAlice, "transport", tr))
 
 	t.Run("ssh-sudo-password", func(t *testing.T) {
 		c := mustConnect(t, ctx, r, "sudo", alice, map[string]any{"password": passAlice})
@@ -308,7 +370,7 @@ func TestSSHChains(t *testing.T) {
 		wantKind(t, err, "PasswordError", "sudo password is required")
 	})
 	t.Run("ssh-sudo-nopasswd", func(t *testing.T) {
-		bob := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob))
+		bob := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob, "transport", tr))
 		c := mustConnect(t, ctx, r, "sudo", bob, map[string]any{"username": userAlice, "set_home": true})
 		if uid, home := whoami(t, ctx, c); uid != uidOf(t, userAlice) || home != "/home/"+userAlice {
 			t.Errorf("uid %s home %s", uid, home)
@@ -349,7 +411,7 @@ func TestSSHChains(t *testing.T) {
 		}
 	})
 	t.Run("ssh-via-ssh-sudo", func(t *testing.T) {
-		kw := s.kwargs(userBob)
+		kw := s.kwargs(userBob, "transport", tr)
 		kw["identity_file"] = aliceKey
 		bob := mustConnect(t, ctx, r, "ssh", alice, kw)
 		if uid, _ := whoami(t, ctx, bob); uid != uidOf(t, userBob) {
@@ -385,6 +447,12 @@ func TestSuAndDoasLocally(t *testing.T) {
 
 func TestSSHConcurrentFreshTarget(t *testing.T) {
 	s := startSSHD(t)
+	for _, tr := range SSHTransports {
+		t.Run(tr, func(t *testing.T) { testConcurrentFreshTarget(t, s, tr) })
+	}
+}
+
+func testConcurrentFreshTarget(t *testing.T, s *sshd, tr string) {
 	r, rep := newMaster(t)
 	ctx := testCtx(t, 90*time.Second)
 	clearCache(t, userBob)
@@ -395,7 +463,7 @@ func TestSSHConcurrentFreshTarget(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := r.Connect(ctx, "ssh", &core.ConnectOptions{Name: fmt.Sprintf("bob%d", i), Kwargs: s.kwargs(userBob)})
+			c, err := r.Connect(ctx, "ssh", &core.ConnectOptions{Name: fmt.Sprintf("bob%d", i), Kwargs: s.kwargs(userBob, "transport", tr)})
 			if err == nil {
 				var out []any
 				err = c.Call(ctx, &out, "connecttest.whoami")
@@ -429,10 +497,16 @@ func TestSSHConcurrentFreshTarget(t *testing.T) {
 }
 
 func TestSSHServerKilledMidCall(t *testing.T) {
+	for _, tr := range SSHTransports {
+		t.Run(tr, func(t *testing.T) { testServerKilledMidCall(t, tr) })
+	}
+}
+
+func testServerKilledMidCall(t *testing.T, tr string) {
 	s := startSSHD(t)
 	r, _ := newMaster(t)
 	ctx := testCtx(t, 60*time.Second)
-	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob))
+	c := mustConnect(t, ctx, r, "ssh", nil, s.kwargs(userBob, "transport", tr))
 	exe := callString(t, ctx, c, "connecttest.exe")
 	remote := liveProcessesOf(exe)
 	var client []int
@@ -441,7 +515,8 @@ func TestSSHServerKilledMidCall(t *testing.T) {
 			client = append(client, p)
 		}
 	}
-	if len(remote) == 0 || len(client) == 0 {
+	// The native transport runs no ssh program.
+	if wantClients := tr == "openssh"; len(remote) == 0 || (len(client) > 0) != wantClients {
 		t.Fatalf("found %d child processes running %s and %d ssh clients", len(remote), exe, len(client))
 	}
 	done := make(chan error, 1)
@@ -496,9 +571,12 @@ func TestSSHLoginNoise(t *testing.T) {
 	})
 	t.Cleanup(r.Close)
 	ctx := testCtx(t, 60*time.Second)
-	clearCache(t, userCarol)
-	for range 2 { // shipping the binary, then from the cache
-		kw := s.kwargs(userCarol)
+	for i := range 4 { // each transport shipping the binary, then from the cache
+		tr := SSHTransports[i/2]
+		if i%2 == 0 {
+			clearCache(t, userCarol)
+		}
+		kw := s.kwargs(userCarol, "transport", tr)
 		kw["ssh_args"] = []any{"-o", "UserKnownHostsFile=" + s.KnownHosts, "-o", "SetEnv=MTC_NOISE=1"}
 		c := mustConnect(t, ctx, r, "ssh", nil, kw)
 		if uid, _ := whoami(t, ctx, c); uid != uidOf(t, userCarol) {

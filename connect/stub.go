@@ -16,7 +16,12 @@ import (
 // fish) passes it through `sh -c '...'` untouched. When the target's
 // `uname -sm` matches the master's platform and a binary with the
 // master's sha256 is cached in one of the per-user cache directories, it
-// execs that binary at once and the master writes nothing before the
+// lists the modules cached beside it (their sha256s, see
+// ObserveCachedModules) as
+//
+//	mitostar:NONCE:have SHA256...
+//
+// and execs that binary at once: the master writes nothing before the
 // handshake. Otherwise it prints
 //
 //	mitostar:NONCE:stage2 UID SYSNAME MACHINE
@@ -49,11 +54,23 @@ const (
 	// findCached execs $R/$H/mitostar from the first directory R of the
 	// loop that holds it, is owned by this user and is executable (the
 	// "ok" probe beside the binary fails on a noexec mount).
-	findCached = `f=$R/$H/mitostar;if [ -O "$R" ]&&[ -O "$f" ]&&[ -x "$f" ]&&"$R/$H/ok" 2>/dev/null;then MITOSTAR_ROLE=child;export MITOSTAR_ROLE;exec "$f";fi`
+	findCached = findCachedIf + execCached
+	// findCachedIf and execCached are findCached's halves, between which
+	// stage 1 lists the cached modules.
+	findCachedIf = `f=$R/$H/mitostar;if [ -O "$R" ]&&[ -O "$f" ]&&[ -x "$f" ]&&"$R/$H/ok" 2>/dev/null;then `
+	execCached   = `MITOSTAR_ROLE=child;export MITOSTAR_ROLE;exec "$f";fi`
 )
 
+// ModuleCacheDir is where a cached binary's child keeps the modules it
+// received, beside the binary: CACHE/SHA256/m/MODULE-SHA256.
+const ModuleCacheDir = "m"
+
+// listModules prints the module cache's file names, with the working
+// directory restored for the child.
+const listModules = `P=$PWD;cd "$R/$H/` + ModuleCacheDir + `" 2>/dev/null&&echo mitostar:$N:have *;cd "$P";`
+
 const stage1 = `H=%s;N=%s;U=` + "`id -u`" + `;S=` + "`uname -sm`" + `;` +
-	`case $S in %s) for R in ` + cacheDirs + `;do ` + findCached + `;done;;esac;` +
+	`case $S in %s) for R in ` + cacheDirs + `;do ` + findCachedIf + listModules + execCached + `;done;;esac;` +
 	`echo mitostar:$N:stage2 $U $S;read L&&eval "` + "`dd bs=1 count=$L 2>/dev/null`" + `"`
 
 // stage2 is evaluated by stage 1 after the master set H (the sha256 of the

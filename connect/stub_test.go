@@ -68,6 +68,9 @@ func init() {
 			return nil, ctx.Err()
 		}
 	})
+	core.RegisterFunc("connecttest.getcwd", func(ctx context.Context, c *core.Call) (any, error) {
+		return os.Getwd()
+	})
 	core.RegisterFunc("connecttest.getenv", func(ctx context.Context, c *core.Call) (any, error) {
 		var args []string
 		if err := c.Args(&args); err != nil {
@@ -212,6 +215,45 @@ func TestStubShipsOnceThenReusesTheCache(t *testing.T) {
 	t.Logf("first connection wrote %d bytes in %v; second wrote %d bytes in %v", first.Written, first.Elapsed, second.Written, second.Elapsed)
 	if got := callString(t, ctx, c2, "connecttest.exe"); got != want {
 		t.Errorf("second child runs %s, want %s", got, want)
+	}
+}
+
+// TestStubListsCachedModules: the stub lists the module cache beside a
+// cached binary, and the child starts in the directory it was given.
+func TestStubListsCachedModules(t *testing.T) {
+	r, _ := newMaster(t)
+	ctx := testCtx(t, 60*time.Second)
+	cache := t.TempDir()
+	var mu sync.Mutex
+	var seen [][]string
+	ObserveCachedModules(r, func(id uint32, shas []string) {
+		mu.Lock()
+		seen = append(seen, shas)
+		mu.Unlock()
+	})
+	kw := map[string]any{"env": []any{"XDG_CACHE_HOME=" + cache}, "setup": "cd /tmp"}
+	if _, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: kw}); err != nil {
+		t.Fatal(err)
+	}
+	m := filepath.Join(cache, "mitostar", selfHash(t), ModuleCacheDir)
+	os.Mkdir(m, 0o700)
+	a, b := strings.Repeat("a", 64), strings.Repeat("0b", 32)
+	for _, name := range []string{b, a, "partial.123.tmp"} {
+		os.WriteFile(filepath.Join(m, name), nil, 0o600)
+	}
+	c, err := r.Connect(ctx, "testsh", &core.ConnectOptions{Kwargs: kw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := fmt.Sprint(seen)
+	mu.Unlock()
+	if want := fmt.Sprint([][]string{{b, a}}); got != want {
+		t.Errorf("cached modules reported %s, want %s (none for the first connection)", got, want)
+	}
+	var cwd string
+	if err := c.Call(ctx, &cwd, "connecttest.getcwd"); err != nil || cwd != "/tmp" {
+		t.Errorf("the child runs in %q (%v), want /tmp", cwd, err)
 	}
 }
 

@@ -108,8 +108,7 @@ func (e *executor) enqueue(m *Message) {
 	e.queued += len(m.Data)
 	if !e.started {
 		e.started = true
-		e.r.wg.Add(1)
-		go e.loop()
+		e.r.Go(e.loop)
 	}
 	e.mu.Unlock()
 	select {
@@ -119,7 +118,6 @@ func (e *executor) enqueue(m *Message) {
 }
 
 func (e *executor) loop() {
-	defer e.r.wg.Done()
 	for {
 		e.mu.Lock()
 		if e.closed {

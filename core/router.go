@@ -96,7 +96,9 @@ type Router struct {
 
 	exec     *executor
 	services *serviceTable
-	wg       sync.WaitGroup // goroutines owned by the router
+	goMu     sync.Mutex
+	goCond   *sync.Cond // signalled when goCount drops to zero
+	goCount  int        // goroutines started by Go and still running
 	closed   chan struct{}
 	helloExt func(method string) []byte // fills a new child's HelloRequest.Ext
 	onGone   []func(id uint32)          // told of every context gone (OnGone)
@@ -130,6 +132,7 @@ func newRouter(id uint32, parentIDs []uint32, opts Options) *Router {
 		closed:      make(chan struct{}),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.goCond = sync.NewCond(&r.goMu)
 	if opts.Logger != nil {
 		r.log = opts.Logger
 	} else {
@@ -212,11 +215,32 @@ func (r *Router) Lifetime() context.Context { return r.ctx }
 // Go runs fn on a goroutine owned by the router: Close waits for it. fn
 // should return once Lifetime() is done.
 func (r *Router) Go(fn func()) {
-	r.wg.Add(1)
+	// A counter under a mutex rather than a WaitGroup: a stream that
+	// closes while Close waits may start one more goroutine (to reap its
+	// process), and a WaitGroup must not grow from zero during a Wait.
+	r.goMu.Lock()
+	r.goCount++
+	r.goMu.Unlock()
 	go func() {
-		defer r.wg.Done()
+		defer func() {
+			r.goMu.Lock()
+			r.goCount--
+			if r.goCount == 0 {
+				r.goCond.Broadcast()
+			}
+			r.goMu.Unlock()
+		}()
 		fn()
 	}()
+}
+
+// waitGo waits until every goroutine started by Go has ended.
+func (r *Router) waitGo() {
+	r.goMu.Lock()
+	for r.goCount > 0 {
+		r.goCond.Wait()
+	}
+	r.goMu.Unlock()
 }
 
 // Myself returns the Context for this router's own context.
@@ -780,7 +804,7 @@ func (r *Router) CloseTimeout(wait time.Duration) {
 	}
 	r.exec.close()
 	r.failAllHandlers()
-	r.wg.Wait()
+	r.waitGo()
 	close(r.closed)
 }
 

@@ -250,7 +250,12 @@ func (rt *Runtime) compile(p, sha string, src []byte) (*module, error) {
 
 // addBlob records a module received from elsewhere after checking its
 // hash. A module already known under the same path must be identical.
+// A blob without source names a module of this child's module cache; if
+// the cache no longer holds it, it is asked of the parent.
 func (rt *Runtime) addBlob(b moduleBlob) (*module, error) {
+	if b.Source == nil {
+		return rt.addCached(b)
+	}
 	if got := sha256Hex(b.Source); got != b.SHA256 {
 		return nil, fmt.Errorf("module %q: sha256 mismatch (got %s, announced %s)", b.Path, got, b.SHA256)
 	}
@@ -277,12 +282,48 @@ func (rt *Runtime) addBlob(b moduleBlob) (*module, error) {
 		return old, nil
 	}
 	rt.modules[clean] = m
+	if rt.disk != nil {
+		rt.r.Go(func() {
+			if err := rt.disk.store(m.sha, m.src); err != nil {
+				rt.r.Logger().Debug("module cache", "err", err)
+			}
+		})
+	}
+	return m, nil
+}
+
+// addCached adds a module named without its source, from this child's
+// module cache or else from the parent.
+func (rt *Runtime) addCached(b moduleBlob) (*module, error) {
+	clean, err := CleanModulePath(b.Path)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	m, ok := rt.modules[clean]
+	rt.mu.Unlock()
+	if ok && m.sha == b.SHA256 {
+		return m, nil
+	}
+	if rt.disk != nil {
+		if src, ok := rt.disk.load(b.SHA256); ok {
+			return rt.addBlob(moduleBlob{Path: clean, SHA256: b.SHA256, Source: src})
+		}
+	}
+	m, err = rt.moduleSource(clean)
+	if err != nil {
+		return nil, err
+	}
+	if m.sha != b.SHA256 {
+		return nil, fmt.Errorf("module %q: the parent sent sha256 %s, the call names %s", clean, m.sha, b.SHA256)
+	}
 	return m, nil
 }
 
 // moduleSource returns module p: from the cache, from the module roots
 // in the master, or asked of the parent (GET_MODULE) elsewhere; children
-// never read modules from their own disk.
+// never read modules from their own disk by path (only the module cache,
+// by sha256: addCached).
 func (rt *Runtime) moduleSource(p string) (*module, error) {
 	clean, err := CleanModulePath(p)
 	if err != nil {

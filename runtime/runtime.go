@@ -36,7 +36,7 @@ import (
 	"github.com/mitostar/mitostar/builtins"
 	// Connection methods register themselves with core; every context
 	// needs them, since any context can be a via= hop.
-	_ "github.com/mitostar/mitostar/connect"
+	"github.com/mitostar/mitostar/connect"
 	"github.com/mitostar/mitostar/core"
 	// fakessh registers the fakessh role, fakessh.exec and fakessh.run.
 	_ "github.com/mitostar/mitostar/fakessh"
@@ -57,6 +57,10 @@ type Options struct {
 	// Stdout receives the master's print() output (os.Stdout by default),
 	// and the diffs of operations when Diff is set.
 	Stdout io.Writer
+	// SSHTransport is the transport of ssh connections that name none
+	// ("openssh" or "native"; "" for connect's default), in this context
+	// and every child.
+	SSHTransport string
 	// Predeclared are names this context predeclares besides the common
 	// ones (the command line adds inventory, connect and each to the
 	// master's); they win over a common name they repeat.
@@ -85,6 +89,8 @@ type Runtime struct {
 	partial map[string][]byte            // "path@sha" → LOAD_MODULE bytes so far
 	sent    map[uint32]map[moduleID]bool // target id → modules already pushed (forgotten when it is gone)
 	srcs    map[string]*srcFile          // src files by root-relative path
+	cached  map[uint32]map[string]bool   // child id → sha256s in its target's module cache (same)
+	disk    *moduleCache                 // this child's module cache; nil in the master and local children
 	stdout  sync.Mutex
 
 	stdoutErr error // the first failed write of print(), under stdout
@@ -141,11 +147,21 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		srcs: map[string]*srcFile{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{}, services: map[string]bool{}}
+		srcs: map[string]*srcFile{}, cached: map[uint32]map[string]bool{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{},
+		services: map[string]bool{}}
+	if !r.IsMaster() {
+		rt.disk = openModuleCache()
+	}
+	connect.ObserveCachedModules(r, rt.noteCached)
 	rt.decoder = &builtins.Decoder{Router: r, Resolve: rt.resolveRef}
 	rt.loadFn, rt.printFn = rt.load, rt.print // method values, made once
 	context.AfterFunc(r.Lifetime(), rt.cancelLifetimeThreads)
 	rt.predeclared = rt.makePredeclared()
+	if opts.SSHTransport != "" {
+		if err := connect.SetDefaultSSHTransport(r, opts.SSHTransport); err != nil {
+			r.Emit(slogError, "runtime: "+err.Error())
+		}
+	}
 	r.SetCallHandler(rt.handleCall)
 	r.SetHelloExt(rt.helloExt)
 	runtimes.Store(r, rt)
@@ -156,6 +172,7 @@ func New(r *core.Router, opts Options) *Runtime {
 	r.OnGone(func(id uint32) {
 		rt.mu.Lock()
 		delete(rt.sent, id)
+		delete(rt.cached, id)
 		rt.mu.Unlock()
 	})
 	r.AddHandler(rt.onLoadModule, core.HandlerOptions{Handle: core.HandleLoadModule, Policy: r.HasParentAuthority})
@@ -176,6 +193,17 @@ func New(r *core.Router, opts Options) *Runtime {
 
 // runtimes holds the runtime of each router, until the router closes.
 var runtimes sync.Map // *core.Router → *Runtime
+
+// noteCached records the modules a new child's target has cached.
+func (rt *Runtime) noteCached(id uint32, shas []string) {
+	set := make(map[string]bool, len(shas))
+	for _, s := range shas {
+		set[s] = true
+	}
+	rt.mu.Lock()
+	rt.cached[id] = set
+	rt.mu.Unlock()
+}
 
 // Of returns the runtime attached to r, if any.
 func Of(r *core.Router) *Runtime {
@@ -481,20 +509,34 @@ func (rt *Runtime) CallRequest(ctx context.Context, target *core.Context, fn sta
 	}
 	// Small modules ride with the call; larger ones go ahead of it as
 	// LOAD_MODULE chunks that fit any message size limit. Either way the
-	// first call costs one round trip.
+	// first call costs one round trip. Those the target has in its module
+	// cache (no source here) always ride with the call.
 	if len(blobs) > 0 {
 		ext := encodeModuleBlobs(blobs)
-		if len(ext) <= moduleChunkSize {
-			req.Ext = ext
-		} else if err := rt.pushModules(ctx, target, blobs); err != nil {
-			return nil, err
+		if len(ext) > moduleChunkSize {
+			var full, named []moduleBlob
+			for _, b := range blobs {
+				if b.Source == nil {
+					named = append(named, b)
+				} else {
+					full = append(full, b)
+				}
+			}
+			if err := rt.pushModules(ctx, target, full); err != nil {
+				return nil, err
+			}
+			ext = nil
+			if len(named) > 0 {
+				ext = encodeModuleBlobs(named)
+			}
 		}
+		req.Ext = ext
 	}
 	return req, nil
 }
 
 // modulesFor returns the modules target still lacks, and marks them as
-// sent.
+// sent. Those in the target's module cache come without their source.
 func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	// A module goes with its transitive loads: once it is sent, they are.
 	rt.mu.Lock()
@@ -519,7 +561,11 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 		key := moduleID{path: m.path, sha: m.sha}
 		if !sent[key] {
 			sent[key] = true
-			blobs = append(blobs, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+			b := moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
+			if rt.cached[target][m.sha] {
+				b.Source = nil
+			}
+			blobs = append(blobs, b)
 			srcs = append(srcs, m.srcs...)
 		}
 	}
@@ -614,18 +660,19 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 
 // helloExt is what a new child receives in its handshake: a CBOR array
 // of argv, for fork the parent's module and src cache, check mode
-// (--check) and the master's handle for changes to show (--diff; 0 for
-// none).
+// (--check), the master's handle for changes to show (--diff; 0 for
+// none), and the default ssh transport.
 type helloExt struct {
-	_          struct{} `cbor:",toarray"`
-	Argv       []string
-	Modules    []moduleBlob
-	CheckMode  bool
-	DiffHandle uint32
+	_            struct{} `cbor:",toarray"`
+	Argv         []string
+	Modules      []moduleBlob
+	CheckMode    bool
+	DiffHandle   uint32
+	SSHTransport string // Options.SSHTransport
 }
 
 func (rt *Runtime) helloExt(method string) []byte {
-	ext := helloExt{Argv: rt.opts.Argv, CheckMode: rt.opts.CheckMode, DiffHandle: rt.diffHandle}
+	ext := helloExt{Argv: rt.opts.Argv, CheckMode: rt.opts.CheckMode, DiffHandle: rt.diffHandle, SSHTransport: rt.opts.SSHTransport}
 	if method == "fork" {
 		rt.mu.Lock()
 		for _, m := range rt.modules {
@@ -648,7 +695,7 @@ func init() {
 				return fmt.Errorf("runtime: handshake extension: %w", err)
 			}
 		}
-		rt := New(r, Options{Argv: h.Argv, CheckMode: h.CheckMode})
+		rt := New(r, Options{Argv: h.Argv, CheckMode: h.CheckMode, SSHTransport: h.SSHTransport})
 		rt.diffHandle = h.DiffHandle
 		for _, b := range h.Modules {
 			if _, err := rt.addAny(b); err != nil {

@@ -190,3 +190,47 @@ func ddReps(br *bufio.Reader, reps int, send func() error) ([]time.Duration, err
 	}
 	return samples, nil
 }
+
+// benchSSHFanout times c.children `ssh HOST true` run at once, each to an
+// alias of the target of its own (as bench.star connects to n hosts):
+// the floor of connecting to that many hosts in parallel.
+func benchSSHFanout(ctx context.Context, c *config, _ string, e *emitter) error {
+	t := c.ssh
+	if t.host == "" {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "floor-fanout-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var conf strings.Builder
+	for i := range c.children {
+		fmt.Fprintf(&conf, "Host h%d\n  HostName %s\n  Port %d\n", i, t.host, t.port)
+	}
+	path := dir + "/ssh_config"
+	if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
+		return err
+	}
+	errs := make(chan error, c.children)
+	t0 := time.Now()
+	for i := range c.children {
+		go func() {
+			argv := append(append([]string{"ssh", "-F", path}, t.options()...), fmt.Sprintf("h%d", i), "true")
+			if t.user != "" {
+				argv = append(argv[:len(argv)-2], "-l", t.user, argv[len(argv)-2], "true")
+			}
+			if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, out)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range c.children {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return e.times(fmt.Sprintf("ssh_fanout_%d_wall", c.children), "ms", []time.Duration{time.Since(t0)})
+}

@@ -63,6 +63,9 @@ flags:
   --diff                  print each change an operation makes (or would
                           make), with its unified diff, under the name of
                           its context
+  --ssh-transport T       openssh (default: the system's ssh program) or
+                          native (SSH in mitostar itself) for ssh
+                          connections that do not choose with transport=
   --profile DIR           write CPU and heap profiles of the master and of
                           every local child to DIR (for benchmarks)
   --version               print the version and exit
@@ -127,6 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		version    bool
 		cpuProfile string
 		profileDir string
+		sshTr      string
 		fan        fanFlags
 		checkMode  bool
 		showDiff   bool
@@ -142,6 +146,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&version, "version", false, "print the version")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the master")
 	fs.StringVar(&profileDir, "profile", "", "write CPU and heap profiles of every context to this directory")
+	fs.StringVar(&sshTr, "ssh-transport", "", "the default ssh transport")
 	fan.register(fs, cmd == "exec")
 	fs.BoolVar(&checkMode, "check", false, "check mode")
 	fs.BoolVar(&showDiff, "diff", false, "print the diffs of operations")
@@ -200,6 +205,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if maxSize < core.MinMaxMessageSize {
 		fmt.Fprintf(stderr, "mitostar: --max-message-size must be at least %d bytes\n", core.MinMaxMessageSize)
+		return 2
+	}
+	switch sshTr {
+	case "", "openssh", "native":
+	default:
+		fmt.Fprintf(stderr, "mitostar: --ssh-transport must be openssh or native, got %q\n", sshTr)
 		return 2
 	}
 	if shutdownTO < 0 {
@@ -265,7 +276,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	session := fanout.NewSession(r, fo.options)
 	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, Predeclared: fanout.Predeclared(session),
-		CheckMode: checkMode, Diff: showDiff})
+		CheckMode: checkMode, Diff: showDiff, SSHTransport: sshTr})
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)

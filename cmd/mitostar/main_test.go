@@ -21,6 +21,7 @@ import (
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
 	"github.com/mitostar/mitostar/docs"
+	"github.com/mitostar/mitostar/internal/testbed"
 	"github.com/mitostar/mitostar/runtime"
 )
 
@@ -180,6 +181,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--max-message-size=lots", "ok.star"}, `invalid value "lots" for flag --max-message-size: parse error`},
 		{[]string{"-max-message-size", "lots", "ok.star"}, `invalid value "lots" for flag -max-message-size: parse error`},
 		{[]string{"--shutdown-timeout", "-1", "ok.star"}, "mitostar: --shutdown-timeout must not be negative"},
+		{[]string{"--ssh-transport", "telnet", "ok.star"}, `mitostar: --ssh-transport must be openssh or native, got "telnet"`},
 		{[]string{"--log-file", "/nonexistent/dir/log", "ok.star"}, "mitostar: --log-file: open /nonexistent/dir/log: no such file or directory"},
 	} {
 		r := mitostar(t, dir, nil, tc.args...)
@@ -877,5 +879,36 @@ func TestCheckAndDiff(t *testing.T) {
 	contains(t, "stdout", r.stdout, "web1 [False, False,")
 	if strings.Contains(r.stdout, "[web1]") {
 		t.Errorf("a change was shown without --diff:\n%s", r.stdout)
+	}
+}
+
+// sshTransportScript connects over ssh with an ssh_path that does not
+// exist, which only the native transport does not need, and then
+// through that context again: the hop uses the master's default too.
+const sshTransportScript = `
+def who():
+    return os.username()
+
+def main():
+    kw = dict(hostname = "127.0.0.1", port = int(argv[0]), username = "root", identity_file = argv[1],
+              ssh_args = ["-o", "UserKnownHostsFile=" + argv[2]], ssh_path = "/nonexistent/ssh")
+    a = router.ssh(**kw)
+    b = router.ssh(via = a, **kw)
+    print(a.call(who), b.call(who))
+`
+
+func TestSSHTransportFlag(t *testing.T) {
+	s := testbed.SSHD(t)
+	dir := script(t, map[string]string{"tr.star": sshTransportScript})
+	args := []string{"tr.star", strconv.Itoa(s.Port), s.IdentityFile, s.KnownHosts}
+	r := mitostar(t, dir, nil, append([]string{"--ssh-transport", "native"}, args...)...)
+	r.want(t, 0)
+	if r.stdout != "root root\n" {
+		t.Errorf("stdout %q", r.stdout)
+	}
+	for _, flags := range [][]string{nil, {"--ssh-transport", "openssh"}} {
+		r = mitostar(t, dir, nil, append(flags, args...)...)
+		r.want(t, 1)
+		contains(t, "stderr", r.stderr, "Error: connect ssh.127.0.0.1:", "starting /nonexistent/ssh")
 	}
 }

@@ -25,7 +25,8 @@ type SSHServer struct {
 	Dir          string   // holds the keys, sshd_config and sshd.log
 	IdentityFile string   // a private key that root and every test user accept
 	KnownHosts   string   // a known_hosts file with the host key as [HOST]:PORT (HOST for port 22)
-	HostKeyPub   string   // the host key: "ssh-ed25519 AAAA..."
+	HostKeyPub   string   // the (first) host key: "ssh-ed25519 AAAA..."
+	HostKeyPubs  []string // every host key, in sshd_config's order
 	Config       string   // the sshd_config path
 	Log          string   // the server's log
 	PID          int
@@ -42,7 +43,15 @@ type SSHServer struct {
 // first value of a keyword): e.g. "MaxStartups 200:30:400".
 func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	t.Helper()
-	return startSSHD(t, nil, extraConfig)
+	return startSSHD(t, nil, extraConfig, nil)
+}
+
+// SSHDWithHostKeys is SSHD with one host key of each type (ssh-keygen
+// -t: "ed25519", "ecdsa", "rsa"), in that order in sshd_config, all of
+// them in KnownHosts.
+func SSHDWithHostKeys(t testing.TB, types []string, extraConfig ...string) *SSHServer {
+	t.Helper()
+	return startSSHD(t, nil, extraConfig, types)
 }
 
 // SSHD starts an sshd inside the host's namespace, listening on its
@@ -50,10 +59,10 @@ func SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 // only from other hosts of the same Network (RunFrom).
 func (h *NetHost) SSHD(t testing.TB, extraConfig ...string) *SSHServer {
 	t.Helper()
-	return startSSHD(t, h, extraConfig)
+	return startSSHD(t, h, extraConfig, nil)
 }
 
-func startSSHD(t testing.TB, h *NetHost, extraConfig []string) *SSHServer {
+func startSSHD(t testing.TB, h *NetHost, extraConfig, hostKeyTypes []string) *SSHServer {
 	t.Helper()
 	RequireRoot(t, "/usr/sbin/sshd", "ssh-keygen", "ssh")
 	Users(t)
@@ -72,9 +81,26 @@ func startSSHD(t testing.TB, h *NetHost, extraConfig []string) *SSHServer {
 	} else {
 		s.Port = FreePort(t)
 	}
-	for _, k := range []string{"hostkey", "id"} {
-		run(t, 30*time.Second, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mitostar-test", "-f", filepath.Join(dir, k))
+	run(t, 30*time.Second, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mitostar-test", "-f", s.IdentityFile)
+	if len(hostKeyTypes) == 0 {
+		hostKeyTypes = []string{"ed25519"}
 	}
+	var hostKeys strings.Builder
+	for i, typ := range hostKeyTypes {
+		file := filepath.Join(dir, "hostkey")
+		if i > 0 {
+			file += "_" + typ
+		}
+		run(t, 30*time.Second, nil, "ssh-keygen", "-q", "-t", typ, "-N", "", "-C", "mitostar-test", "-f", file)
+		hostPub, err := os.ReadFile(file + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(hostPub))
+		s.HostKeyPubs = append(s.HostKeyPubs, f[0]+" "+f[1])
+		fmt.Fprintf(&hostKeys, "HostKey %s\n", file)
+	}
+	s.HostKeyPub = s.HostKeyPubs[0]
 	pub, err := os.ReadFile(s.IdentityFile + ".pub")
 	if err != nil {
 		t.Fatal(err)
@@ -84,24 +110,21 @@ func startSSHD(t testing.TB, h *NetHost, extraConfig []string) *SSHServer {
 	for _, u := range append([]string{"root"}, UserNames...) {
 		must(t, os.WriteFile(filepath.Join(auth, u), pub, 0o644))
 	}
-	hostPub, err := os.ReadFile(filepath.Join(dir, "hostkey.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(hostPub))
-	s.HostKeyPub = f[0] + " " + f[1]
 	known := fmt.Sprintf("[%s]:%d", s.Host, s.Port)
 	if s.Port == 22 {
 		known = s.Host // ssh looks up the default port's keys by address alone
 	}
-	must(t, os.WriteFile(s.KnownHosts, []byte(known+" "+s.HostKeyPub+"\n"), 0o644))
+	var knownHosts strings.Builder
+	for _, k := range s.HostKeyPubs {
+		knownHosts.WriteString(known + " " + k + "\n")
+	}
+	must(t, os.WriteFile(s.KnownHosts, []byte(knownHosts.String()), 0o644))
 	must(t, os.MkdirAll("/run/sshd", 0o755))
 	// sshd keeps the first value of a keyword: extraConfig goes first,
 	// so it can change the defaults below (MaxStartups).
 	conf := strings.Join(extraConfig, "\n") + "\n" + fmt.Sprintf(`Port %d
 ListenAddress %s
-HostKey %s/hostkey
-PidFile %s/sshd.pid
+%sPidFile %s/sshd.pid
 AuthorizedKeysFile %s/%%u
 StrictModes no
 PasswordAuthentication yes
@@ -110,7 +133,7 @@ PermitRootLogin yes
 UsePAM yes
 UseDNS no
 MaxStartups 100
-`, s.Port, s.Host, dir, dir, auth)
+`, s.Port, s.Host, hostKeys.String(), dir, auth)
 	must(t, os.WriteFile(s.Config, []byte(conf), 0o644))
 	run(t, 30*time.Second, nil, "/usr/sbin/sshd", "-t", "-f", s.Config)
 
@@ -160,6 +183,30 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatalf("testbed: %v", err)
 	}
+}
+
+// Authorize lets a public key ("ssh-ed25519 AAAA..." as in a .pub file)
+// log in as user, beside IdentityFile.
+func (s *SSHServer) Authorize(t testing.TB, user, pub string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(s.Dir, "auth", user), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(strings.TrimSpace(pub) + "\n"); err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+}
+
+// LogCount counts the lines of the server's log that contain text.
+func (s *SSHServer) LogCount(t testing.TB, text string) int {
+	t.Helper()
+	data, err := os.ReadFile(s.Log)
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	return strings.Count(string(data), text)
 }
 
 // Addr is "127.0.0.1:PORT".
