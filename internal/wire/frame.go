@@ -1,10 +1,13 @@
 // Package wire reads and writes mitostar frames on a byte stream and runs
 // the two loops of a link between neighbouring contexts: one goroutine
 // reads frames and hands each to its owner, one goroutine writes the
-// frames queued for it. It is the only package of mitostar that makes
-// system calls below the os package (growing a pipe's buffer, waiting for
-// a process through its pidfd): each is here because a goal of
-// docs/benchmarks.md or docs/protocol.md needs it, as its comment says.
+// frames queued for it. It holds mitostar's system-call-level techniques
+// for its streams and processes (growing a pipe's buffer, waiting for a
+// process through its pidfd in the runtime's poller, taking a child's
+// stdio): each is here because a goal of docs/benchmarks.md or a rule of
+// docs/protocol.md needs it, as its comment says. Nothing in mitostar
+// uses unsafe, raw system calls or the Go runtime's scheduler and
+// collector settings.
 //
 // A frame is a 26-byte header and a payload (docs/protocol.md, "Frames"):
 //
