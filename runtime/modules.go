@@ -119,10 +119,19 @@ func CleanModulePath(p string) (string, error) {
 
 // readFromRoots finds p in the module roots, refusing symlinks that
 // resolve outside the root they were found in.
-func readFromRoots(roots []string, p string) (src []byte, err error) {
+func readFromRoots(roots []string, p string) ([]byte, error) {
+	_, src, err := FindModule(roots, p)
+	return src, err
+}
+
+// FindModule finds module p in the module roots as load() does and
+// returns the file it was read from (the root joined with p) and its
+// source; a symlink that resolves outside its root is refused. mitostar
+// check and bundle read modules with it, without starting a context.
+func FindModule(roots []string, p string) (file string, src []byte, err error) {
 	clean, err := CleanModulePath(p)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	for _, root := range roots {
 		realRoot, err := filepath.EvalSymlinks(root)
@@ -135,15 +144,16 @@ func readFromRoots(roots []string, p string) (src []byte, err error) {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("module %q: %w", p, err)
+			return "", nil, fmt.Errorf("module %q: %w", p, err)
 		}
 		rel, err := filepath.Rel(realRoot, real)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil, fmt.Errorf("module %q resolves outside its module root %s (symlink to %s)", p, root, real)
+			return "", nil, fmt.Errorf("module %q resolves outside its module root %s (symlink to %s)", p, root, real)
 		}
-		return readModuleFile(p, real)
+		src, err := readModuleFile(p, real)
+		return full, src, err
 	}
-	return nil, fmt.Errorf("module %q not found in the module roots (%s)", p, strings.Join(roots, ", "))
+	return "", nil, fmt.Errorf("module %q not found in the module roots (%s)", p, strings.Join(roots, ", "))
 }
 
 // readModuleFile reads module p from the file real: a regular file of at

@@ -205,6 +205,26 @@ func TestExamples(t *testing.T) {
 	}
 }
 
+// Every example passes mitostar check.
+func TestExamplesCheck(t *testing.T) {
+	mitostar := build(t, "cmd/mitostar")
+	scripts, err := filepath.Glob(filepath.Join(exampleDir, "*.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scripts) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, s := range scripts {
+		t.Run(filepath.Base(s), func(t *testing.T) {
+			out, errOut := runExample(t, ".", mitostar, "check", s)
+			if out != "" || errOut != "" {
+				t.Errorf("mitostar check %s printed:\n%s%s", s, out, errOut)
+			}
+		})
+	}
+}
+
 func TestEmbedExample(t *testing.T) {
 	bin := build(t, "scripts/examples/embed")
 	out, _ := runExample(t, t.TempDir(), bin, "one", "two")

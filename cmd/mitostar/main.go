@@ -103,6 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return write(stdout, stderr, usage)
 		case "doc":
 			return doc(stdout, stderr, args[1:])
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
 		case "run", "exec":
 			cmd = args[0]
 			args = args[1:]
