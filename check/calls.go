@@ -136,6 +136,8 @@ func callName(fn syntax.Expr) string {
 		return fn.Name
 	case *syntax.DotExpr:
 		return callName(fn.X) + "." + fn.Name.Name
+	case *syntax.CallExpr:
+		return callName(fn.Fn) + "()"
 	}
 	return "call"
 }

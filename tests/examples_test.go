@@ -225,6 +225,21 @@ func TestExamplesCheck(t *testing.T) {
 	}
 }
 
+// modules.star bundled by the built mitostar runs from an empty
+// directory, its modules inside the bundle.
+func TestExampleBundle(t *testing.T) {
+	mitostar := build(t, "cmd/mitostar")
+	out := filepath.Join(t.TempDir(), "modules")
+	runExample(t, ".", mitostar, "bundle", filepath.Join(exampleDir, "modules.star"), "-o", out)
+	got, _ := runExample(t, t.TempDir(), out)
+	want := "------------------\n| helper modules |\n------------------\n" +
+		"in master: 11 words, longest \"modules\"\nin reader: 11 words, longest \"modules\"\n" +
+		"--------------------\n| loaded on demand |\n--------------------\n"
+	if got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
+
 func TestEmbedExample(t *testing.T) {
 	bin := build(t, "scripts/examples/embed")
 	out, _ := runExample(t, t.TempDir(), bin, "one", "two")

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/builtins"
+	"github.com/mitostar/mitostar/bundle"
 	"github.com/mitostar/mitostar/core"
 	"github.com/mitostar/mitostar/docs"
 	"github.com/mitostar/mitostar/fanout"
@@ -89,13 +90,24 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
-	core.RunRole()
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	core.RunRole() // a child (of a bundle too) serves its parent and exits here
+	b, err := bundle.OpenSelf()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitostar: %v\n", err)
+		os.Exit(1)
+	}
+	if b != nil {
+		os.Exit(runBundled(b, os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run runs the command line args; bundled, when set, is the extracted
+// bundle this executable is: its script runs, with args as its flags
+// and arguments.
+func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int {
 	cmd := "run"
-	if len(args) > 0 {
+	if len(args) > 0 && bundled == nil {
 		switch args[0] {
 		case "version":
 			return printVersion(stdout, stderr)
@@ -105,6 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return doc(stdout, stderr, args[1:])
 		case "check":
 			return runCheck(args[1:], stdout, stderr)
+		case "bundle":
+			return runBundle(args[1:], stdout, stderr)
 		case "run", "exec":
 			cmd = args[0]
 			args = args[1:]
@@ -165,6 +179,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		command = rest
+	} else if bundled != nil {
+		script, argv = bundled.Script, rest
+		roots = append(append(multiFlag(nil), bundled.Roots...), roots...)
+		fan.defaultInventory = bundled.Inventory
 	} else {
 		if len(rest) == 0 {
 			fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
