@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +32,7 @@ import (
 	"github.com/mitostar/mitostar/core"
 	"github.com/mitostar/mitostar/docs"
 	"github.com/mitostar/mitostar/fanout"
+	"github.com/mitostar/mitostar/repl"
 	"github.com/mitostar/mitostar/runtime"
 )
 
@@ -119,7 +119,7 @@ func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int
 			return runCheck(args[1:], stdout, stderr)
 		case "bundle":
 			return runBundle(args[1:], stdout, stderr)
-		case "run", "exec":
+		case "run", "exec", "repl":
 			cmd = args[0]
 			args = args[1:]
 		}
@@ -179,6 +179,11 @@ func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int
 			return 2
 		}
 		command = rest
+	} else if cmd == "repl" {
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "mitostar repl: takes no script or argument, got %q\n\n%s", rest[0], usage)
+			return 2
+		}
 	} else if bundled != nil {
 		script, argv = bundled.Script, rest
 		roots = append(append(multiFlag(nil), bundled.Roots...), roots...)
@@ -222,14 +227,21 @@ func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int
 			return 2
 		}
 	}
-	for _, root := range roots {
-		if fi, err := os.Stat(root); err != nil {
-			fmt.Fprintf(stderr, "mitostar: -I %s: %v\n", root, errors.Unwrap(err))
-			return 2
-		} else if !fi.IsDir() {
-			fmt.Fprintf(stderr, "mitostar: -I %s: not a directory\n", root)
-			return 2
+	if !checkRoots(stderr, "mitostar", roots) {
+		return 2
+	}
+	var ed *repl.REPL
+	if cmd == "repl" {
+		// Output goes through the line editor, which keeps the prompt
+		// below what is printed while it waits.
+		if ed, err = repl.New(repl.Options{Stdout: stdout, Stderr: stderr, HistoryFile: repl.DefaultHistoryFile()}); err != nil {
+			fmt.Fprintf(stderr, "mitostar repl: %v\n", err)
+			return 1
 		}
+		defer ed.Close()
+		stdout, stderr = ed.Stdout(), ed.Stderr()
+		// Modules load from the working directory, then each -I.
+		roots = append(multiFlag{"."}, roots...)
 	}
 	fo, err := fan.open(stdout, stderr)
 	if err != nil {
@@ -275,6 +287,9 @@ func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int
 	}
 	session := fanout.NewSession(r, fo.options)
 	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, Predeclared: fanout.Predeclared(session)})
+	if ed != nil {
+		return runREPL(ed, rt, time.Duration(shutdownTO*float64(time.Second)), stderr)
+	}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)

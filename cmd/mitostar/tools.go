@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ import (
 func checkRoots(stderr io.Writer, cmd string, roots []string) bool {
 	for _, root := range roots {
 		if fi, err := os.Stat(root); err != nil {
-			fmt.Fprintf(stderr, "%s: -I %s: %v\n", cmd, root, unwrapPath(err))
+			fmt.Fprintf(stderr, "%s: -I %s: %v\n", cmd, root, errors.Unwrap(err))
 			return false
 		} else if !fi.IsDir() {
 			fmt.Fprintf(stderr, "%s: -I %s: not a directory\n", cmd, root)
@@ -31,14 +32,6 @@ func checkRoots(stderr io.Writer, cmd string, roots []string) bool {
 		}
 	}
 	return true
-}
-
-// unwrapPath drops the path an *os.PathError repeats.
-func unwrapPath(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
 }
 
 // predeclared returns the names a master's modules see, from a master
