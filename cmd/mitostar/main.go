@@ -7,6 +7,9 @@
 //	mitostar [flags] SCRIPT.star [ARG...]
 //	mitostar run [flags] SCRIPT.star [ARG...]
 //	mitostar exec [flags] PATTERN -- CMD [ARG...]
+//	mitostar repl [flags]
+//	mitostar check [-I DIR] SCRIPT.star
+//	mitostar bundle SCRIPT.star -o FILE [--target OS/ARCH] [-i INVENTORY] [-I DIR]
 //	mitostar version (or --version)
 //	mitostar doc [NAME]
 //	mitostar help
@@ -39,6 +42,9 @@ import (
 const usage = `usage: mitostar [flags] SCRIPT.star [ARG...]
        mitostar run [flags] SCRIPT.star [ARG...]
        mitostar exec [flags] [-b] PATTERN -- CMD [ARG...]
+       mitostar repl [flags]
+       mitostar check [-I DIR] SCRIPT.star
+       mitostar bundle SCRIPT.star -o FILE [--target OS/ARCH] [-i INVENTORY] [-I DIR]
        mitostar version | --version
        mitostar doc [NAME]
        mitostar help
@@ -49,6 +55,16 @@ host PATTERN selects from the inventory, in parallel, and prints each
 host's output. "mitostar doc NAME" prints the reference of NAME (a
 predeclared name, a method such as Receiver.get, an error kind),
 "mitostar doc" all of it.
+
+repl runs Starlark typed at a prompt in the master, with line editing,
+history, completion and contexts that live across lines (modules from
+the working directory and -I; Ctrl-C stops a line, Ctrl-D ends). check
+reports what would fail in SCRIPT.star and its modules, as file:line:
+message, without starting a context (exit 1 on any problem). bundle
+writes one executable FILE holding mitostar, the script, its modules,
+their src= files and the inventory; running FILE [flags] [ARG...] runs
+the script. --target takes mitostar-OS-ARCH from $MITOSTAR_DIST or beside
+this executable.
 
 flags:
   -I DIR                  add a module root (repeatable); the script's

@@ -136,7 +136,9 @@ func TestVersionAndHelp(t *testing.T) {
 		r := mitostar(t, "", nil, args...)
 		r.want(t, 0)
 		contains(t, fmt.Sprint(args), r.stdout, "usage: mitostar [flags] SCRIPT.star [ARG...]", "-I DIR", "--log-level",
-			"--log-file", "--max-message-size", "--shutdown-timeout", "exit status")
+			"--log-file", "--max-message-size", "--shutdown-timeout", "exit status",
+			"mitostar repl [flags]", "mitostar check [-I DIR] SCRIPT.star",
+			"mitostar bundle SCRIPT.star -o FILE [--target OS/ARCH] [-i INVENTORY] [-I DIR]")
 		if r.stderr != "" {
 			t.Errorf("%v wrote to stderr: %s", args, r.stderr)
 		}
@@ -441,7 +443,8 @@ func TestReferenceCoversEverything(t *testing.T) {
 		"HostKeyError", "OSError", "LatchError", "Error"} {
 		need(k)
 	}
-	for _, c := range []string{"mitostar", "mitostar version", "mitostar doc", "mitostar help"} {
+	for _, c := range []string{"mitostar", "mitostar version", "mitostar doc", "mitostar help",
+		"mitostar repl", "mitostar check", "mitostar bundle"} {
 		need(c)
 	}
 	if len(missing) > 0 {
