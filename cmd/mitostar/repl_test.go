@@ -84,19 +84,7 @@ func (s *ptySession) typeIn(text string) {
 // and returns that output.
 func (s *ptySession) expect(want string) string {
 	s.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		s.mu.Lock()
-		since := s.out.String()[s.mark:]
-		s.mu.Unlock()
-		if strings.Contains(since, want) {
-			return since
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("the terminal never showed %q; since the last input it got:\n%q\nscreen:\n%s", want, since, s.screen())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return s.waitUntil(strconv.Quote(want), func(since string) bool { return strings.Contains(since, want) })
 }
 
 // run types a line, waits for the next prompt and returns what the
@@ -112,19 +100,29 @@ func (s *ptySession) run(line string) string {
 // the output since the last typeIn.
 func (s *ptySession) expectPrompt(p string) string {
 	s.t.Helper()
+	return s.waitUntil("the prompt "+strconv.Quote(p), func(since string) bool {
+		if !strings.Contains(since, "\n") {
+			return false
+		}
+		lines := strings.Split(s.screen(), "\n")
+		return lines[len(lines)-1] == p
+	})
+}
+
+// waitUntil waits (a minute at most) until ok holds for the output since
+// the last typeIn, and returns that output.
+func (s *ptySession) waitUntil(what string, ok func(since string) bool) string {
+	s.t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		s.mu.Lock()
 		since := s.out.String()[s.mark:]
 		s.mu.Unlock()
-		if strings.Contains(since, "\n") {
-			lines := strings.Split(s.screen(), "\n")
-			if lines[len(lines)-1] == p {
-				return since
-			}
+		if ok(since) {
+			return since
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("the terminal never showed the prompt %q; since the last input it got:\n%q\nscreen:\n%s", p, since, s.screen())
+			s.t.Fatalf("the terminal never showed %s; since the last input it got:\n%q\nscreen:\n%s", what, since, s.screen())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -84,28 +82,6 @@ def main():
     print("child", c.call(work, 21), c.call(os.getpid) != os.getpid())
     print("hosts", [h.name for h in inventory.hosts()])
 `
-
-// runFile runs the executable bin with args in dir, as the mitostar
-// command, and waits for it (30 s at most).
-func runFile(t *testing.T, dir, bin string, env []string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), cliEnv+"=1"), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("running %s %v: %v", bin, args, err)
-	}
-	if strings.Contains(stderr.String(), "DATA RACE") {
-		t.Errorf("%s %v: a process reported a data race:\n%s", bin, args, stderr.String())
-	}
-	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
-}
 
 // A bundle runs its script from an empty directory with no source
 // beside it: the module a local child calls is inside, the inventory
