@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync/atomic"
 
 	"github.com/chzyer/readline"
 	"go.starlark.net/starlark"
@@ -70,12 +71,20 @@ type REPL struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	globals starlark.StringDict
+	reading atomic.Bool // the prompt waits for input
 }
 
 // New opens the terminal. Output written through Stdout and Stderr
 // while the prompt waits (a child's log line) is printed above it.
 func New(opts Options) (*REPL, error) {
 	r := &REPL{}
+	if opts.HistoryFile != "" {
+		// What is typed may hold secrets: the history is the user's alone
+		// (the line editor would create it readable by all).
+		if f, err := os.OpenFile(opts.HistoryFile, os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
+			f.Close()
+		}
+	}
 	if opts.Stdin == nil {
 		opts.Stdin = os.Stdin
 	}
@@ -98,8 +107,32 @@ func New(opts Options) (*REPL, error) {
 		return nil, fmt.Errorf("repl: the terminal: %w", err)
 	}
 	r.rl = rl
-	r.stdout, r.stderr = rl.Stdout(), rl.Stderr()
+	r.stdout = &promptWriter{r: r, direct: orStd(opts.Stdout, os.Stdout), editor: rl.Stdout()}
+	r.stderr = &promptWriter{r: r, direct: orStd(opts.Stderr, os.Stderr), editor: rl.Stderr()}
 	return r, nil
+}
+
+func orStd(w, std io.Writer) io.Writer {
+	if w == nil {
+		return std
+	}
+	return w
+}
+
+// A promptWriter writes output: above the prompt while one waits for
+// input (the editor clears the line, writes, and draws it again), as it
+// is while a statement runs.
+type promptWriter struct {
+	r      *REPL
+	direct io.Writer
+	editor io.Writer
+}
+
+func (w *promptWriter) Write(p []byte) (int, error) {
+	if w.r.reading.Load() {
+		return w.editor.Write(p)
+	}
+	return w.direct.Write(p)
 }
 
 // Stdout is where the session's output goes (print() of the master).
@@ -145,7 +178,9 @@ func (r *REPL) read(opts *syntax.FileOptions) (*syntax.File, error) {
 	r.rl.SetPrompt(Prompt)
 	var readErr error
 	f, err := opts.ParseCompoundStmt("<stdin>", func() ([]byte, error) {
+		r.reading.Store(true)
 		line, err := r.rl.Readline()
+		r.reading.Store(false)
 		r.rl.SetPrompt(ContinuePrompt)
 		if err != nil {
 			readErr = err

@@ -147,6 +147,25 @@ func (s *ptySession) screenHas(lines ...string) {
 	}
 }
 
+// intAfter runs line and returns the integer the screen shows on the
+// line below it.
+func (s *ptySession) intAfter(line string) int {
+	s.t.Helper()
+	s.run(line)
+	lines := strings.Split(s.screen(), "\n")
+	for i := len(lines) - 2; i >= 0; i-- {
+		if lines[i] == ">>> "+line {
+			n, err := strconv.Atoi(lines[i+1])
+			if err != nil {
+				s.t.Fatalf("no number below %q:\n%s", line, s.screen())
+			}
+			return n
+		}
+	}
+	s.t.Fatalf("the screen has no line %q:\n%s", line, s.screen())
+	return 0
+}
+
 // wait waits for the command to exit and returns its status.
 func (s *ptySession) wait() int {
 	s.t.Helper()
@@ -186,12 +205,7 @@ func TestREPL(t *testing.T) {
 		t.Errorf("web.call: %q", out)
 	}
 	s.run(`pid = web.call(os.getpid)`)
-	out = s.run(`pid`)
-	m := regexp.MustCompile(`\r\n(\d+)\r\n`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no pid in %q", out)
-	}
-	webPID, _ := strconv.Atoi(m[1])
+	webPID := s.intAfter(`pid`)
 	// The inventory of -i is loaded; a module of -I is loaded and its
 	// functions run in the context.
 	s.run(`load("lib/work.star", "slow", "double")`)
@@ -302,10 +316,16 @@ func TestREPL(t *testing.T) {
 		t.Errorf("a data race:\n%s", s.screen())
 	}
 
-	// The history file keeps the session's lines for the next one.
+	// The history file keeps the session's lines for the next one, for
+	// its user alone.
 	data, err := os.ReadFile(history)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st, err := os.Stat(history); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("the history file has mode %v, want 0600", st.Mode().Perm())
 	}
 	for _, l := range []string{`web = router.local(name = "web")`, "web.call(slow, 120)", "def add(a, b):"} {
 		if !strings.Contains(string(data), l+"\n") {
@@ -321,12 +341,7 @@ func TestREPL(t *testing.T) {
 
 	// SIGTERM ends the session, and the tree with it.
 	s.run("c = router.local()")
-	out = s.run("c.call(os.getpid)")
-	m = regexp.MustCompile(`\r\n(\d+)\r\n`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no pid in %q", out)
-	}
-	pid, _ := strconv.Atoi(m[1])
+	pid := s.intAfter("c.call(os.getpid)")
 	sent = time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	if code := s.wait(); code != 143 {
