@@ -407,7 +407,7 @@ func init() {
 			return nil, err
 		}
 		c := b.Receiver().(*Context).C
-		rv, err := startCall(t, c, fn, rest, stripTimeout(kwargs), timeout)
+		rv, err := startCall(t, c, fn, rest, stripTimeout(kwargs), timeout, false)
 		if err != nil {
 			return nil, err
 		}
@@ -564,7 +564,10 @@ func callError(c *core.Context, err error, timeout float64) error {
 // until the call's deadline, and the receiver yields the call's
 // TimeoutError at the deadline if no reply came: the remote thread is
 // cancelled at the same time.
-func startCall(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (*core.Receiver, error) {
+//
+// With owned, the receiver is the caller's own (callIn), which closes it
+// through finishCall; else it is the script's (call_async).
+func startCall(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64, owned bool) (*core.Receiver, error) {
 	req, err := buildRequest(thread, c, fn, args, kwargs, timeout)
 	if err != nil {
 		return nil, err
@@ -579,18 +582,22 @@ func startCall(thread *starlark.Thread, c *core.Context, fn starlark.Value, args
 	if timeout > 0 {
 		rv.Expire(time.Duration(timeout*float64(time.Second))-time.Since(start), callTimeoutError(c, timeout))
 	}
+	if st := stateOf(thread); st != nil {
+		st.trackCall(c, rv, owned)
+	}
 	return rv, nil
 }
 
 // callIn calls fn in c and waits for the result, until the call's
 // _timeout if it has one.
 func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple, timeout float64) (starlark.Value, error) {
-	rv, err := startCall(thread, c, fn, args, kwargs, timeout)
+	rv, err := startCall(thread, c, fn, args, kwargs, timeout, true)
 	if err != nil {
 		return nil, err
 	}
-	defer rv.Close()
-	m, err := rv.Get(ThreadContext(thread), true)
+	ctx := ThreadContext(thread)
+	m, err := rv.Get(ctx, true)
+	finishCall(thread, c, rv, err != nil && ctx.Err() != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -599,6 +606,20 @@ func callIn(thread *starlark.Thread, c *core.Context, fn starlark.Value, args st
 		return nil, err
 	}
 	return runtimeOf(thread).Decoder().Decode(val)
+}
+
+// finishCall closes the receiver of a call callIn waited for; when the
+// thread was cancelled while it waited, the call is cancelled too.
+func finishCall(thread *starlark.Thread, c *core.Context, rv *core.Receiver, cancelled bool) {
+	st := stateOf(thread)
+	switch {
+	case st != nil && !st.untrackCall(rv):
+		// CancelCalls took it, and closes it.
+	case cancelled:
+		cancelCall(c, rv, true)
+	default:
+		rv.Close()
+	}
 }
 
 // ---- plain Go values (keywords of connection methods and services) ----

@@ -3,6 +3,7 @@ package builtins
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"go.starlark.net/starlark"
@@ -28,6 +29,11 @@ type ThreadState struct {
 	// Finished is set when the thread's work is over (the runtime's
 	// done function): its Ctx no longer bounds anything.
 	Finished atomic.Bool
+
+	// calls are the calls the thread started whose answer it has not
+	// seen (cancel.go): the receiver of each reply → its callee.
+	callsMu sync.Mutex
+	calls   map[*core.Receiver]trackedCall
 }
 
 const stateKey = "mitostar"

@@ -110,6 +110,18 @@ func binaryFor(ctx context.Context, r *core.Router, goos, goarch string) (*binar
 	return b, nil
 }
 
+// DistBinary returns the path of the mitostar binary for a goos/goarch
+// target as connections find it: this executable for its own platform,
+// else mitostar-<os>-<arch> from $MITOSTAR_DIST or beside this
+// executable. mitostar bundle --target starts from it.
+func DistBinary(goos, goarch string) (string, error) {
+	b, err := binaryFor(context.Background(), nil, goos, goarch)
+	if err != nil {
+		return "", err
+	}
+	return b.path, nil
+}
+
 // missingDistError reports that no binary for a platform could be found.
 type missingDistError struct {
 	goos, goarch, name string

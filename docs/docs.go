@@ -36,6 +36,7 @@ var (
 	codeRE    = regexp.MustCompile("^`([^`]+)`")
 	rowRE     = regexp.MustCompile("^\\| *`([^`]+)`")
 	wordRE    = regexp.MustCompile("^[a-z]+$")
+	spanRE    = regexp.MustCompile("`([^`]+)`")
 )
 
 // keyOf is the name a code span documents: its first word up to a
@@ -178,4 +179,33 @@ func Near(md, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// Signature returns the parameter list of the entry for name when the
+// reference gives it one signature ("path, data, mode=None" for
+// "fs.write"); mitostar check checks calls of builtins against it.
+func Signature(md, name string) (string, bool) {
+	entries, _ := Parse(md)
+	var sig string
+	found := false
+	for _, e := range entries {
+		if e.Name != name {
+			continue
+		}
+		first, _, _ := strings.Cut(e.Text, "\n")
+		c := spanRE.FindStringSubmatch(first)
+		if c == nil {
+			continue
+		}
+		open, end := strings.IndexByte(c[1], '('), strings.LastIndexByte(c[1], ')')
+		if open < 0 || end < open || strings.TrimSpace(c[1][:open]) != name {
+			continue
+		}
+		params := c[1][open+1 : end]
+		if found && params != sig {
+			return "", false // two entries that disagree
+		}
+		sig, found = params, true
+	}
+	return sig, found
 }

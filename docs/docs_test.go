@@ -44,3 +44,29 @@ func TestParse(t *testing.T) {
 		t.Errorf("Near = %s", got)
 	}
 }
+
+func TestSignature(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		ok         bool
+	}{
+		{"f.g", "x, y=1", true},
+		{"f.h", "x", true},
+		{"F.G", "", false},          // no parameter list
+		{"mitostar doc", "", false}, // a command, not a call
+		{"none.such", "", false},
+	} {
+		got, ok := Signature(page, tc.name)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Signature(%q) = %q, %v; want %q, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+	// Two entries of one name that disagree give none.
+	if _, ok := Signature(page+"\n### `f.g(z)`\n", "f.g"); ok {
+		t.Error("two different signatures of f.g")
+	}
+	// The reference's own entries.
+	if got, ok := Signature(Reference, "fs.write"); !ok || got != "path, data, mode=0o644" {
+		t.Errorf("fs.write: %q, %v", got, ok)
+	}
+}

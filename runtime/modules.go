@@ -138,10 +138,23 @@ func cleanRootPath(kind, p string) (string, error) {
 // readFromRoots finds p, a path of kind "module" or "src", in the module
 // roots, refusing symlinks that resolve outside the root they were found
 // in.
-func readFromRoots(roots []string, kind, p string) (src []byte, err error) {
+func readFromRoots(roots []string, kind, p string) ([]byte, error) {
+	_, src, err := findInRoots(roots, kind, p)
+	return src, err
+}
+
+// FindModule finds module p in the module roots as load() does and
+// returns the file it was read from (the root joined with p) and its
+// source; a symlink that resolves outside its root is refused. mitostar
+// check and bundle read modules with it, without starting a context.
+func FindModule(roots []string, p string) (file string, src []byte, err error) {
+	return findInRoots(roots, "module", p)
+}
+
+func findInRoots(roots []string, kind, p string) (file string, src []byte, err error) {
 	clean, err := cleanRootPath(kind, p)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	for _, root := range roots {
 		realRoot, err := filepath.EvalSymlinks(root)
@@ -154,15 +167,16 @@ func readFromRoots(roots []string, kind, p string) (src []byte, err error) {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			return nil, fmt.Errorf("%s %q: %w", kind, p, err)
+			return "", nil, fmt.Errorf("%s %q: %w", kind, p, err)
 		}
 		rel, err := filepath.Rel(realRoot, real)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return nil, fmt.Errorf("%s %q resolves outside its module root %s (symlink to %s)", kind, p, root, real)
+			return "", nil, fmt.Errorf("%s %q resolves outside its module root %s (symlink to %s)", kind, p, root, real)
 		}
-		return readModuleFile(kind, p, real)
+		src, err := readModuleFile(kind, p, real)
+		return full, src, err
 	}
-	return nil, fmt.Errorf("%s %q not found in the module roots (%s)", kind, p, strings.Join(roots, ", "))
+	return "", nil, fmt.Errorf("%s %q not found in the module roots (%s)", kind, p, strings.Join(roots, ", "))
 }
 
 // readModuleFile reads module p from the file real: a regular file of at

@@ -116,6 +116,8 @@ type Runtime struct {
 	resolved sync.Map // reference → starlark.Callable
 	// topLevel caches how this context's top-level functions travel.
 	topLevel sync.Map // *starlark.Function → *starRef
+
+	calls calls // the calls served here, for their callers to cancel
 }
 
 var (
@@ -181,6 +183,7 @@ func New(r *core.Router, opts Options) *Runtime {
 	if r.IsMaster() && opts.Diff {
 		rt.installDiffHandler()
 	}
+	rt.installCanceller()
 	if r.IsMaster() {
 		// Children install their FileService at start (files registers a
 		// child hook); a master gets it here.
@@ -369,6 +372,7 @@ func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread
 func cancelThread(ctx context.Context, thread *starlark.Thread, st *builtins.ThreadState) {
 	st.Cancelled.Store(true)
 	thread.Cancel(context.Cause(ctx).Error())
+	builtins.CancelCalls(st) // and the calls it waits for
 }
 
 // cancelLifetimeThreads cancels the threads bound to the router's
@@ -453,6 +457,10 @@ func (rt *Runtime) starRefOf(fn *starlark.Function) (*starRef, error) {
 	rt.mu.Lock()
 	m, ok := rt.modules[path]
 	rt.mu.Unlock()
+	if !ok && strings.HasPrefix(path, "<") {
+		// mitostar repl's prompt ("<stdin>"), or a chunk run by a Go program.
+		return nil, fmt.Errorf("cannot call %s in another context: it was defined in %s, not in a module, and functions travel by reference to their module; define it in a module file and load() it", name, path)
+	}
 	if !ok {
 		return nil, fmt.Errorf("function %s: module %s is not known to this context", name, path)
 	}
@@ -631,6 +639,15 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 			}
 		}
 	}
+	if c.Msg.ReplyTo != 0 {
+		// A call with a reply can be cancelled by its caller.
+		callCtx, forget, err := rt.calls.start(ctx, callKey{src: c.Msg.SrcID, handle: c.Msg.ReplyTo})
+		if err != nil {
+			return nil, nil, &core.RemoteError{Kind: core.CallError, Message: err.Error(), Context: rt.r.Name()}
+		}
+		defer forget()
+		ctx = callCtx
+	}
 	thread, done := rt.newThread("call "+c.Request.Func, ctx)
 	defer done()
 	fn, err := rt.resolve(thread, c.Request.Func)
@@ -642,6 +659,9 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 		return nil, nil, err
 	}
 	v, err := starlark.Call(thread, fn, args, kwargs)
+	if context.Cause(ctx) == errCancelledByCaller {
+		return nil, nil, &core.RemoteError{Kind: core.CallError, Message: errCancelledByCaller.Error(), Context: rt.r.Name()}
+	}
 	if ctx.Err() == context.DeadlineExceeded {
 		// Even when the function returned: a wait its deadline ended
 		// (an iteration over a channel) may let it finish before the

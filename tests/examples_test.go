@@ -230,6 +230,41 @@ func TestExamples(t *testing.T) {
 	}
 }
 
+// Every example passes mitostar check.
+func TestExamplesCheck(t *testing.T) {
+	mitostar := build(t, "cmd/mitostar")
+	scripts, err := filepath.Glob(filepath.Join(exampleDir, "*.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scripts) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, s := range scripts {
+		t.Run(filepath.Base(s), func(t *testing.T) {
+			out, errOut := runExample(t, ".", mitostar, "check", s)
+			if out != "" || errOut != "" {
+				t.Errorf("mitostar check %s printed:\n%s%s", s, out, errOut)
+			}
+		})
+	}
+}
+
+// modules.star bundled by the built mitostar runs from an empty
+// directory, its modules inside the bundle.
+func TestExampleBundle(t *testing.T) {
+	mitostar := build(t, "cmd/mitostar")
+	out := filepath.Join(t.TempDir(), "modules")
+	runExample(t, ".", mitostar, "bundle", filepath.Join(exampleDir, "modules.star"), "-o", out)
+	got, _ := runExample(t, t.TempDir(), out)
+	want := "------------------\n| helper modules |\n------------------\n" +
+		"in master: 11 words, longest \"modules\"\nin reader: 11 words, longest \"modules\"\n" +
+		"--------------------\n| loaded on demand |\n--------------------\n"
+	if got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
+
 func TestEmbedExample(t *testing.T) {
 	bin := build(t, "scripts/examples/embed")
 	out, _ := runExample(t, t.TempDir(), bin, "one", "two")

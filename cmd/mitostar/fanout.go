@@ -33,6 +33,9 @@ type fanFlags struct {
 	askBecome   bool
 	becomeFile  string
 	become      bool
+	// defaultInventory are the sources used when -i gives none (a
+	// bundle's inventory), before $MITOSTAR_INVENTORY.
+	defaultInventory []string
 }
 
 func (f *fanFlags) register(fs *flag.FlagSet, exec bool) {
@@ -91,6 +94,9 @@ func (f *fanFlags) open(stdout, stderr io.Writer) (*fanOpen, error) {
 		return nil, fmt.Errorf("--progress must be auto, always or never, got %q", f.progress)
 	}
 	sources := []string(f.inventories)
+	if len(sources) == 0 {
+		sources = f.defaultInventory
+	}
 	if len(sources) == 0 {
 		if env := os.Getenv(inventoryEnv); env != "" {
 			for _, s := range strings.Split(env, ":") {

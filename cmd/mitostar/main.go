@@ -7,6 +7,9 @@
 //	mitostar [flags] SCRIPT.star [ARG...]
 //	mitostar run [flags] SCRIPT.star [ARG...]
 //	mitostar exec [flags] PATTERN -- CMD [ARG...]
+//	mitostar repl [flags]
+//	mitostar check [-I DIR] SCRIPT.star
+//	mitostar bundle SCRIPT.star -o FILE [--target OS/ARCH] [-i INVENTORY] [-I DIR]
 //	mitostar version (or --version)
 //	mitostar doc [NAME]
 //	mitostar help
@@ -14,7 +17,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,15 +31,20 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/builtins"
+	"github.com/mitostar/mitostar/bundle"
 	"github.com/mitostar/mitostar/core"
 	"github.com/mitostar/mitostar/docs"
 	"github.com/mitostar/mitostar/fanout"
+	"github.com/mitostar/mitostar/repl"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 const usage = `usage: mitostar [flags] SCRIPT.star [ARG...]
        mitostar run [flags] SCRIPT.star [ARG...]
        mitostar exec [flags] [-b] PATTERN -- CMD [ARG...]
+       mitostar repl [flags]
+       mitostar check [-I DIR] SCRIPT.star
+       mitostar bundle SCRIPT.star -o FILE [--target OS/ARCH] [-i INVENTORY] [-I DIR]
        mitostar version | --version
        mitostar doc [NAME]
        mitostar help
@@ -48,6 +55,16 @@ host PATTERN selects from the inventory, in parallel, and prints each
 host's output. "mitostar doc NAME" prints the reference of NAME (a
 predeclared name, a method such as Receiver.get, an error kind),
 "mitostar doc" all of it.
+
+repl runs Starlark typed at a prompt in the master, with line editing,
+history, completion and contexts that live across lines (modules from
+the working directory and -I; Ctrl-C stops a line, Ctrl-D ends). check
+reports what would fail in SCRIPT.star and its modules, as file:line:
+message, without starting a context (exit 1 on any problem). bundle
+writes one executable FILE holding mitostar, the script, its modules,
+their src= files and the inventory; running FILE [flags] [ARG...] runs
+the script. --target takes mitostar-OS-ARCH from $MITOSTAR_DIST or beside
+this executable.
 
 flags:
   -I DIR                  add a module root (repeatable); the script's
@@ -98,13 +115,24 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
-	core.RunRole()
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	core.RunRole() // a child (of a bundle too) serves its parent and exits here
+	b, err := bundle.OpenSelf()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mitostar: %v\n", err)
+		os.Exit(1)
+	}
+	if b != nil {
+		os.Exit(runBundled(b, os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, nil))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run runs the command line args; bundled, when set, is the extracted
+// bundle this executable is: its script runs, with args as its flags
+// and arguments.
+func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int {
 	cmd := "run"
-	if len(args) > 0 {
+	if len(args) > 0 && bundled == nil {
 		switch args[0] {
 		case "version":
 			return printVersion(stdout, stderr)
@@ -112,7 +140,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return write(stdout, stderr, usage)
 		case "doc":
 			return doc(stdout, stderr, args[1:])
-		case "run", "exec":
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		case "bundle":
+			return runBundle(args[1:], stdout, stderr)
+		case "run", "exec", "repl":
 			cmd = args[0]
 			args = args[1:]
 		}
@@ -178,6 +210,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		command = rest
+	} else if cmd == "repl" {
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "mitostar repl: takes no script or argument, got %q\n\n%s", rest[0], usage)
+			return 2
+		}
+	} else if bundled != nil {
+		script, argv = bundled.Script, rest
+		roots = append(append(multiFlag(nil), bundled.Roots...), roots...)
+		fan.defaultInventory = bundled.Inventory
 	} else {
 		if len(rest) == 0 {
 			fmt.Fprintf(stderr, "mitostar: missing script\n\n%s", usage)
@@ -223,14 +264,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	for _, root := range roots {
-		if fi, err := os.Stat(root); err != nil {
-			fmt.Fprintf(stderr, "mitostar: -I %s: %v\n", root, errors.Unwrap(err))
-			return 2
-		} else if !fi.IsDir() {
-			fmt.Fprintf(stderr, "mitostar: -I %s: not a directory\n", root)
-			return 2
+	if !checkRoots(stderr, "mitostar", roots) {
+		return 2
+	}
+	var ed *repl.REPL
+	if cmd == "repl" {
+		// Output goes through the line editor, which keeps the prompt
+		// below what is printed while it waits.
+		if ed, err = repl.New(repl.Options{Stdout: stdout, Stderr: stderr, HistoryFile: repl.DefaultHistoryFile()}); err != nil {
+			fmt.Fprintf(stderr, "mitostar repl: %v\n", err)
+			return 1
 		}
+		defer ed.Close()
+		stdout, stderr = ed.Stdout(), ed.Stderr()
+		// Modules load from the working directory, then each -I.
+		roots = append(multiFlag{"."}, roots...)
 	}
 	fo, err := fan.open(stdout, stderr)
 	if err != nil {
@@ -277,6 +325,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	session := fanout.NewSession(r, fo.options)
 	rt := runtime.New(r, runtime.Options{Roots: roots, Argv: argv, Stdout: stdout, Predeclared: fanout.Predeclared(session),
 		CheckMode: checkMode, Diff: showDiff, SSHTransport: sshTr})
+	if ed != nil {
+		return runREPL(ed, rt, time.Duration(shutdownTO*float64(time.Second)), stderr)
+	}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)

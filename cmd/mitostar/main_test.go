@@ -58,27 +58,39 @@ type result struct {
 // mitostar runs the command with args in dir and waits for it (30 s at most).
 func mitostar(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
+	return runFile(t, dir, os.Args[0], env, args...)
+}
+
+// runFile runs the executable bin with args in dir, as the mitostar
+// command (this test binary, or a bundle made of it), and waits for it
+// (30 s at most).
+func runFile(t *testing.T, dir, bin string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := command(ctx, dir, env, args...)
+	cmd := commandOf(ctx, bin, dir, env, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("running mitostar %v: %v", args, err)
+		t.Fatalf("running %s %v: %v", bin, args, err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("mitostar %v did not finish in 30s; stderr:\n%s", args, stderr.String())
+		t.Fatalf("%s %v did not finish in 30s; stderr:\n%s", bin, args, stderr.String())
 	}
 	if strings.Contains(stderr.String(), "DATA RACE") {
-		t.Errorf("mitostar %v: a process reported a data race:\n%s", args, stderr.String())
+		t.Errorf("%s %v: a process reported a data race:\n%s", bin, args, stderr.String())
 	}
 	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
 }
 
 func command(ctx context.Context, dir string, env []string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	return commandOf(ctx, os.Args[0], dir, env, args...)
+}
+
+func commandOf(ctx context.Context, bin, dir string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), cliEnv+"=1"), env...)
 	return cmd
@@ -137,7 +149,9 @@ func TestVersionAndHelp(t *testing.T) {
 		r := mitostar(t, "", nil, args...)
 		r.want(t, 0)
 		contains(t, fmt.Sprint(args), r.stdout, "usage: mitostar [flags] SCRIPT.star [ARG...]", "-I DIR", "--log-level",
-			"--log-file", "--max-message-size", "--shutdown-timeout", "--check", "--diff", "exit status")
+			"--log-file", "--max-message-size", "--shutdown-timeout", "--check", "--diff", "exit status",
+			"mitostar repl [flags]", "mitostar check [-I DIR] SCRIPT.star",
+			"mitostar bundle SCRIPT.star -o FILE [--target OS/ARCH] [-i INVENTORY] [-I DIR]")
 		if r.stderr != "" {
 			t.Errorf("%v wrote to stderr: %s", args, r.stderr)
 		}
@@ -443,7 +457,8 @@ func TestReferenceCoversEverything(t *testing.T) {
 		"HostKeyError", "OSError", "LatchError", "Error"} {
 		need(k)
 	}
-	for _, c := range []string{"mitostar", "mitostar version", "mitostar doc", "mitostar help"} {
+	for _, c := range []string{"mitostar", "mitostar version", "mitostar doc", "mitostar help",
+		"mitostar repl", "mitostar check", "mitostar bundle"} {
 		need(c)
 	}
 	if len(missing) > 0 {
