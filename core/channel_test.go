@@ -3,7 +3,9 @@ package core
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -450,5 +452,39 @@ func TestSelectRespondentDisconnect(t *testing.T) {
 	}
 	if _, err := sel.Get(ctx, false); !isTimeout(err) {
 		t.Fatalf("other receiver: %v", err)
+	}
+}
+
+// A reply that arrives after its receiver expired and closed (a call that
+// timed out) is swallowed quietly: no "invalid handle" warning, and a
+// sender that wants an answer hears the receiver is closed.
+func TestExpiredReceiverTakesLateReplyQuietly(t *testing.T) {
+	r, logs := newLoggedMaster(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rv := r.newReceiver(true, nil)
+	rv.Expire(time.Millisecond, errors.New("call timed out"))
+	if _, err := rv.Get(ctx, true); err == nil || err.Error() != "call timed out" {
+		t.Fatalf("expired receiver: %v", err)
+	}
+	rv.Close()
+
+	probe := r.newReceiver(true, nil)
+	if err := r.Route(ctx, &Message{DstID: 0, Handle: rv.Handle(), ReplyTo: probe.Handle(), Data: mustMarshal(t, "late")}); err != nil {
+		t.Fatal(err)
+	}
+	var ce *ChannelError
+	if _, err := probe.Get(ctx, true); !errors.As(err, &ce) || ce.Reason != "the Receiver has been closed" {
+		t.Fatalf("late message to an expired receiver: %v", err)
+	}
+	r.Route(ctx, &Message{DstID: 0, Handle: rv.Handle(), Data: mustMarshal(t, "late")})
+	r.Emit(slog.LevelInfo, "marker")
+	logs.waitFor(t, "marker")
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	for _, l := range logs.lines {
+		if strings.Contains(l, "invalid handle") {
+			t.Errorf("late reply logged a warning: %s", l)
+		}
 	}
 }

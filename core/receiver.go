@@ -26,6 +26,7 @@ type Receiver struct {
 
 	queued    atomic.Int64 // payload bytes of the messages in latch
 	expiry    atomic.Pointer[time.Timer]
+	expired   atomic.Bool // the expiry fired: a reply may still be on its way
 	closeOnce sync.Once
 
 	notifyMu sync.Mutex
@@ -97,6 +98,7 @@ func (rv *Receiver) deliver(m *Message) {
 // way, so the call fails at its time even if the callee never answers.
 func (rv *Receiver) Expire(d time.Duration, err error) {
 	t := time.AfterFunc(d, func() {
+		rv.expired.Store(true)
 		m := &Message{DstID: rv.router.id, SrcID: rv.router.id, AuthID: rv.router.id, Handle: rv.handle, err: err, router: rv.router}
 		if rv.latch.Put(m) == nil && !rv.persist {
 			rv.latch.Close()
@@ -161,10 +163,18 @@ func (rv *Receiver) Size() int { return rv.latch.Size() }
 func (rv *Receiver) Closed() bool { return rv.latch.Closed() }
 
 // Close stops listening; queued messages stay readable, then Get fails
-// with ChannelError.
+// with ChannelError. After an expiry the answer it gave up on may still
+// arrive: the handle swallows it quietly for a while rather than warning
+// of an invalid handle.
 func (rv *Receiver) Close() {
 	rv.closeOnce.Do(func() {
-		rv.router.DelHandler(rv.handle)
+		if rv.expired.Load() {
+			rv.router.retireHandler(rv.handle, retireAfter, func(m *Message) {
+				rv.router.sendDead(m, msgReceiverClosed)
+			})
+		} else {
+			rv.router.DelHandler(rv.handle)
+		}
 		rv.latch.Close()
 		rv.stopExpiry()
 	})
