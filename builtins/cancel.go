@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/mitostar/mitostar/core"
@@ -26,8 +27,13 @@ type CancelRequest struct {
 // cancelWait bounds how long asking a callee to cancel a call may take.
 const cancelWait = 10 * time.Second
 
+// minCallsPrune is the fewest tracked calls at which trackCall sweeps
+// out those already answered.
+const minCallsPrune = 256
+
 // A trackedCall is a call a thread started and has not seen answered.
 type trackedCall struct {
+	rv     *core.Receiver // where its reply goes
 	target *core.Context
 	// owned: the receiver is the thread's own (ctx.call), not a value the
 	// script holds (call_async); whoever takes the call from the tracker
@@ -40,28 +46,37 @@ type trackedCall struct {
 func (st *ThreadState) trackCall(target *core.Context, rv *core.Receiver, owned bool) {
 	st.callsMu.Lock()
 	defer st.callsMu.Unlock()
-	if st.calls == nil {
-		st.calls = map[*core.Receiver]trackedCall{}
-	}
-	if len(st.calls) >= 256 {
-		// call_async in a loop: forget the calls already answered.
-		for r, tc := range st.calls {
-			if !tc.owned && (!r.Empty() || r.Closed()) {
-				delete(st.calls, r)
+	if len(st.calls) >= max(st.callsPrune, minCallsPrune) {
+		// call_async in a loop: forget the calls already answered. The
+		// next sweep waits until the list has doubled, so a loop of n
+		// calls costs O(n) sweeping in all.
+		kept := st.calls[:0]
+		for _, tc := range st.calls {
+			if tc.owned || (tc.rv.Empty() && !tc.rv.Closed()) {
+				kept = append(kept, tc)
 			}
 		}
+		clear(st.calls[len(kept):])
+		st.calls = kept
+		st.callsPrune = 2 * len(st.calls)
 	}
-	st.calls[rv] = trackedCall{target: target, owned: owned}
+	st.calls = append(st.calls, trackedCall{rv: rv, target: target, owned: owned})
 }
 
 // untrackCall forgets a call; it reports whether the call was still
-// tracked (CancelCalls had not taken it).
+// tracked (CancelCalls had not taken it). The call is searched from the
+// newest: a thread waits for its own call (ctx.call) right after
+// starting it.
 func (st *ThreadState) untrackCall(rv *core.Receiver) bool {
 	st.callsMu.Lock()
 	defer st.callsMu.Unlock()
-	_, ok := st.calls[rv]
-	delete(st.calls, rv)
-	return ok
+	for i := len(st.calls) - 1; i >= 0; i-- {
+		if st.calls[i].rv == rv {
+			st.calls = slices.Delete(st.calls, i, i+1)
+			return true
+		}
+	}
+	return false
 }
 
 // CancelCalls asks the callee of every call the thread started and has
@@ -72,12 +87,12 @@ func CancelCalls(st *ThreadState) {
 	calls := st.calls
 	st.calls = nil
 	st.callsMu.Unlock()
-	for rv, tc := range calls {
+	for _, tc := range calls {
 		switch {
-		case rv.Empty() && !rv.Closed():
-			cancelCall(tc.target, rv, tc.owned)
+		case tc.rv.Empty() && !tc.rv.Closed():
+			cancelCall(tc.target, tc.rv, tc.owned)
 		case tc.owned:
-			rv.Close()
+			tc.rv.Close()
 		}
 	}
 }

@@ -31,9 +31,12 @@ type ThreadState struct {
 	Finished atomic.Bool
 
 	// calls are the calls the thread started whose answer it has not
-	// seen (cancel.go): the receiver of each reply → its callee.
+	// seen (cancel.go), oldest first.
 	callsMu sync.Mutex
-	calls   map[*core.Receiver]trackedCall
+	calls   []trackedCall
+	// callsPrune: trackCall sweeps answered calls out of calls when it
+	// holds this many (at least minCallsPrune).
+	callsPrune int
 }
 
 const stateKey = "mitostar"

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 
+	"go.starlark.net/starlark"
+
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
 )
@@ -32,42 +34,59 @@ var errCancelledByCaller = errors.New("cancelled by the caller")
 // callers cancelled before they ran.
 type calls struct {
 	mu        sync.Mutex
-	running   map[callKey]context.CancelCauseFunc
+	running   map[callKey]*runningCall
 	cancelled map[callKey]bool
 	order     []callKey // cancelled, oldest first
 }
 
-// start registers a call about to run and returns its context and the
-// function that forgets it; err is set when its caller already
-// cancelled it.
-func (c *calls) start(ctx context.Context, key callKey) (context.Context, func(), error) {
+// A runningCall is a call being served: its context and its thread,
+// which cancel ends.
+type runningCall struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	thread *starlark.Thread
+	st     *builtins.ThreadState
+}
+
+// start registers a call about to run; it reports false when its caller
+// already cancelled it.
+func (c *calls) start(key callKey, rc *runningCall) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cancelled[key] {
 		delete(c.cancelled, key)
-		return nil, nil, errCancelledByCaller
+		return false
 	}
 	if c.running == nil {
-		c.running = map[callKey]context.CancelCauseFunc{}
+		c.running = map[callKey]*runningCall{}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	c.running[key] = cancel
-	return ctx, func() {
-		c.mu.Lock()
-		delete(c.running, key)
-		c.mu.Unlock()
-		cancel(nil)
-	}, nil
+	c.running[key] = rc
+	return true
+}
+
+// finish forgets a call that has run.
+func (c *calls) finish(key callKey) {
+	c.mu.Lock()
+	delete(c.running, key)
+	c.mu.Unlock()
 }
 
 // cancel cancels the call of key, or remembers that it is cancelled.
 func (c *calls) cancel(key callKey) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cancel, ok := c.running[key]; ok {
-		cancel(errCancelledByCaller)
-		return
+	rc, ok := c.running[key]
+	if !ok {
+		c.remember(key)
 	}
+	c.mu.Unlock()
+	if ok {
+		rc.cancel(errCancelledByCaller)
+		cancelThread(rc.ctx, rc.thread, rc.st)
+	}
+}
+
+// remember notes that the call of key, not yet running, is cancelled.
+func (c *calls) remember(key callKey) {
 	if c.cancelled == nil {
 		c.cancelled = map[callKey]bool{}
 	}

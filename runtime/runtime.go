@@ -341,28 +341,36 @@ func (rt *Runtime) Close(wait time.Duration) {
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
+	thread, _, done := rt.newThreadUnder(name, ctx, ctx)
+	return thread, done
+}
+
+// newThreadUnder returns a thread whose context is ctx, derived from
+// parent: the thread is cancelled when parent ends. Whoever ends ctx
+// otherwise cancels the thread itself (cancelThread).
+func (rt *Runtime) newThreadUnder(name string, ctx, parent context.Context) (*starlark.Thread, *builtins.ThreadState, func()) {
 	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
 	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
 	builtins.SetThreadState(thread, st)
-	if ctx == rt.r.Lifetime() {
+	if parent == rt.r.Lifetime() {
 		// Most calls have no timeout: rather than a callback on the
 		// router's lifetime per call, the one installed by New cancels
 		// whichever such thread runs when the router closes.
 		rt.threadsMu.Lock()
 		rt.lifetimeThreads[thread] = st
 		rt.threadsMu.Unlock()
-		if ctx.Err() != nil {
-			cancelThread(ctx, thread, st)
+		if parent.Err() != nil {
+			cancelThread(parent, thread, st)
 		}
-		return thread, func() {
+		return thread, st, func() {
 			st.Finished.Store(true)
 			rt.threadsMu.Lock()
 			delete(rt.lifetimeThreads, thread)
 			rt.threadsMu.Unlock()
 		}
 	}
-	stop := context.AfterFunc(ctx, func() { cancelThread(ctx, thread, st) })
-	return thread, func() {
+	stop := context.AfterFunc(parent, func() { cancelThread(parent, thread, st) })
+	return thread, st, func() {
 		st.Finished.Store(true)
 		stop()
 	}
@@ -639,17 +647,24 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 			}
 		}
 	}
+	var thread *starlark.Thread
 	if c.Msg.ReplyTo != 0 {
 		// A call with a reply can be cancelled by its caller.
-		callCtx, forget, err := rt.calls.start(ctx, callKey{src: c.Msg.SrcID, handle: c.Msg.ReplyTo})
-		if err != nil {
-			return nil, nil, &core.RemoteError{Kind: core.CallError, Message: err.Error(), Context: rt.r.Name()}
+		key := callKey{src: c.Msg.SrcID, handle: c.Msg.ReplyTo}
+		callCtx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		t, st, done := rt.newThreadUnder("call "+c.Request.Func, callCtx, ctx)
+		defer done()
+		if !rt.calls.start(key, &runningCall{ctx: callCtx, cancel: cancel, thread: t, st: st}) {
+			return nil, nil, &core.RemoteError{Kind: core.CallError, Message: errCancelledByCaller.Error(), Context: rt.r.Name()}
 		}
-		defer forget()
-		ctx = callCtx
+		defer rt.calls.finish(key)
+		thread, ctx = t, callCtx
+	} else {
+		t, done := rt.newThread("call "+c.Request.Func, ctx)
+		defer done()
+		thread = t
 	}
-	thread, done := rt.newThread("call "+c.Request.Func, ctx)
-	defer done()
 	fn, err := rt.resolve(thread, c.Request.Func)
 	if err != nil {
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
