@@ -405,6 +405,11 @@ func TestFanoutExec(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, "db2 | OK | rc=0 >>\nroot\n") {
 		t.Errorf("exec -b: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
+	// Flags after the pattern, as with ansible's `ansible web -b -a CMD`.
+	res = mitostar(t, f.dir, nil, "exec", "-i", f.inventory, "all", "-b", "--limit", "db2", "--", "id", "-un")
+	if res.code != 0 || !strings.Contains(res.stdout, "db2 | OK | rc=0 >>\nroot\n") || strings.Contains(res.stdout, "web1") {
+		t.Errorf("exec PATTERN -b --limit: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
 	res = mitostar(t, f.dir, nil, "exec", "-i", f.inventory, "web1:web2", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
 	if res.code != 3 || !strings.Contains(res.stdout, "web1 | FAILED | rc=7 >>\nout\nerr\n") {
 		t.Errorf("exec of a failing command: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)

@@ -186,6 +186,18 @@ func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int
 		fmt.Fprintf(stderr, "mitostar: %s\n\n%s", asTyped(err, args), usage)
 		return 2
 	}
+	var pattern string
+	if cmd == "exec" {
+		// Flags may also follow the pattern, as in `ansible web -b -a CMD`:
+		// `mitostar exec web -b -- CMD`.
+		if rest := fs.Args(); len(rest) > 1 && rest[0] != "--" && strings.HasPrefix(rest[1], "-") && rest[1] != "--" {
+			pattern = rest[0]
+			if err := fs.Parse(rest[1:]); err != nil {
+				fmt.Fprintf(stderr, "mitostar: %s\n\n%s", asTyped(err, rest[1:]), usage)
+				return 2
+			}
+		}
+	}
 	if help {
 		return write(stdout, stderr, usage)
 	}
@@ -197,13 +209,14 @@ func run(args []string, stdout, stderr io.Writer, bundled *bundle.Extracted) int
 	rest := fs.Args()
 	var script string
 	var argv, command []string
-	var pattern string
 	if cmd == "exec" {
-		if len(rest) > 0 && rest[0] != "--" {
-			pattern, rest = rest[0], rest[1:]
-		}
-		if len(rest) > 0 && rest[0] == "--" {
-			rest = rest[1:]
+		if pattern == "" {
+			if len(rest) > 0 && rest[0] != "--" {
+				pattern, rest = rest[0], rest[1:]
+			}
+			if len(rest) > 0 && rest[0] == "--" {
+				rest = rest[1:]
+			}
 		}
 		if pattern == "" || len(rest) == 0 {
 			fmt.Fprintf(stderr, "mitostar exec: want a host pattern and a command: mitostar exec PATTERN -- CMD [ARG...]\n\n%s", usage)
