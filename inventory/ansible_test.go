@@ -78,6 +78,9 @@ func normalize(t *testing.T, v any) any {
 func TestAgainstAnsibleInventory(t *testing.T) {
 	testbed.Require(t, "ansible-inventory")
 	files, _ := filepath.Glob("testdata/*")
+	// A directory source (its group_vars and host_vars inside it) and the
+	// same inventory named as a file (its directory's group_vars apply).
+	files = append(files, "testdata/varsdirs/hosts")
 	dir := t.TempDir()
 	compared := 0
 	for _, f := range files {

@@ -36,6 +36,7 @@ type Inventory struct {
 type Host struct {
 	Name     string
 	vars     map[string]any // its own variables
+	fileVars map[string]any // from host_vars (varsdirs.go)
 	groups   []*Group       // groups it was put in directly
 	implicit bool
 	inv      *Inventory
@@ -45,6 +46,7 @@ type Host struct {
 type Group struct {
 	Name     string
 	vars     map[string]any
+	fileVars map[string]any // from group_vars (varsdirs.go)
 	hosts    []*Host
 	children []*Group
 	parents  []*Group
@@ -64,8 +66,10 @@ func New() *Inventory {
 
 // Load reads each source in order into one inventory. A source is a file
 // (its format chosen by Parse), a directory (every file in it, by name,
-// skipping hidden files and backups), or a comma-separated host list
-// such as "web1,web2," (Ansible's host_list form).
+// skipping hidden files, backups and the extensions Ansible skips), or a
+// comma-separated host list such as "web1,web2," (Ansible's host_list
+// form). Then come the group_vars and host_vars beside each source
+// (varsdirs.go).
 func Load(sources ...string) (*Inventory, error) {
 	inv := New()
 	for _, src := range sources {
@@ -74,8 +78,22 @@ func Load(sources ...string) (*Inventory, error) {
 		}
 	}
 	inv.reconcile()
+	var bases []string
+	for _, src := range sources {
+		if base := varsBase(src); base != "" && !slices.Contains(bases, base) {
+			bases = append(bases, base)
+			if err := inv.loadVarsDirs(base); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return inv, nil
 }
+
+// ignoredInDirs are the extensions of files that a directory given as an
+// inventory source does not read, as Ansible's INVENTORY_IGNORE_EXTS
+// (.ini among them: Ansible reads an INI file only when named).
+var ignoredInDirs = []string{".pyc", ".pyo", ".swp", ".bak", ".rpm", ".md", ".txt", ".rst", ".orig", ".ini", ".cfg", ".retry"}
 
 func (inv *Inventory) loadSource(src string) error {
 	st, err := os.Stat(src)
@@ -99,7 +117,7 @@ func (inv *Inventory) loadSource(src string) error {
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") ||
-			slices.Contains([]string{".orig", ".bak", ".cfg", ".retry", ".pyc", ".pyo"}, filepath.Ext(name)) {
+			slices.Contains(ignoredInDirs, filepath.Ext(name)) {
 			continue
 		}
 		if err := inv.loadSource(filepath.Join(src, name)); err != nil {
@@ -320,11 +338,21 @@ func (g *Group) DirectHosts() []string {
 	return out
 }
 
-// Vars returns a copy of the group's own variables.
-func (g *Group) Vars() map[string]any { return maps.Clone(g.vars) }
+// Vars returns a copy of the group's own variables: the inventory's,
+// then its group_vars.
+func (g *Group) Vars() map[string]any { return merged(g.vars, g.fileVars) }
 
-// OwnVars returns a copy of the variables set on the host itself.
-func (h *Host) OwnVars() map[string]any { return maps.Clone(h.vars) }
+// OwnVars returns a copy of the variables set on the host itself: the
+// inventory's, then its host_vars.
+func (h *Host) OwnVars() map[string]any { return merged(h.vars, h.fileVars) }
+
+// merged returns a new map of a's entries and then b's.
+func merged(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a)+len(b))
+	maps.Copy(out, a)
+	maps.Copy(out, b)
+	return out
+}
 
 // ancestors returns every group the host belongs to, directly or through
 // child groups, all included.
@@ -367,7 +395,11 @@ func (h *Host) Groups() []string {
 // Vars returns the host's variables merged as Ansible merges them: the
 // groups it belongs to from the shallowest (all) to the deepest, groups
 // of equal depth by ansible_group_priority and then by name, and the
-// host's own variables last. Values are not copied deeply.
+// host's own variables last. Variables from group_vars and host_vars
+// files come after those the inventory sets at the same level: all's
+// inventory variables, then its group_vars, then the other groups'
+// inventory variables, then their group_vars, then the host's inventory
+// variables and last its host_vars. Values are not copied deeply.
 func (h *Host) Vars() map[string]any {
 	groups := h.ancestors()
 	sort.SliceStable(groups, func(i, j int) bool {
@@ -381,12 +413,20 @@ func (h *Host) Vars() map[string]any {
 		return a.Name < b.Name
 	})
 	out := map[string]any{}
-	for _, g := range groups {
+	all, rest := groups[0], groups[1:] // all is the shallowest
+	maps.Copy(out, all.vars)
+	delete(out, "ansible_group_priority")
+	maps.Copy(out, all.fileVars)
+	for _, g := range rest {
 		maps.Copy(out, g.vars)
 	}
 	// ansible_group_priority orders groups; it is not a host variable.
 	delete(out, "ansible_group_priority")
+	for _, g := range rest {
+		maps.Copy(out, g.fileVars)
+	}
 	maps.Copy(out, h.vars)
+	maps.Copy(out, h.fileVars)
 	return out
 }
 

@@ -309,3 +309,41 @@ func TestShlexSplit(t *testing.T) {
 		t.Error("an open quote is not an error")
 	}
 }
+
+// TestVarsDirs: group_vars and host_vars beside the inventory, with
+// Ansible's precedence, and a bad file named in the error.
+func TestVarsDirs(t *testing.T) {
+	inv, err := Load("testdata/varsdirs/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]map[string]any{
+		// prod's group_vars beat web's inventory vars; the host's
+		// inventory vars beat every group_vars; host_vars beat all.
+		"web1": {"tier": "prod-file", "http_port": int64(9000), "packages": []any{"nginx"}, "env": "production-file", "ntp": "ntp.example.com", "mode": int64(0o644)},
+		"web2": {"http_port": int64(8081)},
+		"db1":  {"port": int64(5433), "env": "db1-file", "tier": "db-json", "backup": true},
+	} {
+		got := inv.Host(host).Vars()
+		for k, v := range want {
+			if !reflect.DeepEqual(got[k], v) {
+				t.Errorf("%s: %s = %#v, want %#v", host, k, got[k], v)
+			}
+		}
+		if _, ok := got["ignored"]; ok {
+			t.Errorf("%s: read a file group_vars/web/ should skip (notes.txt or .hidden.yml)", host)
+		}
+	}
+	if got := inv.Group("web").Vars()["http_port"]; got != int64(8080) {
+		t.Errorf("group web's own vars: http_port = %v, want its group_vars' 8080", got)
+	}
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hosts"), []byte("[web]\nweb1\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "group_vars"), 0o755)
+	os.WriteFile(filepath.Join(dir, "group_vars", "web.yml"), []byte("- not\n- a mapping\n"), 0o644)
+	_, err = Load(filepath.Join(dir, "hosts"))
+	if err == nil || !strings.Contains(err.Error(), "group_vars/web.yml:1: variables must be a mapping") {
+		t.Errorf("a group_vars file that is a list: err = %v", err)
+	}
+}

@@ -51,6 +51,28 @@ func (inv *Inventory) parseYAML(name string, data []byte) error {
 	return nil
 }
 
+// parseYAMLVars reads a file of variables (group_vars, host_vars): a
+// YAML mapping of names to values, read as parseYAML reads values, or an
+// empty document.
+func parseYAMLVars(name string, data []byte) (map[string]any, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", name, err)
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, nil
+	}
+	root := resolveAlias(doc.Content[0])
+	if isNull(root) {
+		return nil, nil
+	}
+	p := &yamlReader{file: name}
+	if root.Kind != yaml.MappingNode {
+		return nil, p.errorf(root, "variables must be a mapping of names to values, got %s", kindName(root))
+	}
+	return p.mapping(root)
+}
+
 type yamlReader struct {
 	inv  *Inventory
 	file string
