@@ -92,7 +92,7 @@ fi
 # ping-pong as for mitostar: each message costs a few microseconds while
 # the kernel keeps both processes on one vCPU, and 45-90 us once it puts
 # them on two, where every message wakes a halted vCPU (docs/benchmarks.md,
-# "Why the round trip is bimodal"). Which placement a run gets is the
+# "Round trips: placement, and why there are pinned rows"). Which placement a run gets is the
 # kernel's choice, and the sides run minutes apart, so their unpinned
 # medians may compare one placement with the other. These rows run every
 # side's round trips again with the placement fixed, the same for all:

@@ -9,9 +9,9 @@ import (
 )
 
 // PipeSize is the kernel buffer GrowPipe asks for. With the default
-// 64 KiB, a 256 KiB frame costs each side four wake-ups, and a burst of
-// pipelined calls fills the pipe before the reader runs: the benchmark's
-// pipelined rows (docs/benchmarks.md) need the larger buffer.
+// 64 KiB, a 256 KiB frame costs each side four wake-ups: large arguments
+// travel faster with the larger buffer (docs/benchmarks.md, "Pipe
+// buffers").
 const PipeSize = 1 << 20
 
 // GrowPipe asks the kernel for a PipeSize buffer for the pipe f, best
