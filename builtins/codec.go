@@ -378,9 +378,8 @@ type Decoder struct {
 	Resolve func(path, sha, name string) (starlark.Value, error)
 }
 
-// Decode decodes one value that fills data. Large strings and bytes
-// alias data instead of copying it: data must not change afterwards
-// (message payloads never do).
+// Decode decodes one value that fills data. The value copies what it
+// keeps: data may change afterwards.
 func (d *Decoder) Decode(data []byte) (starlark.Value, error) {
 	s := decodeState{d: d, data: data}
 	v, err := s.value(0)
@@ -789,8 +788,7 @@ func halfFloat(h uint16) float64 {
 	return sign * math.Ldexp(1+frac/1024, exp-15)
 }
 
-// fromScalar converts the scalar items of CBOR decoded into Go data. A
-// []byte must be fresh from the decoder: the bytes value aliases it.
+// fromScalar converts the scalar items of CBOR decoded into Go data.
 func fromScalar(t any) (starlark.Value, bool) {
 	switch x := t.(type) {
 	case nil:

@@ -168,8 +168,8 @@ func (b *binary) info() (binaryInfo, error) {
 	return b.meta, b.err
 }
 
-// Hashing a 10 MB binary costs 10-15 ms, a tenth of the budget of a
-// repeated ssh connection; so the hash is remembered in the user's cache
+// Hashing the binary costs a noticeable part of a repeated ssh
+// connection's time; so the hash is remembered in the user's cache
 // under the file's device, inode, size and modification time, which
 // change whenever the file is replaced or rewritten.
 func hashMemoPath(f *os.File) string {

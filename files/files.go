@@ -32,11 +32,10 @@ func init() {
 
 // receiveWindow is the byte-stream window of the end a file travels to:
 // four times core's default, because over ssh the credit the receiver
-// sends back crosses ssh and sshd twice, and with 1 MiB in flight the
-// sender waited for it (fs.put of 256 MiB over ssh: 202–229 → 239–303
-// MiB/s; the raw floor 203–299 in the same rounds). A hop forwards frames and keeps no
-// window of its own, so a transfer still holds at most this much in any
-// context.
+// sends back crosses ssh and sshd twice, and with core's default in
+// flight the sender waits for it (the fs_put_ssh rows of make bench). A
+// hop forwards frames and keeps no window of its own, so a transfer
+// still holds at most this much in any context.
 var receiveWindow = &core.ByteStreamOptions{Window: 4 << 20}
 
 // Options tune a transfer.

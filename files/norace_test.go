@@ -2,6 +2,6 @@
 
 package files
 
-// bigChainRSSLimit is TestBigViaChain's bound on each process's peak RSS
-// (12–15 MiB measured without the race detector).
+// bigChainRSSLimit is TestBigViaChain's bound on each process's peak RSS:
+// a fraction of the 256 MiB transferred, so a hop that buffered it fails.
 const bigChainRSSLimit = 64 << 20

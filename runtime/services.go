@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
@@ -142,9 +141,6 @@ func startProfiling(ctx context.Context, c *core.Call) (any, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	// Children start with heap sampling off (no profile was asked for):
-	// from now on it samples at Go's default rate.
-	goruntime.MemProfileRate = 512 << 10
 	stop := core.StartProfiles(dir, name)
 	r := c.Router
 	r.Go(func() {

@@ -52,7 +52,8 @@ func main() {
 	if len(os.Args) > 1 {
 		if role, ok := roles[os.Args[1]]; ok {
 			if os.Getenv("GOMAXPROCS") == "" {
-				goruntime.GOMAXPROCS(1) // as mitostar children do
+				// The raw mechanism at its best: one P, no idle P to wake.
+				goruntime.GOMAXPROCS(1)
 			}
 			pollStdio()
 			if err := role(os.Args[2:]); err != nil {

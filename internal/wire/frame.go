@@ -6,8 +6,10 @@
 // process through its pidfd in the runtime's poller, taking a child's
 // stdio): each is here because a goal of docs/benchmarks.md or a rule of
 // docs/protocol.md needs it, as its comment says. Nothing in mitostar
-// uses unsafe, raw system calls or the Go runtime's scheduler and
-// collector settings.
+// uses unsafe or the Go runtime's scheduler and collector settings, and
+// no I/O path uses raw system calls (the few elsewhere, such as
+// O_TMPFILE for received files, are there for what they do, not for
+// speed).
 //
 // A frame is a 26-byte header and a payload (docs/protocol.md, "Frames"):
 //
