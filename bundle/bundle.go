@@ -17,7 +17,6 @@ package bundle
 
 import (
 	"archive/zip"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,14 +29,9 @@ import (
 	"strings"
 
 	"github.com/mitostar/mitostar/check"
+	"github.com/mitostar/mitostar/internal/trailer"
 	"github.com/mitostar/mitostar/runtime"
 )
-
-// magic ends every bundle.
-const magic = "mitostar-bundle1"
-
-// trailerSize is the archive's offset and the magic.
-const trailerSize = 8 + len(magic)
 
 // manifestName is the archive's description of itself.
 const manifestName = "manifest.json"
@@ -129,10 +123,8 @@ func Write(out string, spec Spec) (err error) {
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("bundle: writing the archive: %w", err)
 	}
-	var trailer [trailerSize]byte
-	binary.LittleEndian.PutUint64(trailer[:8], uint64(size))
-	copy(trailer[8:], magic)
-	if _, err := tmp.Write(trailer[:]); err != nil {
+	t := trailer.Encode(size)
+	if _, err := tmp.Write(t[:]); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	if err := tmp.Chmod(0o755); err != nil {
@@ -203,31 +195,7 @@ func binarySize(f *os.File) (int64, error) {
 	if !st.Mode().IsRegular() {
 		return 0, errors.New("not a regular file")
 	}
-	off, ok, err := payloadOffset(f, st.Size())
-	if err != nil || !ok {
-		return st.Size(), err
-	}
-	return off, nil
-}
-
-// payloadOffset reads the trailer of a file of size bytes: the offset
-// of its archive, ok false when it has none.
-func payloadOffset(r io.ReaderAt, size int64) (int64, bool, error) {
-	if size < int64(trailerSize) {
-		return 0, false, nil
-	}
-	var trailer [trailerSize]byte
-	if _, err := r.ReadAt(trailer[:], size-int64(trailerSize)); err != nil {
-		return 0, false, err
-	}
-	if string(trailer[8:]) != magic {
-		return 0, false, nil
-	}
-	off := int64(binary.LittleEndian.Uint64(trailer[:8]))
-	if off <= 0 || off > size-int64(trailerSize) {
-		return 0, false, fmt.Errorf("a bundle trailer with a bad archive offset %d (the file has %d bytes)", off, size)
-	}
-	return off, true, nil
+	return trailer.Executable(f, st.Size())
 }
 
 // A Bundle is an opened bundle.
@@ -272,11 +240,11 @@ func open(f *os.File) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	off, ok, err := payloadOffset(f, st.Size())
+	off, ok, err := trailer.Offset(f, st.Size())
 	if err != nil || !ok {
 		return nil, err
 	}
-	n := st.Size() - int64(trailerSize) - off
+	n := st.Size() - int64(trailer.Size) - off
 	zr, err := zip.NewReader(io.NewSectionReader(f, off, n), n)
 	if err != nil {
 		return nil, fmt.Errorf("the archive: %w", err)

@@ -3,7 +3,7 @@ package bundle
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/binary"
+
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mitostar/mitostar/check"
+	"github.com/mitostar/mitostar/internal/trailer"
 )
 
 // spec returns a Spec of a fake binary and a script with a module in a
@@ -102,8 +103,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 	d1, _ := os.ReadFile(out)
 	d2, _ := os.ReadFile(again)
-	if len(d2) >= len(d1) || !bytes.HasPrefix(d2, []byte("\x7fELF not really a binary")) || bytes.Count(d2, []byte(magic)) != 1 {
-		t.Errorf("a bundle of a bundle: %d bytes from %d, %d trailers", len(d2), len(d1), bytes.Count(d2, []byte(magic)))
+	if len(d2) >= len(d1) || !bytes.HasPrefix(d2, []byte("\x7fELF not really a binary")) || bytes.Count(d2, []byte(trailer.Magic)) != 1 {
+		t.Errorf("a bundle of a bundle: %d bytes from %d, %d trailers", len(d2), len(d1), bytes.Count(d2, []byte(trailer.Magic)))
 	}
 }
 
@@ -114,10 +115,8 @@ func TestNotABundle(t *testing.T) {
 		t.Errorf("a plain file: %v, %v", b, err)
 	}
 	// A trailer that points outside the file.
-	var trailer [trailerSize]byte
-	binary.LittleEndian.PutUint64(trailer[:8], 1<<40)
-	copy(trailer[8:], magic)
-	os.WriteFile(p, append([]byte("x"), trailer[:]...), 0o755)
+	t1 := trailer.Encode(1 << 40)
+	os.WriteFile(p, append([]byte("x"), t1[:]...), 0o755)
 	if _, err := Open(p); err == nil || !strings.Contains(err.Error(), "bad archive offset") {
 		t.Errorf("a bad offset: %v", err)
 	}
@@ -135,10 +134,8 @@ func TestExtractRefusesEscapes(t *testing.T) {
 		w, _ = zw.Create(manifestName)
 		w.Write([]byte(`{"script":"app.star","roots":1}`))
 		zw.Close()
-		var trailer [trailerSize]byte
-		binary.LittleEndian.PutUint64(trailer[:8], 3)
-		copy(trailer[8:], magic)
-		buf.Write(trailer[:])
+		t3 := trailer.Encode(3)
+		buf.Write(t3[:])
 		p := filepath.Join(t.TempDir(), "b")
 		os.WriteFile(p, buf.Bytes(), 0o755)
 		b, err := Open(p)

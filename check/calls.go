@@ -19,9 +19,10 @@ var travelMethods = map[string]bool{"call": true, "call_async": true, "call_no_r
 // eachKeywords are each's own keywords, not passed on to its function.
 var eachKeywords = map[string]bool{"_timeout": true, "_forks": true, "serial": true, "max_fail_percentage": true}
 
-// opsWithSrc are the ops calls whose src= names a file under a module
-// root, as load() names a module.
-var opsWithSrc = map[string]bool{"file": true, "template": true}
+// opsWithSrc are the ops calls whose src names a file under a module
+// root, as load() names a module: the position of src among their
+// positional parameters.
+var opsWithSrc = map[string]int{"file": 2, "template": 1}
 
 // callee is what a call expression is known to call.
 type callee struct {
@@ -82,12 +83,20 @@ func isPredeclared(e syntax.Expr, name string) bool {
 
 // isOps reports whether fn is ops.file or ops.template.
 func isOps(fn syntax.Expr) bool {
+	_, ok := opsWithSrc[opsName(fn)]
+	return ok
+}
+
+// opsName returns NAME when fn is ops.NAME, else "".
+func opsName(fn syntax.Expr) string {
 	dot, ok := fn.(*syntax.DotExpr)
-	if !ok || !opsWithSrc[dot.Name.Name] {
-		return false
+	if !ok {
+		return ""
 	}
-	id, ok := dot.X.(*syntax.Ident)
-	return ok && id.Name == "ops"
+	if id, ok := dot.X.(*syntax.Ident); ok && id.Name == "ops" {
+		return dot.Name.Name
+	}
+	return ""
 }
 
 // travel checks the function a call sends to another context: the
@@ -242,11 +251,16 @@ func (c *checker) builtin(path, name string) callee {
 // src checks the src= file of an ops call: relative to a module root,
 // as load() paths are, and there.
 func (c *checker) src(call *syntax.CallExpr, args callArgs) {
-	kw := args.kw["src"]
-	if kw == nil {
+	var arg syntax.Expr
+	if kw := args.kw["src"]; kw != nil {
+		arg = kw.Y
+	} else if i, ok := opsWithSrc[opsName(call.Fn)]; ok && i < len(args.pos) {
+		arg = args.pos[i] // ops.template(path, "templates/app.conf.tmpl")
+	}
+	if arg == nil {
 		return
 	}
-	lit, ok := kw.Y.(*syntax.Literal)
+	lit, ok := arg.(*syntax.Literal)
 	if !ok || lit.Token != syntax.STRING {
 		return // computed: known only when the script runs
 	}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/trailer"
 )
 
 // DistEnv names the environment variable of a directory holding
@@ -29,6 +30,10 @@ const DistEnv = "MITOSTAR_DIST"
 type binary struct {
 	path string
 	mem  []byte // the content, for a binary received from the parent
+	// size, when not zero, is how many leading bytes of the file are the
+	// executable: a bundle ships its binary without its archive (its
+	// script, modules, files and inventory stay on this machine).
+	size int64
 
 	once sync.Once
 	meta binaryInfo
@@ -37,6 +42,9 @@ type binary struct {
 	gzOnce sync.Once
 	gz     []byte
 	gzErr  error
+
+	sizeOnce sync.Once // selfBinary sets size once
+	sizeErr  error
 }
 
 type binaryInfo struct {
@@ -64,16 +72,39 @@ func binaryAt(path string) *binary {
 // /proc/self/exe, which works even when it runs from a memfd or was
 // replaced on disk since it started.
 func selfBinary() (*binary, error) {
-	if runtime.GOOS == "linux" {
-		if _, err := os.Stat("/proc/self/exe"); err == nil {
-			return binaryAt("/proc/self/exe"), nil
+	path := "/proc/self/exe"
+	if _, err := os.Stat(path); runtime.GOOS != "linux" || err != nil {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding this executable: %w", err)
 		}
+		path = exe
 	}
-	exe, err := os.Executable()
+	b := binaryAt(path)
+	b.sizeOnce.Do(func() { b.size, b.sizeErr = executableSize(path) })
+	if b.sizeErr != nil {
+		return nil, fmt.Errorf("reading this executable: %w", b.sizeErr)
+	}
+	return b, nil
+}
+
+// executableSize returns the size of the executable in the file at path
+// when it is a bundle, and 0 for a plain binary (all of it).
+func executableSize(path string) (int64, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("finding this executable: %w", err)
+		return 0, err
 	}
-	return binaryAt(exe), nil
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	n, err := trailer.Executable(f, st.Size())
+	if err != nil || n == st.Size() {
+		return 0, err
+	}
+	return n, nil
 }
 
 // binaryFor returns the binary to ship to a goos/goarch target: this
@@ -260,5 +291,17 @@ func (b *binary) open() (binaryReader, error) {
 	if b.mem != nil {
 		return memFile{bytes.NewReader(b.mem)}, nil
 	}
-	return os.Open(b.path)
+	f, err := os.Open(b.path)
+	if err != nil || b.size == 0 {
+		return f, err
+	}
+	return sectionFile{io.NewSectionReader(f, 0, b.size), f}, nil
 }
+
+// sectionFile reads the leading part of a file that is the executable.
+type sectionFile struct {
+	*io.SectionReader
+	f *os.File
+}
+
+func (s sectionFile) Close() error { return s.f.Close() }

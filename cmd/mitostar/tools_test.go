@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/mitostar/mitostar/bundle"
 	"github.com/mitostar/mitostar/internal/testbed"
+	"github.com/mitostar/mitostar/internal/trailer"
 )
 
 // mitostar check prints each problem as file:line: message on stdout and
@@ -224,9 +227,11 @@ def main():
     print("exe", host.call(exe))
 `
 
-// A bundle ships itself over ssh as mitostar ships itself: the target
-// runs the bundle (cached under its own sha256) in the child role, and
-// a function of a bundled module runs there and in a context below it.
+// A bundle ships over ssh as mitostar ships itself, but only its binary:
+// the target runs the executable part (cached under its sha256) in the
+// child role, a function of a bundled module runs there and in a context
+// below it, and the script, modules and inventory never reach the
+// target's disk.
 func TestBundleOverSSH(t *testing.T) {
 	testbed.RequireRoot(t, "/usr/sbin/sshd")
 	sshd := testbed.SSHD(t)
@@ -238,8 +243,24 @@ func TestBundleOverSSH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
+	off, ok, err := trailer.Offset(bytes.NewReader(data), int64(len(data)))
+	if err != nil || !ok {
+		t.Fatalf("the bundle has no archive: %v", err)
+	}
+	sum := sha256.Sum256(data[:off])
 	r := runFile(t, t.TempDir(), out, nil, sshd.Host, fmt.Sprint(sshd.Port), sshd.IdentityFile, sshd.KnownHosts)
 	r.want(t, 0)
 	contains(t, "stdout", r.stdout, "over ssh 50 True\n", "below it 60\n", hex.EncodeToString(sum[:]))
+	// The target's cached executable (the loopback sshd: this machine).
+	exe := regexp.MustCompile(`(?m)^exe (\S+)$`).FindStringSubmatch(r.stdout)
+	if exe == nil {
+		t.Fatalf("no exe line in %q", r.stdout)
+	}
+	shipped, err := os.ReadFile(exe[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shipped) >= len(data) || !bytes.Equal(shipped, data[:off]) {
+		t.Errorf("the target's %s (%d bytes) is not the bundle's binary part (%d bytes) alone", exe[1], len(shipped), off)
+	}
 }
