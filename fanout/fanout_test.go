@@ -43,7 +43,20 @@ c1 ansible_connection=community.docker.docker ansible_user=root mitostar_docker_
 l1 ansible_connection=mitogen_local
 r1 mitostar_via=web1 mitostar_multiplex=no ansible_port="2200"
 n1 ansible_become=1 mitostar_become_password=1234 ansible_password=5678
+s1 mitostar_ssh_transport=native
+s2 mitostar_transport=native
+s3 ansible_connection=local mitostar_ssh_transport=native
 `, Options{BecomePassword: &become})
+	// The ssh transport, by its own variable or as a keyword of ssh; a
+	// host that is not reached over ssh ignores it.
+	for _, h := range []string{"s1", "s2"} {
+		if p := plans[h]; p.login.method != "ssh" || p.login.opts.Kwargs["transport"] != "native" {
+			t.Errorf("%s: %+v", h, p.login)
+		}
+	}
+	if p := plans["s3"]; p.login.method != "local" || p.login.opts.Kwargs["transport"] != nil {
+		t.Errorf("s3: %+v", p.login)
+	}
 	// Passwords that read as numbers are strings (a type error would print them).
 	if n1 := plans["n1"]; n1.become.opts.Kwargs["password"] != "1234" || n1.login.opts.Kwargs["password"] != "5678" {
 		t.Errorf("n1: %+v / %+v", n1.login, n1.become)
