@@ -8,10 +8,19 @@ import (
 	"time"
 )
 
-// receiverQueueLimit bounds the payload bytes a Receiver holds that its
-// owner has not read; a message arriving past it is refused (a message
+// receiverQueueLimit bounds the bytes a Receiver holds that its owner
+// has not read, each message counted as its payload plus
+// messageOverhead; a message arriving past it is refused (a message
 // larger than the limit is taken into an empty receiver).
 const receiverQueueLimit = 32 << 20
+
+// messageOverhead is what a queued message costs beyond its payload (the
+// Message and its place in the queue), so that a flood of empty messages
+// is bounded too.
+const messageOverhead = 256
+
+// queuedSize is what m counts against receiverQueueLimit.
+func queuedSize(m *Message) int64 { return int64(len(m.Data)) + messageOverhead }
 
 // A Receiver queues the messages that arrive on one handle of its router.
 // It holds at most receiverQueueLimit bytes of messages not yet read: a
@@ -24,7 +33,7 @@ type Receiver struct {
 	respondent *Context
 	latch      Latch // in the Receiver: one allocation less per call's reply
 
-	queued    atomic.Int64 // payload bytes of the messages in latch
+	queued    atomic.Int64 // queuedSize of the messages in latch
 	expiry    atomic.Pointer[time.Timer]
 	expired   atomic.Bool // the expiry fired: a reply may still be on its way
 	closeOnce sync.Once
@@ -74,15 +83,15 @@ func (r *Router) newReceiver(once bool, respondent *Context) *Receiver {
 }
 
 func (rv *Receiver) deliver(m *Message) {
-	if q := rv.queued.Load(); q > 0 && q+int64(len(m.Data)) > receiverQueueLimit && !m.IsDead() {
+	if q := rv.queued.Load(); q > 0 && q+queuedSize(m) > receiverQueueLimit && !m.IsDead() {
 		reason := fmt.Sprintf(msgReceiverFull, rv.handle, rv.router.name, q)
 		rv.router.warnf("refused a message from %s: %s", rv.router.nameOf(m.SrcID), reason)
 		rv.router.sendDead(m, reason)
 		return
 	}
-	rv.queued.Add(int64(len(m.Data)))
+	rv.queued.Add(queuedSize(m))
 	if rv.latch.Put(m) != nil {
-		rv.queued.Add(-int64(len(m.Data)))
+		rv.queued.Add(-queuedSize(m))
 		return // closed: drop
 	}
 	if !rv.persist {
@@ -134,7 +143,7 @@ func (rv *Receiver) Get(ctx context.Context, block bool) (*Message, error) {
 		return nil, err
 	}
 	m := v.(*Message)
-	rv.queued.Add(-int64(len(m.Data)))
+	rv.queued.Add(-queuedSize(m))
 	if m.err != nil {
 		return m, m.err
 	}

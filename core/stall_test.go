@@ -297,33 +297,39 @@ func TestUnreadReceiverIsBounded(t *testing.T) {
 	r := newMaster(t)
 	ctx := testCtx(t)
 	c := connectLocal(t, r, nil, "flooder")
-	rv, err := r.NewReceiver(ReceiverOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rv.Close()
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	var res string
-	if err := c.Call(ctx, &res, "test.flood", rv.Handle(), 200000, 1024); err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("receiver %d in master holds", rv.Handle())
-	if !strings.HasPrefix(res, want) || !strings.HasSuffix(res, "bytes not yet read: refused") {
-		t.Fatalf("the last send got %q, want %q ...", res, want)
-	}
-	if q := rv.queued.Load(); q > receiverQueueLimit+2048 {
-		t.Fatalf("the receiver holds %d bytes", q)
-	}
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 2*receiverQueueLimit {
-		t.Fatalf("the master's heap grew by %d MiB", grew>>20)
-	}
-	// What it holds is still readable, in order.
-	if _, err := rv.Get(ctx, false); err != nil {
-		t.Fatal(err)
+	// 1 KiB messages, and empty ones: each message counts, not only its
+	// payload.
+	for _, size := range []int{1024, 0} {
+		t.Run(fmt.Sprintf("%dB", size), func(t *testing.T) {
+			rv, err := r.NewReceiver(ReceiverOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rv.Close()
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			var res string
+			if err := c.Call(ctx, &res, "test.flood", rv.Handle(), 200000, size); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("receiver %d in master holds", rv.Handle())
+			if !strings.HasPrefix(res, want) || !strings.HasSuffix(res, "bytes not yet read: refused") {
+				t.Fatalf("the last send got %q, want %q ...", res, want)
+			}
+			if q := rv.queued.Load(); q > receiverQueueLimit+2048 {
+				t.Fatalf("the receiver holds %d bytes", q)
+			}
+			runtime.GC()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 2*receiverQueueLimit {
+				t.Fatalf("the master's heap grew by %d MiB", grew>>20)
+			}
+			// What it holds is still readable, in order.
+			if _, err := rv.Get(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
