@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -320,7 +321,7 @@ func routerAddHandler(thread *starlark.Thread, b *starlark.Builtin, args starlar
 	if err != nil {
 		return nil, err
 	}
-	opts := core.HandlerOptions{Handle: handle, Once: !persist}
+	opts := core.ReceiverOptions{Handle: handle, Once: !persist}
 	if respondent != starlark.None {
 		if opts.Respondent, err = ToContext(respondent, "add_handler: respondent"); err != nil {
 			return nil, err
@@ -331,14 +332,37 @@ func routerAddHandler(thread *starlark.Thread, b *starlark.Builtin, args starlar
 			return nil, err
 		}
 	}
-	q := newCallbackQueue(r.R, rt, "handler")
-	got, err := r.R.AddHandler(func(m *core.Message) {
-		q.put(callback{fn: fn, args: starlark.Tuple{&Message{M: m}}, last: m.IsDead()})
-	}, opts)
+	// The messages wait for fn in a Receiver: bounded as every Receiver
+	// is, a sender that floods the handle is refused.
+	rv, err := r.R.NewReceiver(opts)
 	if err != nil {
 		return nil, fmt.Errorf("add_handler: %w", err)
 	}
-	return starlark.MakeUint(uint(got)), nil
+	key := handlerKey{r.R, rv.Handle()}
+	handlerReceivers.Store(key, rv)
+	r.R.Go(func() {
+		defer handlerReceivers.CompareAndDelete(key, rv)
+		for {
+			m, _ := rv.Get(r.R.Lifetime(), true)
+			if m == nil {
+				return // closed (del_handler, once), or the router ends
+			}
+			runCallback(r.R, rt, "handler", r.R.Lifetime(), callback{fn: fn, args: starlark.Tuple{&Message{M: m}}})
+			if m.IsDead() || !persist {
+				return
+			}
+		}
+	})
+	return starlark.MakeUint(uint(rv.Handle())), nil
+}
+
+// handlerReceivers are the receivers of router.add_handler, for
+// del_handler to close.
+var handlerReceivers sync.Map // handlerKey → *core.Receiver
+
+type handlerKey struct {
+	r      *core.Router
+	handle uint32
 }
 
 func routerDelHandler(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -346,7 +370,14 @@ func routerDelHandler(thread *starlark.Thread, b *starlark.Builtin, args starlar
 	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &handle); err != nil {
 		return nil, err
 	}
-	return starlark.Bool(b.Receiver().(*Router).R.DelHandler(handle)), nil
+	r := b.Receiver().(*Router).R
+	if v, ok := handlerReceivers.LoadAndDelete(handlerKey{r, handle}); ok {
+		rv := v.(*core.Receiver)
+		existed := !rv.Closed()
+		rv.Close() // its callback loop ends once what is queued has run
+		return starlark.Bool(existed), nil
+	}
+	return starlark.Bool(r.DelHandler(handle)), nil
 }
 
 func routerDisconnect(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
