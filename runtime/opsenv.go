@@ -33,10 +33,10 @@ func (rt *Runtime) Source(ctx context.Context, path string) ([]byte, error) {
 }
 
 // shownChange is the payload of a change sent to the master's diff
-// handle.
+// handle. The master shows it under the name it knows for the sender,
+// never one the sender writes.
 type shownChange struct {
-	Context string `cbor:"1,keyasint"`
-	Text    string `cbor:"2,keyasint"`
+	Text string `cbor:"2,keyasint"`
 }
 
 // ShowChange implements ops.Env: with --diff, the master prints the
@@ -50,7 +50,7 @@ func (rt *Runtime) ShowChange(ctx context.Context, op, target, msg, diff string)
 		rt.writeChange(rt.r.Name(), text)
 		return
 	}
-	data, err := core.Marshal(shownChange{Context: rt.r.Name(), Text: text})
+	data, err := core.Marshal(shownChange{Text: text})
 	if err != nil {
 		return
 	}
@@ -65,7 +65,7 @@ func (rt *Runtime) installDiffHandler() {
 		if msg.IsDead() || msg.Decode(&c) != nil {
 			return
 		}
-		rt.writeChange(c.Context, c.Text)
+		rt.writeChange(rt.r.ContextByID(msg.SrcID).Name(), c.Text)
 	}, core.HandlerOptions{})
 	if err != nil {
 		rt.r.Logger().Error("installing the diff handler", "err", err)
