@@ -48,6 +48,10 @@ type sshConn struct {
 
 	ready  chan struct{} // closed once the dial has ended
 	err    error         // the dial's failure
+	// expired: the dial failed once its own context had ended (the
+	// deadline of the caller that started it): a caller that joined it
+	// with time left dials again.
+	expired bool
 	client *ssh.Client
 	via    *sshConn // the jump host's connection, held while this one is open
 	refs   int      // sessions and waiters (pool.mu)
@@ -75,9 +79,32 @@ type dialResult struct {
 // dial reports what it is doing with phase ("connecting to HOST:PORT"):
 // a caller whose deadline passes says it timed out doing that.
 func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time.Duration, keepaliveCount int, dial func(ctx context.Context, phase func(string)) dialResult) (*sshConn, bool, error) {
+	for {
+		c, reused, joined, err := p.acquireOnce(ctx, key, label, keepalive, keepaliveCount, dial)
+		if err == nil {
+			return c, reused, nil
+		}
+		// (ctx first: while ctx is live the dial has ended, and expired is set.)
+		if ctx.Err() == nil && joined && c.expired {
+			continue // the dial we waited for ran out of its starter's time
+		}
+		return nil, false, err
+	}
+}
+
+// acquireOnce is one attempt of acquire; joined reports that it waited
+// for a dial another caller started.
+func (p *sshPool) acquireOnce(ctx context.Context, key, label string, keepalive time.Duration, keepaliveCount int, dial func(ctx context.Context, phase func(string)) dialResult) (c *sshConn, reused, joined bool, err error) {
 	p.mu.Lock()
-	c := p.conns[key]
-	reused := c != nil
+	c = p.conns[key]
+	reused = c != nil
+	if c != nil && !c.unusable() {
+		select {
+		case <-c.ready:
+		default:
+			joined = true
+		}
+	}
 	if c == nil || c.unusable() {
 		reused = false
 		c = &sshConn{pool: p, key: key, label: label, ready: make(chan struct{}), closed: make(chan struct{})}
@@ -94,6 +121,7 @@ func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time
 			res := dial(dctx, func(s string) { c.phase.Store(&s) })
 			p.mu.Lock()
 			c.client, c.via, c.err = res.client, res.via, res.err
+			c.expired = res.err != nil && dctx.Err() != nil
 			close(c.ready)
 			unused := c.refs == 0
 			if c.err != nil && p.conns[key] == c {
@@ -120,15 +148,15 @@ func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time
 			if ph := c.phase.Load(); ph != nil {
 				what = *ph
 			}
-			return nil, false, errors.New("timed out " + what)
+			return c, false, joined, errors.New("timed out " + what)
 		}
-		return nil, false, context.Cause(ctx)
+		return c, false, joined, context.Cause(ctx)
 	}
 	if c.err != nil {
 		p.release(c)
-		return nil, false, c.err
+		return c, false, joined, c.err
 	}
-	return c, reused, nil
+	return c, reused, joined, nil
 }
 
 // unusable reports a connection that failed or closed (pool.mu held).

@@ -44,6 +44,14 @@ var transports = []transport{
 			"keepalive_interval": interval, "keepalive_count": count,
 		}
 	}},
+	{name: "native", method: "ssh", kwargs: func(s *testbed.SSHServer, user string, interval, count int) map[string]any {
+		return map[string]any{
+			"hostname": s.Host, "port": s.Port, "username": user, "transport": "native",
+			"identity_file": s.IdentityFile, "check_host_keys": "enforce",
+			"ssh_args":           []string{"-o", "UserKnownHostsFile=" + s.KnownHosts},
+			"keepalive_interval": interval, "keepalive_count": count,
+		}
+	}},
 }
 
 // forEachTransport runs test once per transport, as a subtest.
