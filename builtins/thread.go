@@ -144,10 +144,34 @@ func (o *owner) use(thread *starlark.Thread) {
 }
 
 // context is what an iteration waits with: the owning thread's context
-// while that thread runs, else fallback.
+// while that thread runs; for a value made by a thread that has ended (in
+// an earlier call, or when its module loaded), the context of the call
+// its router runs now; else fallback.
 func (o *owner) context(fallback context.Context) context.Context {
-	if st := o.st.Load(); st != nil && st.Ctx != nil && !st.Finished.Load() {
+	st := o.st.Load()
+	if st != nil && st.Ctx != nil && !st.Finished.Load() {
 		return st.Ctx
 	}
+	if st != nil && st.Router != nil {
+		if v, ok := currentCalls.Load(st.Router); ok {
+			if cur := v.(*ThreadState); cur.Ctx != nil && !cur.Finished.Load() {
+				return cur.Ctx
+			}
+		}
+	}
 	return fallback
+}
+
+// currentCalls holds, for each router, the state of the thread serving
+// the call its executor runs (calls run one at a time).
+var currentCalls sync.Map // *core.Router → *ThreadState
+
+// SetCurrentCall records st as the thread serving the call r runs now;
+// nil when that call has ended.
+func SetCurrentCall(r *core.Router, st *ThreadState) {
+	if st == nil {
+		currentCalls.Delete(r)
+		return
+	}
+	currentCalls.Store(r, st)
 }

@@ -660,11 +660,14 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 		}
 		defer rt.calls.finish(key)
 		thread, ctx = t, callCtx
+		builtins.SetCurrentCall(rt.r, st)
 	} else {
-		t, done := rt.newThread("call "+c.Request.Func, ctx)
+		t, st, done := rt.newThreadUnder("call "+c.Request.Func, ctx, ctx)
 		defer done()
 		thread = t
+		builtins.SetCurrentCall(rt.r, st)
 	}
+	defer builtins.SetCurrentCall(rt.r, nil)
 	fn, err := rt.resolve(thread, c.Request.Func)
 	if err != nil {
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
