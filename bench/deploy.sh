@@ -56,7 +56,7 @@ trap 'stop_sshd; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# One sshd on 127.0.0.1 serves every host (TESTBED §9: its start-up
+# One sshd on 127.0.0.1 serves every host (its start-up
 # limits raised for parallel connections).
 start_sshd "MaxStartups 200:30:400" "MaxSessions 200"
 PORT=${BENCH_SSH##*:} KEY=$BENCH_SSH_KEY KNOWN_HOSTS=$BENCH_SSH_KNOWN_HOSTS

@@ -14,8 +14,8 @@ stop_sshd() {
 	fi
 }
 
-# start_sshd [CONFIG_LINE...]: a throwaway OpenSSH server on 127.0.0.1
-# (TESTBED §2), key login as root, with CONFIG_LINEs first in its
+# start_sshd [CONFIG_LINE...]: a throwaway OpenSSH server on 127.0.0.1,
+# key login as root, with CONFIG_LINEs first in its
 # config (sshd takes the first value of a keyword); sets BENCH_SSH,
 # BENCH_SSH_KEY and BENCH_SSH_KNOWN_HOSTS, FANOUT_SSH (the same server as
 # mtbench, a user with a stock home: root's shell start-up files may be

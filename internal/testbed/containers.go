@@ -261,7 +261,7 @@ func unmountUnder(dir string) {
 	}
 }
 
-// Docker starts a dockerd for t (TESTBED §7a: vfs storage, no bridge,
+// Docker starts a dockerd for t (vfs storage, no bridge,
 // no iptables, its socket under a temporary directory), imports the
 // busybox image as ImageName, and stops it by pid when the test ends,
 // after removing its containers.
@@ -337,7 +337,7 @@ func (e *Engine) StopContainer(t testing.TB, name string) {
 
 var podmanMu sync.Mutex
 
-// Podman configures podman (TESTBED §7b: runc, cgroupfs, vfs storage and
+// Podman configures podman (runc, cgroupfs, vfs storage and
 // its tmp dir under a temporary directory, no network) and imports the
 // busybox image as localhost/ImageName. Its containers are removed
 // when the test ends. Buildah, on the same storage, is Buildah(t, e).
@@ -411,7 +411,7 @@ func (e *Engine) startLXC(t testing.TB, name string) {
 	run(t, time.Minute, nil, "lxc-wait", "-P", e.Dir, "-n", name, "-s", "RUNNING", "-t", "30")
 }
 
-// LXD starts an lxd daemon for t (TESTBED §7e: LXD_DIR under a temporary
+// LXD starts an lxd daemon for t (LXD_DIR under a temporary
 // directory, a dir storage pool, no network), imports the busybox image
 // as ImageName, and stops it by pid when the test ends, after deleting
 // its instances. Path is an `lxc` client wrapper for this daemon.

@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// BlackholeNet is the test network of TESTBED §6, which network
+// BlackholeNet is the test network (see Network), which network
 // namespaces use; from the root namespace it must never be routed.
 const BlackholeNet = "10.77.0.0/24"
 
-// Blackhole installs the guard of TESTBED §6: a blackhole route for
+// Blackhole installs the test network's guard: a blackhole route for
 // BlackholeNet in the root network namespace, so that a connection to
 // a test address made outside the test namespaces fails at once instead
 // of leaving the machine. The route is left in place when the test ends
@@ -42,7 +42,7 @@ func Blackhole(t testing.TB) {
 	}
 }
 
-// A Network is the test network of TESTBED §6, made for one test: a
+// A Network is a test network, made for one test: a
 // switch namespace holding a bridge, and host namespaces (Host), each
 // joined to the bridge by a veth pair and addressed in BlackholeNet.
 // Namespace names carry this process's pid, so that test processes

@@ -28,7 +28,7 @@ var (
 )
 
 // Rootfs returns the directory of a 2 MB busybox root filesystem
-// (TESTBED §7: /bin/busybox with its applet links, /etc/passwd and
+// (/bin/busybox with its applet links, /etc/passwd and
 // /etc/group with root and ImageUser, /sbin/init that sleeps). Beside it,
 // RootfsTar's tarball. It is built once per busybox binary under /tmp
 // (atomically, so that test processes share it) and never modified:

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// SSHServer is a throwaway OpenSSH server on 127.0.0.1 (TESTBED §2),
+// SSHServer is a throwaway OpenSSH server on 127.0.0.1,
 // or on a NetHost's address inside its namespace (§6). Root and the test
 // users log in with the key IdentityFile or with their passwords
 // (Passwords).
