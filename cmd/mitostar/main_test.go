@@ -479,7 +479,7 @@ func TestDoc(t *testing.T) {
 		{[]string{"ctx.call"}, []string{"### `Context.call(fn, *args, _timeout=None, **kwargs)`\n"}},
 		{[]string{"router.ssh"}, []string{"### `router.ssh(hostname, **keywords)`", "check_host_keys"}},
 		{[]string{"CallError"}, []string{"### `CallError`\n"}},
-		{[]string{"Error"}, []string{"`Error.kind`", "Everything refused locally"}},
+		{[]string{"Error"}, []string{"`Error.kind`", "The kind `Error` itself is everything refused locally"}},
 		{[]string{"mitostar", "doc"}, []string{"### `mitostar doc [NAME]`"}},
 		{[]string{"services"}, []string{"## Services\n", "### `service(*functions"}},
 		{[]string{"store.incr"}, []string{"`store.incr(key, by=1)`"}},
