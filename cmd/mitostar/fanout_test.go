@@ -480,3 +480,76 @@ func TestFanoutBadUsage(t *testing.T) {
 		t.Errorf("MITOSTAR_INVENTORY: exit %d, stdout %q, stderr %s", res.code, res.stdout, res.stderr)
 	}
 }
+
+// TestFanoutOps runs real operations on inventory hosts through each:
+// a template fed by each host's inventory vars and a file; the recap
+// counts what changed, a second run changes nothing, and --check --diff
+// shows the change under each host's name and makes none.
+func TestFanoutOps(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o755)
+	inv := filepath.Join(dir, "hosts.ini")
+	os.WriteFile(inv, []byte("[all:vars]\nansible_connection=local\n[web]\nh1 port=8001\nh2 port=8002\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte("listen {{.port}} workers {{.workers}}\n"), 0o644)
+	script := filepath.Join(dir, "deploy.star")
+	os.WriteFile(script, []byte(`
+def deploy(dir, workers):
+    conf = ops.template(dir + "/" + host.name + ".conf", "app.tmpl", vars = {"workers": workers})
+    flag = ops.file(dir + "/" + host.name + ".flag", content = "on\n", mode = 0o600)
+    return [conf.changed, flag.changed]
+
+def main():
+    for r in each(connect("web"), deploy, argv[0], int(argv[1])):
+        print(r.host, r.ok, r.changed, r.value)
+`), 0o644)
+	run := func(workers string, flags ...string) result {
+		t.Helper()
+		args := append([]string{"-i", inv, "--progress", "never"}, flags...)
+		res := mitostar(t, dir, nil, append(args, script, out, workers)...)
+		if res.code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", flags, res.code, res.stdout, res.stderr)
+		}
+		return res
+	}
+	recap := func(res result, host string, changed int) {
+		t.Helper()
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^%s\s+1\s+%d\s+0\s+0\s`, host, changed)).MatchString(res.stderr) {
+			t.Errorf("recap of %s: want 1 ok, %d changed:\n%s", host, changed, res.stderr)
+		}
+	}
+
+	// --check first: what would change, shown, and nothing made.
+	res := run("4", "--check", "--diff")
+	contains(t, "stdout", res.stdout, "h1 True True [True, True]\n", "h2 True True [True, True]\n",
+		"[h1] ops.template "+filepath.Join(out, "h1.conf")+": would create", "+listen 8001 workers 4\n",
+		"[h2] ops.template "+filepath.Join(out, "h2.conf")+": would create", "+listen 8002 workers 4\n")
+	if left, _ := os.ReadDir(out); len(left) != 0 {
+		t.Errorf("--check made %d files", len(left))
+	}
+	recap(res, "h1", 1)
+
+	res = run("4")
+	contains(t, "stdout", res.stdout, "h1 True True [True, True]\n", "h2 True True [True, True]\n")
+	recap(res, "h1", 1)
+	recap(res, "h2", 1)
+	for h, want := range map[string]string{"h1": "listen 8001 workers 4\n", "h2": "listen 8002 workers 4\n"} {
+		if got, _ := os.ReadFile(filepath.Join(out, h+".conf")); string(got) != want {
+			t.Errorf("%s.conf = %q, want %q", h, got, want)
+		}
+		if st, err := os.Stat(filepath.Join(out, h+".flag")); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s.flag: %v %v", h, st, err)
+		}
+	}
+
+	res = run("4")
+	contains(t, "stdout", res.stdout, "h1 True False [False, False]\n", "h2 True False [False, False]\n")
+	recap(res, "h1", 0)
+	recap(res, "h2", 0)
+
+	// A new value changes the template only.
+	res = run("8", "--diff")
+	contains(t, "stdout", res.stdout, "h1 True True [True, False]\n", "-listen 8001 workers 4\n", "+listen 8001 workers 8\n")
+	recap(res, "h2", 1)
+}
