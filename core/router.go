@@ -405,6 +405,7 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 	r.mu.Lock()
 	expectAuth := r.streamForLocked(m.AuthID)
 	expectSrc := r.streamForLocked(m.SrcID)
+	routed := m.DstID != r.id && r.streamForLocked(m.DstID) != nil
 	r.mu.Unlock()
 	srcOK := m.SrcID != r.id && expectSrc == in
 	switch {
@@ -415,7 +416,9 @@ func (r *Router) routeIn(m *Message, in *Stream) {
 		r.refuse(m, in, false, fmt.Sprintf("bad src_id: got %d via %s", m.SrcID, in))
 		return
 	}
-	if m.DstID != r.id && !in.isParent {
+	if routed && !in.isParent {
+		// Only ids with a route: a child writing to made-up ids does not
+		// grow the set.
 		in.noteEgress(m.DstID)
 	}
 	r.dispatch(r.ctx, m, in, 0)

@@ -430,11 +430,36 @@ func (rt *Runtime) closure(m *module) ([]*module, error) {
 	return out, visit(m)
 }
 
+// maxModuleRequests bounds the GET_MODULE requests of one context served
+// at once.
+const maxModuleRequests = 32
+
 // onGetModule serves a child's GET_MODULE with the module and its
 // transitive loads, fetching them from our own parent if needed. It runs
 // on its own goroutine: fetching may wait on the parent.
 func (rt *Runtime) onGetModule(msg *core.Message) {
+	rt.mu.Lock()
+	busy := rt.moduleRequests[msg.SrcID] >= maxModuleRequests
+	if !busy {
+		rt.moduleRequests[msg.SrcID]++
+	}
+	rt.mu.Unlock()
+	if busy {
+		// A child that floods requests and stops reading cannot pile up
+		// goroutines here.
+		now, cancel := context.WithCancel(context.Background())
+		cancel() // the reply is queued only if there is room: never wait here
+		rt.replyDead(now, msg, fmt.Sprintf("%d module requests of this context are in flight already: refused", maxModuleRequests))
+		return
+	}
 	rt.r.Go(func() {
+		defer func() {
+			rt.mu.Lock()
+			if rt.moduleRequests[msg.SrcID]--; rt.moduleRequests[msg.SrcID] <= 0 {
+				delete(rt.moduleRequests, msg.SrcID)
+			}
+			rt.mu.Unlock()
+		}()
 		// A child that stops reading gets a minute before it is dropped.
 		ctx, cancel := context.WithTimeout(rt.r.Lifetime(), time.Minute)
 		defer cancel()

@@ -90,8 +90,11 @@ type Runtime struct {
 	sent    map[uint32]map[moduleID]bool // target id → modules already pushed (forgotten when it is gone)
 	srcs    map[string]*srcFile          // src files by root-relative path
 	cached  map[uint32]map[string]bool   // child id → sha256s in its target's module cache (same)
-	disk    *moduleCache                 // this child's module cache; nil in the master and local children
-	stdout  sync.Mutex
+	// moduleRequests counts the GET_MODULE requests being served per
+	// requesting context.
+	moduleRequests map[uint32]int
+	disk           *moduleCache // this child's module cache; nil in the master and local children
+	stdout         sync.Mutex
 
 	stdoutErr error // the first failed write of print(), under stdout
 
@@ -149,7 +152,7 @@ func New(r *core.Router, opts Options) *Runtime {
 		opts.Stdout = os.Stdout
 	}
 	rt := &Runtime{r: r, opts: opts, modules: map[string]*module{}, partial: map[string][]byte{}, sent: map[uint32]map[moduleID]bool{},
-		srcs: map[string]*srcFile{}, cached: map[uint32]map[string]bool{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{},
+		srcs: map[string]*srcFile{}, cached: map[uint32]map[string]bool{}, moduleRequests: map[uint32]int{}, lifetimeThreads: map[*starlark.Thread]*builtins.ThreadState{},
 		services: map[string]bool{}}
 	if !r.IsMaster() {
 		rt.disk = openModuleCache()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,5 +45,36 @@ def main():
 	defer rt.mu.Unlock()
 	if len(rt.sent) != 1 {
 		t.Errorf("the runtime remembers modules sent to %d contexts after 151 were started and 150 stopped", len(rt.sent))
+	}
+}
+
+// A context's GET_MODULE requests are served a bounded number at a time:
+// past maxModuleRequests in flight, the next is refused at once with a
+// dead message rather than parked on a goroutine.
+func TestModuleRequestsBounded(t *testing.T) {
+	r := core.NewMaster(core.Options{})
+	defer r.CloseTimeout(5 * time.Second)
+	rt := New(r, Options{Stdout: os.Stderr})
+	rv, err := r.NewReceiver(core.ReceiverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rv.Close()
+	rt.mu.Lock()
+	rt.moduleRequests[r.ID()] = maxModuleRequests // as if a child had that many waiting
+	rt.mu.Unlock()
+	data, _ := core.Marshal(core.GetModuleRequest{Path: "x.star"})
+	rt.onGetModule(&core.Message{DstID: r.ID(), SrcID: r.ID(), ReplyTo: rv.Handle(), Data: data})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = rv.Get(ctx, true)
+	if err == nil || !strings.Contains(err.Error(), "32 module requests of this context are in flight already: refused") {
+		t.Fatalf("the request past the bound: %v", err)
+	}
+	rt.mu.Lock()
+	n := rt.moduleRequests[r.ID()]
+	rt.mu.Unlock()
+	if n != maxModuleRequests {
+		t.Errorf("a refused request changed the count to %d", n)
 	}
 }
