@@ -28,8 +28,13 @@ type Service struct {
 	Workers int
 	// MaxQueue bounds the calls waiting for a worker (default 1000);
 	// calls beyond it fail at once with CallError "service ... is busy".
+	// Their payloads are bounded too, to serviceQueueBytes.
 	MaxQueue int
 }
+
+// serviceQueueBytes bounds the payload bytes of the calls waiting for a
+// service's workers.
+const serviceQueueBytes = 64 << 20
 
 // A ServiceCall is one CALL_SERVICE request being served.
 type ServiceCall struct {
@@ -53,6 +58,7 @@ type serviceState struct {
 	svc   *Service
 	mu    sync.Mutex
 	queue []*serviceJob
+	bytes int // payload bytes in queue
 	busy  int
 }
 
@@ -147,6 +153,13 @@ func (r *Router) onCallService(m *Message) {
 		fail(CallError, fmt.Sprintf("service %q is busy: %d calls are waiting", req.Service, st.svc.MaxQueue))
 		return
 	}
+	if st.bytes > 0 && st.bytes+len(m.Data) > serviceQueueBytes {
+		n := st.bytes
+		st.mu.Unlock()
+		fail(CallError, fmt.Sprintf("service %q is busy: %d bytes of calls are waiting", req.Service, n))
+		return
+	}
+	st.bytes += len(m.Data)
 	st.queue = append(st.queue, &serviceJob{m: m, req: &req, method: method})
 	spawn := st.busy < st.svc.Workers
 	if spawn {
@@ -163,7 +176,7 @@ func (r *Router) serviceWorker(st *serviceState) {
 		st.mu.Lock()
 		if len(st.queue) == 0 || r.ctx.Err() != nil {
 			pending := st.queue
-			st.queue = nil
+			st.queue, st.bytes = nil, 0
 			st.busy--
 			st.mu.Unlock()
 			for _, job := range pending {
@@ -173,6 +186,7 @@ func (r *Router) serviceWorker(st *serviceState) {
 		}
 		job := st.queue[0]
 		st.queue = st.queue[1:]
+		st.bytes -= len(job.m.Data)
 		st.mu.Unlock()
 		var value []byte
 		var rerr *RemoteError
