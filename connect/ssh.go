@@ -168,9 +168,11 @@ func (t *sshTransport) options() []string {
 	if t.compression {
 		a = append(a, "-o", "Compression=yes")
 	}
+	// Always given: keepalive_interval=0 turns keepalives off even when
+	// ~/.ssh/config sets ServerAliveInterval.
+	a = append(a, "-o", "ServerAliveInterval="+strconv.Itoa(t.keepaliveInterval))
 	if t.keepaliveInterval > 0 {
-		a = append(a, "-o", "ServerAliveInterval="+strconv.Itoa(t.keepaliveInterval),
-			"-o", "ServerAliveCountMax="+strconv.Itoa(t.keepaliveCount))
+		a = append(a, "-o", "ServerAliveCountMax="+strconv.Itoa(t.keepaliveCount))
 	}
 	if t.havePassword {
 		// The password is typed into ssh's prompt: a BatchMode from

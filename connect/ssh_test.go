@@ -247,6 +247,15 @@ func TestSSHKeywords(t *testing.T) {
 	if got != want {
 		t.Errorf("argv\n got %s\nwant %s", got, want)
 	}
+	// keepalive_interval=0 is said to ssh, so that no ServerAliveInterval
+	// of ~/.ssh/config turns keepalives back on.
+	off, err := newSSH(nil, &core.ConnectOptions{Kwargs: map[string]any{"hostname": "h", "keepalive_interval": int64(0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(off.(*sshTransport).argv("x"), " "); !strings.Contains(got, "-o ServerAliveInterval=0 -o BatchMode") {
+		t.Errorf("keepalive_interval=0: argv %s", got)
+	}
 	if n := tr.DefaultName(); n != "ssh.example.org:2222" {
 		t.Errorf("name %q", n)
 	}
