@@ -42,29 +42,29 @@ func varsBase(src string) string {
 // and host of the inventory.
 func (inv *Inventory) loadVarsDirs(base string) error {
 	for _, g := range inv.groups {
-		vars, err := readVarsEntry(filepath.Join(base, "group_vars"), g.Name)
-		if err != nil {
+		if err := mergeVarsEntry(&g.fileVars, filepath.Join(base, "group_vars"), g.Name); err != nil {
 			return err
-		}
-		if len(vars) > 0 {
-			if g.fileVars == nil {
-				g.fileVars = map[string]any{}
-			}
-			maps.Copy(g.fileVars, vars)
 		}
 	}
 	for _, h := range inv.hosts {
-		vars, err := readVarsEntry(filepath.Join(base, "host_vars"), h.Name)
-		if err != nil {
+		if err := mergeVarsEntry(&h.fileVars, filepath.Join(base, "host_vars"), h.Name); err != nil {
 			return err
 		}
-		if len(vars) > 0 {
-			if h.fileVars == nil {
-				h.fileVars = map[string]any{}
-			}
-			maps.Copy(h.fileVars, vars)
-		}
 	}
+	return nil
+}
+
+// mergeVarsEntry copies the variables dir/name gives into *dst, making
+// the map when there are some.
+func mergeVarsEntry(dst *map[string]any, dir, name string) error {
+	vars, err := readVarsEntry(dir, name)
+	if err != nil || len(vars) == 0 {
+		return err
+	}
+	if *dst == nil {
+		*dst = map[string]any{}
+	}
+	maps.Copy(*dst, vars)
 	return nil
 }
 
