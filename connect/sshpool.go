@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,15 +47,15 @@ type sshConn struct {
 	key   string
 	label string // user@host:port, for messages
 
-	ready  chan struct{} // closed once the dial has ended
-	err    error         // the dial's failure
+	ready chan struct{} // closed once the dial has ended
+	err   error         // the dial's failure
 	// expired: the dial failed once its own context had ended (the
 	// deadline of the caller that started it): a caller that joined it
 	// with time left dials again.
 	expired bool
-	client *ssh.Client
-	via    *sshConn // the jump host's connection, held while this one is open
-	refs   int      // sessions and waiters (pool.mu)
+	client  *ssh.Client
+	via     *sshConn // the jump host's connection, held while this one is open
+	refs    int      // sessions and waiters (pool.mu)
 
 	phase     atomic.Pointer[string] // what the dial is doing
 	closed    chan struct{}          // closed once the connection is closed
@@ -79,13 +80,13 @@ type dialResult struct {
 // dial reports what it is doing with phase ("connecting to HOST:PORT"):
 // a caller whose deadline passes says it timed out doing that.
 func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time.Duration, keepaliveCount int, dial func(ctx context.Context, phase func(string)) dialResult) (*sshConn, bool, error) {
-	for {
+	for attempt := 0; ; attempt++ {
 		c, reused, joined, err := p.acquireOnce(ctx, key, label, keepalive, keepaliveCount, dial)
 		if err == nil {
 			return c, reused, nil
 		}
 		// (ctx first: while ctx is live the dial has ended, and expired is set.)
-		if ctx.Err() == nil && joined && c.expired {
+		if ctx.Err() == nil && joined && c.expired && attempt == 0 {
 			continue // the dial we waited for ran out of its starter's time
 		}
 		return nil, false, err
@@ -121,7 +122,10 @@ func (p *sshPool) acquireOnce(ctx context.Context, key, label string, keepalive 
 			res := dial(dctx, func(s string) { c.phase.Store(&s) })
 			p.mu.Lock()
 			c.client, c.via, c.err = res.client, res.via, res.err
-			c.expired = res.err != nil && dctx.Err() != nil
+			// The dialer's own deadline may fire a moment before dctx
+			// reports it: a timeout error counts as the context's end.
+			c.expired = res.err != nil && (dctx.Err() != nil ||
+				errors.Is(res.err, os.ErrDeadlineExceeded) || errors.Is(res.err, context.DeadlineExceeded))
 			close(c.ready)
 			unused := c.refs == 0
 			if c.err != nil && p.conns[key] == c {
