@@ -90,8 +90,10 @@ run_side() {
 	local log=$WORK/$side.log
 	case $side in
 	mitostar)
-		bin/mitostar bench/deploy/deploy.star "$base" "$PORT" "$KEY" "$KNOWN_HOSTS" "$@" >"$log" 2>&1 || {
-			cat "$log" >&2
+		inventory "$WORK/inventory" "$@"
+		# stdout: the script's JSON line; stderr: the progress lines and the recap.
+		bin/mitostar -i "$WORK/inventory" --forks "$#" --progress never bench/deploy/deploy.star "$base" >"$log" 2>"$log.err" || {
+			cat "$log" "$log.err" >&2
 			return 1
 		}
 		python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r["changed_hosts"], r["changes"])' "$log"
