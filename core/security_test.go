@@ -154,6 +154,14 @@ func TestRouteAnnouncementsChecked(t *testing.T) {
 	grant(r, 5, 50)
 	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAddRoute, Data: mustMarshal(t, routeUpdate{ID: 50, Name: "grandchild", Parent: 6})})
 	logs.waitFor(t, "WARNING refused ADD_ROUTE for context 50", "its parent 6 is not behind that stream")
+	// An id from a block granted to the sibling 6, not used yet, is 6's
+	// alone: 5 cannot steal the route to the context 6 will start there.
+	grant(r, 6, 60)
+	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAddRoute, Data: mustMarshal(t, routeUpdate{ID: 60, Name: "stolen", Parent: 5})})
+	logs.waitFor(t, "WARNING refused ADD_ROUTE for context 60", "the id was not allocated through that stream")
+	if hasRoute(r, 60) {
+		t.Fatal("5 took the route to an id granted to 6")
+	}
 	// A real announcement from 5 is accepted and propagated no further
 	// than the master (which has no parent).
 	a.send(&Message{DstID: 0, SrcID: 5, AuthID: 5, Handle: handleAddRoute, Data: mustMarshal(t, routeUpdate{ID: 50, Name: "grandchild", Parent: 5})})
@@ -345,4 +353,60 @@ func TestLoopBackDropped(t *testing.T) {
 	a.send(&Message{DstID: 5, SrcID: 5, AuthID: 5, Handle: 1000, ReplyTo: 1001})
 	logs.waitFor(t, "WARNING dropped a message from stream to raw.5 (id 5) for context 5: it would go back the way it came")
 	a.expectNone(100 * time.Millisecond)
+}
+
+// What send_async and a Receiver made with respondent= wait for is taken
+// only from that context: a sibling's forgeries on the handle are dropped
+// with a warning, and the respondent's own messages still arrive.
+func TestForgedMessagesToRespondentHandles(t *testing.T) {
+	r, logs := newLoggedMaster(t, Options{})
+	ctx := testCtx(t)
+	target := linkChild(t, r, 1, Options{})
+	forger := attachRaw(t, r, 2, "forger")
+	waitUntil(t, 5*time.Second, "route to 2", func() bool { return hasRoute(r, 2) })
+	forge := func(h uint32) {
+		forger.send(&Message{DstID: 0, SrcID: 2, AuthID: 2, Handle: h, Data: mustMarshal(t, "forged")})
+		forger.send(&Message{DstID: 0, SrcID: 2, AuthID: 2, Handle: h, ReplyTo: IsDead, Data: mustMarshal(t, "forged dead")})
+	}
+	want := func(rv *Receiver, s string) {
+		t.Helper()
+		m, err := rv.Get(ctx, true)
+		var got string
+		if err != nil || m.Decode(&got) != nil || got != s {
+			t.Fatalf("got %q, %v; want %q from the respondent", got, err, s)
+		}
+	}
+
+	// A Receiver with respondent=.
+	rv, err := r.NewReceiver(ReceiverOptions{Respondent: r.ContextByID(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rv.Close()
+	forge(rv.Handle())
+	logs.waitFor(t, "WARNING dropped a message from forger (context 2)", fmt.Sprintf("for handle %d: reply from unexpected context", rv.Handle()))
+	if err := target.Route(ctx, &Message{DstID: 0, Handle: rv.Handle(), Data: mustMarshal(t, "real")}); err != nil {
+		t.Fatal(err)
+	}
+	want(rv, "real")
+
+	// send_async: the reply handle waits for the context sent to. The
+	// target answers from a handler of its own, after the forgeries.
+	answer := make(chan *Message, 1)
+	h, err := target.AddHandler(func(m *Message) { answer <- m }, HandlerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := r.ContextByID(1).SendAsync(ctx, &Message{Handle: h, Data: mustMarshal(t, "ping")}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reply.Close()
+	ping := <-answer
+	forge(reply.Handle())
+	logs.waitFor(t, "WARNING dropped a message from forger (context 2)", fmt.Sprintf("for handle %d: reply from unexpected context", reply.Handle()))
+	if err := ping.Reply(ctx, "pong"); err != nil {
+		t.Fatal(err)
+	}
+	want(reply, "pong")
 }
