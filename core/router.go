@@ -89,6 +89,7 @@ type Router struct {
 	idEnd       uint32
 	idCounter   uint32                // master: the first id not yet handed out
 	granted     map[*Stream][]idRange // id blocks handed out through each child stream
+	allocating  map[*Stream]int       // ALLOCATE_ID requests of each child stream being served
 	parentOf    map[uint32]uint32     // each known descendant's parent
 	warnStart   time.Time             // warnf's rate limit: the current second
 	warnCount   int                   // and the warnings in it
@@ -127,6 +128,7 @@ func newRouter(id uint32, parentIDs []uint32, opts Options) *Router {
 		contexts:    make(map[uint32]*Context),
 		dead:        make(map[uint32]string),
 		granted:     make(map[*Stream][]idRange),
+		allocating:  make(map[*Stream]int),
 		parentOf:    make(map[uint32]uint32),
 		nextHandle:  FirstUserHandle,
 		closed:      make(chan struct{}),
@@ -604,6 +606,7 @@ func (r *Router) onStreamClosed(s *Stream, cause error) {
 		delete(r.children, s.remoteID)
 	}
 	delete(r.granted, s)
+	delete(r.allocating, s)
 	var gone []uint32
 	for id, via := range r.routes {
 		if via == s {

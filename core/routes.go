@@ -256,7 +256,12 @@ func (r *Router) onAllocateID(m *Message) {
 	}
 	in := m.from
 	r.mu.Lock()
-	taken := len(r.granted[in])
+	// Requests still being served count: a relay fetches blocks from its
+	// parent on goroutines, and a flood must not pass the check at once.
+	taken := len(r.granted[in]) + r.allocating[in]
+	if taken < maxBlocksPerStream {
+		r.allocating[in]++
+	}
 	r.mu.Unlock()
 	if taken >= maxBlocksPerStream {
 		reason := fmt.Sprintf("allocating context ids: %s has taken %d blocks of %d ids, the most one child may take", r.nameOf(m.SrcID), taken, idBlockSize)
@@ -268,15 +273,18 @@ func (r *Router) onAllocateID(m *Message) {
 		ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
 		defer cancel()
 		blk, err := r.takeBlock(ctx)
+		r.mu.Lock()
+		if r.allocating[in]--; r.allocating[in] <= 0 {
+			delete(r.allocating, in)
+		}
+		if err == nil && r.children[in.remoteID] == in {
+			r.granted[in] = append(r.granted[in], blk)
+		}
+		r.mu.Unlock()
 		if err != nil {
 			r.sendDead(m, err.Error())
 			return
 		}
-		r.mu.Lock()
-		if r.children[in.remoteID] == in {
-			r.granted[in] = append(r.granted[in], blk)
-		}
-		r.mu.Unlock()
 		data, _ := Marshal(idBlock{Start: blk.start, Count: blk.end - blk.start})
 		r.routeNoWait(&Message{DstID: m.SrcID, Handle: m.ReplyTo, Data: data}, controlReserve)
 	}
