@@ -51,7 +51,11 @@ def main():
 	if counts[10] == 0 || counts[200] == 0 {
 		t.Fatalf("no thread counts in %q", out)
 	}
-	if counts[200] > 24 || counts[200] > counts[10]+6 {
+	// A thread per child would be 200 or more. The runtime keeps the
+	// threads that served blocking system calls while children started
+	// (forks, exec pipes), so how many depends on the machine's load, not
+	// on the number of children: a fixed bound, not a comparison.
+	if counts[200] > 24 {
 		t.Fatalf("the master runs %d threads with 200 children (%d with 10): want a small fixed number", counts[200], counts[10])
 	}
 }
