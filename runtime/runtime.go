@@ -375,7 +375,12 @@ func (rt *Runtime) newThreadUnder(name string, ctx, parent context.Context) (*st
 	stop := context.AfterFunc(parent, func() { cancelThread(parent, thread, st) })
 	return thread, st, func() {
 		st.Finished.Store(true)
-		stop()
+		if stop() && parent.Err() != nil {
+			// parent ended, and the thread saw it (a wait it was in
+			// returned) and finished before the callback ran: the calls
+			// it leaves unanswered are cancelled all the same.
+			builtins.CancelCalls(st)
+		}
 	}
 }
 
