@@ -572,7 +572,7 @@ func TestStdoutErrors(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("the script went on after its first print failed")
 	}
-	for _, args := range [][]string{{"version"}, {"--version"}, {"help"}} {
+	for _, args := range [][]string{{"version"}, {"--version"}, {"help"}, {"doc"}, {"doc", "Receiver.get"}} {
 		code, stderr := run(args...)
 		if code != 1 {
 			t.Errorf("%v > /dev/full: exit status %d, want 1", args, code)
@@ -925,5 +925,27 @@ func TestSSHTransportFlag(t *testing.T) {
 		r = mitostar(t, dir, nil, append(flags, args...)...)
 		r.want(t, 1)
 		contains(t, "stderr", r.stderr, "Error: connect ssh.127.0.0.1:", "starting /nonexistent/ssh")
+	}
+}
+
+// A message for a handle nobody listens on is refused with a warning
+// that names its sender, at the default log level (no -v).
+func TestInvalidHandleWarnsByDefault(t *testing.T) {
+	t.Parallel()
+	dir := script(t, map[string]string{"s.star": `
+def poke():
+    rv = Receiver(router)
+    router.route(Message.encoded("x", dst_id = 0, handle = 77777, reply_to = rv.handle))
+    _, err = catch(rv.get, timeout = 10)
+    return str(err)
+
+def main():
+    print(router.local(name = "probe").call(poke))
+`})
+	r := mitostar(t, dir, nil, "s.star")
+	r.want(t, 0)
+	contains(t, "stdout", r.stdout, "ChannelError: invalid handle\n")
+	if !regexp.MustCompile(`\[master\] WARNING refused a message from probe \(context \d+\) for handle 77777: invalid handle`).MatchString(r.stderr) {
+		t.Errorf("no warning naming the sender at the default log level:\n%s", r.stderr)
 	}
 }
