@@ -949,3 +949,51 @@ def main():
 		t.Errorf("no warning naming the sender at the default log level:\n%s", r.stderr)
 	}
 }
+
+// --profile DIR: the master and every context of the tree write their
+// CPU and heap profiles there when they exit. A context made with
+// profiling=DIR writes its own into DIR — under --profile into --profile's
+// directory, since a process has one CPU profile, and the log says where.
+func TestProfileFlag(t *testing.T) {
+	t.Parallel()
+	own := t.TempDir()
+	dir := script(t, map[string]string{"p.star": `
+def main():
+    a = router.local(name = "a")
+    b = router.local(name = "b", profiling = argv[0])
+    print(a.call(os.getpid), b.call(os.getpid))
+`})
+	pids := func(r result) (int, int) {
+		t.Helper()
+		var pa, pb int
+		if _, err := fmt.Sscan(r.stdout, &pa, &pb); err != nil {
+			t.Fatalf("stdout %q: %v", r.stdout, err)
+		}
+		return pa, pb
+	}
+	exist := func(paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+				t.Errorf("profile %s: %v", p, err)
+			}
+		}
+	}
+	prof := t.TempDir()
+	r := mitostar(t, dir, nil, "--profile", prof, "p.star", own)
+	r.want(t, 0)
+	pa, pb := pids(r)
+	exist(filepath.Join(prof, "master.cpu.prof"), filepath.Join(prof, "master.heap.prof"))
+	for _, pid := range []int{pa, pb} {
+		exist(filepath.Join(prof, fmt.Sprintf("child-%d.cpu.prof", pid)), filepath.Join(prof, fmt.Sprintf("child-%d.heap.prof", pid)))
+	}
+	contains(t, "stderr", r.stderr, fmt.Sprintf("INFO profiling b: its CPU and heap profiles are written to %s/child-%d.cpu.prof", prof, pb))
+
+	r = mitostar(t, dir, nil, "p.star", own)
+	r.want(t, 0)
+	_, pb = pids(r)
+	exist(filepath.Join(own, fmt.Sprintf("child-%d.cpu.prof", pb)), filepath.Join(own, fmt.Sprintf("child-%d.heap.prof", pb)))
+	if left, _ := os.ReadDir(own); len(left) != 2 {
+		t.Errorf("%s holds %d files, want b's two profiles", own, len(left))
+	}
+}
