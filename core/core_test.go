@@ -6,15 +6,15 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/mitostar/mitostar/internal/testbed"
 )
 
 func TestMain(m *testing.M) {
 	RunRole()
 	// Children built with -race would sleep 1 s at exit to catch late
 	// races; the tests start dozens of them.
-	if os.Getenv("GORACE") == "" {
-		os.Setenv("GORACE", "atexit_sleep_ms=0")
-	}
+	testbed.QuickRaceExit()
 	os.Exit(m.Run())
 }
 

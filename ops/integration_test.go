@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,28 +30,8 @@ import (
 // Children started by these tests are this test binary in the child role.
 func TestMain(m *testing.M) {
 	core.RunRole()
-	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
-		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
-	}
+	testbed.QuickRaceExit()
 	os.Exit(m.Run())
-}
-
-// syncBuffer is a bytes.Buffer safe for the writers of a master.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // runScript runs testdata/SCRIPT in a new master with testdata as its
@@ -61,7 +40,7 @@ func runScript(t *testing.T, opts runtime.Options, script string, argv ...string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var out, log syncBuffer
+	var out, log testbed.SyncBuffer
 	r := core.NewMaster(core.Options{Sink: core.NewWriterSink(&log)})
 	opts.Roots, opts.Argv, opts.Stdout = append([]string{"testdata"}, opts.Roots...), argv, &out
 	rt := runtime.New(r, opts)

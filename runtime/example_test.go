@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,15 +12,14 @@ import (
 
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/testbed"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 // Children started by the examples are this test binary re-executed.
 func TestMain(m *testing.M) {
 	core.RunRole()
-	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
-		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0")) // children exit at once under -race
-	}
+	testbed.QuickRaceExit() // children exit at once under -race
 	os.Exit(m.Run())
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mitostar/mitostar/builtins"
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/testbed"
 	"github.com/mitostar/mitostar/runtime"
 )
 
@@ -17,22 +18,12 @@ import (
 // child role.
 func TestMain(m *testing.M) {
 	core.RunRole()
-	quickRaceExit()
+	testbed.QuickRaceExit()
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
 	os.Exit(code)
-}
-
-// quickRaceExit drops the race detector's 1 s sleep at exit
-// (atexit_sleep_ms) for the processes these tests start: every child and
-// CLI run would otherwise take a second longer to go. Races are still
-// reported, on the child's stderr, which reaches the master's log.
-func quickRaceExit() {
-	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
-		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
-	}
 }
 
 // testArgv is the argv every script of the suite sees, in every context.

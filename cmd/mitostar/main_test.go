@@ -35,18 +35,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
 		main()
 	}
-	quickRaceExit()
+	testbed.QuickRaceExit()
 	os.Exit(m.Run())
-}
-
-// quickRaceExit drops the race detector's 1 s sleep at exit
-// (atexit_sleep_ms) for the processes these tests start: every child and
-// CLI run would otherwise take a second longer to go. Races are still
-// reported, on the child's stderr, which reaches the master's log.
-func quickRaceExit() {
-	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
-		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
-	}
 }
 
 // result is what one run of the command produced.
