@@ -708,8 +708,8 @@ func ToGo(refs FuncRefs, v starlark.Value) (any, error) {
 	return nil, fmt.Errorf("cannot use a value of type %s here", v.Type())
 }
 
-// FromGo converts plain decoded Go data back to Starlark. A []byte must
-// not be used again by the caller: the bytes value aliases it.
+// FromGo converts plain decoded Go data back to Starlark; the value
+// copies what it keeps.
 func FromGo(v any) (starlark.Value, error) {
 	if sv, ok := fromScalar(v); ok {
 		return sv, nil
