@@ -98,16 +98,14 @@ func (p *sshPool) acquire(ctx context.Context, key, label string, keepalive time
 func (p *sshPool) acquireOnce(ctx context.Context, key, label string, keepalive time.Duration, keepaliveCount int, dial func(ctx context.Context, phase func(string)) dialResult) (c *sshConn, reused, joined bool, err error) {
 	p.mu.Lock()
 	c = p.conns[key]
-	reused = c != nil
-	if c != nil && !c.unusable() {
+	reused = c != nil && !c.unusable()
+	if reused {
 		select {
 		case <-c.ready:
 		default:
-			joined = true
+			joined = true // its dial is still under way
 		}
-	}
-	if c == nil || c.unusable() {
-		reused = false
+	} else {
 		c = &sshConn{pool: p, key: key, label: label, ready: make(chan struct{}), closed: make(chan struct{})}
 		p.conns[key] = c
 		dctx, cancel := context.WithCancel(p.r.Lifetime())
