@@ -39,10 +39,9 @@ type calls struct {
 	order     []callKey // cancelled, oldest first
 }
 
-// A runningCall is a call being served: its context and its thread,
-// which cancel ends.
+// A runningCall is a call being served: its thread, whose context
+// (st.Ctx) cancel ends.
 type runningCall struct {
-	ctx    context.Context
 	cancel context.CancelCauseFunc
 	thread *starlark.Thread
 	st     *builtins.ThreadState
@@ -81,7 +80,7 @@ func (c *calls) cancel(key callKey) {
 	c.mu.Unlock()
 	if ok {
 		rc.cancel(errCancelledByCaller)
-		cancelThread(rc.ctx, rc.thread, rc.st)
+		cancelThread(rc.st.Ctx, rc.thread, rc.st)
 	}
 }
 

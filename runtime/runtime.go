@@ -655,26 +655,24 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 			}
 		}
 	}
-	var thread *starlark.Thread
+	// A call with a reply can be cancelled by its caller: its thread runs
+	// under a context of its own.
+	callCtx, cancel := ctx, context.CancelCauseFunc(nil)
 	if c.Msg.ReplyTo != 0 {
-		// A call with a reply can be cancelled by its caller.
-		key := callKey{src: c.Msg.SrcID, handle: c.Msg.ReplyTo}
-		callCtx, cancel := context.WithCancelCause(ctx)
+		callCtx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
-		t, st, done := rt.newThreadUnder("call "+c.Request.Func, callCtx, ctx)
-		defer done()
-		if !rt.calls.start(key, &runningCall{ctx: callCtx, cancel: cancel, thread: t, st: st}) {
+	}
+	thread, st, done := rt.newThreadUnder("call "+c.Request.Func, callCtx, ctx)
+	defer done()
+	if c.Msg.ReplyTo != 0 {
+		key := callKey{src: c.Msg.SrcID, handle: c.Msg.ReplyTo}
+		if !rt.calls.start(key, &runningCall{cancel: cancel, thread: thread, st: st}) {
 			return nil, nil, &core.RemoteError{Kind: core.CallError, Message: errCancelledByCaller.Error(), Context: rt.r.Name()}
 		}
 		defer rt.calls.finish(key)
-		thread, ctx = t, callCtx
-		builtins.SetCurrentCall(rt.r, st)
-	} else {
-		t, st, done := rt.newThreadUnder("call "+c.Request.Func, ctx, ctx)
-		defer done()
-		thread = t
-		builtins.SetCurrentCall(rt.r, st)
 	}
+	ctx = callCtx
+	builtins.SetCurrentCall(rt.r, st)
 	defer builtins.SetCurrentCall(rt.r, nil)
 	fn, err := rt.resolve(thread, c.Request.Func)
 	if err != nil {
