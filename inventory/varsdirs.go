@@ -142,9 +142,5 @@ func readVarsFile(path string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	vars, err := parseYAMLVars(path, data)
-	if err != nil {
-		return nil, err
-	}
-	return vars, nil
+	return parseYAMLVars(path, data)
 }
