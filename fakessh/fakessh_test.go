@@ -23,25 +23,12 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/testbed"
 )
 
 func TestMain(m *testing.M) {
 	core.RunRole()
 	os.Exit(m.Run())
-}
-
-// require finds tool, failing in CI (MITOSTAR_REQUIRE_INTEGRATION=1) and
-// skipping elsewhere when it is missing.
-func require(t testing.TB, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("MITOSTAR_REQUIRE_INTEGRATION") != "" {
-			t.Fatalf("%s is required: %v", tool, err)
-		}
-		t.Skipf("%s not installed", tool)
-	}
-	return p
 }
 
 func TestParseSSH(t *testing.T) {
@@ -230,7 +217,7 @@ func treeDigest(t testing.TB, root string) string {
 }
 
 func TestRsync(t *testing.T) {
-	require(t, "rsync")
+	testbed.Require(t, "rsync")
 	r, c := setup(t)
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
@@ -267,8 +254,8 @@ func rsyncCompare(t testing.TB, r *core.Router, c *core.Context, from, to, want,
 }
 
 func TestScpSftp(t *testing.T) {
-	require(t, "scp")
-	require(t, "sftp")
+	testbed.Require(t, "scp")
+	testbed.Require(t, "sftp")
 	r, c := setup(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
@@ -303,7 +290,7 @@ func TestScpSftp(t *testing.T) {
 }
 
 func TestConcurrentRsync(t *testing.T) {
-	require(t, "rsync")
+	testbed.Require(t, "rsync")
 	r, c := setup(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
@@ -370,7 +357,7 @@ func fakesshGoroutines() int {
 }
 
 func TestRsyncKilled(t *testing.T) {
-	require(t, "rsync")
+	testbed.Require(t, "rsync")
 	r, c := setup(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")

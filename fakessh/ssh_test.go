@@ -36,7 +36,7 @@ func sshSetup(t testing.TB) (*core.Router, *core.Context) {
 // TestRsyncOverSSH copies 1,000 small files and one 100 MiB file with
 // rsync into a context reached over ssh, and back.
 func TestRsyncOverSSH(t *testing.T) {
-	require(t, "rsync")
+	testbed.Require(t, "rsync")
 	r, c := sshSetup(t)
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
@@ -97,7 +97,7 @@ func TestPutGetOverSSH(t *testing.T) {
 // context: make bench's fs_put_ssh row compares against one warm ssh
 // session instead (bench/README.md).
 func BenchmarkOverSSH(b *testing.B) {
-	require(b, "rsync")
+	testbed.Require(b, "rsync")
 	s := testbed.SSHD(b)
 	r := core.NewMaster(core.Options{})
 	b.Cleanup(r.Close)
