@@ -295,7 +295,7 @@ func (r *Router) startChild(ctx context.Context, t Transport, id uint32, method 
 		return fail(errors.New("handshake finished too late"), noise)
 	}
 	r.log.Debug("child started", "name", name, "id", id, "pid", reply.PID, "version", reply.Version)
-	s := newStream(r, id, name, false, br, conn.Stdin, conn.Close)
+	s := newStream(r, id, name, false, hello.MaxMessageSize, br, conn.Stdin, conn.Close)
 	s.exited = conn.Exited
 	select {
 	case <-r.closed:
@@ -446,7 +446,7 @@ func runChild() int {
 	if hello.Debug {
 		r.log = slog.New(NewLogHandler(r))
 	}
-	r.parent = newStream(r, hello.ParentIDs[0], "parent", true, br, out, func() { in.Close(); out.Close() })
+	r.parent = newStream(r, hello.ParentIDs[0], "parent", true, hello.MaxMessageSize, br, out, func() { in.Close(); out.Close() })
 	for _, h := range childHooks {
 		if err := h(r, hello.Ext); err != nil {
 			r.parent.start()

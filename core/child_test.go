@@ -129,6 +129,12 @@ func TestMessageSizeLimit(t *testing.T) {
 	if err := c.Call(ctx, nil, "test.setmax", 8192); err != nil {
 		t.Fatal(err)
 	}
+	// A small reply first, so the relay's reader of the grandchild's
+	// stream has read a frame since the limit changed: the grandchild
+	// keeps to the limit it was told, and its stream stays open.
+	if err := g.Call(ctx, &n, "test.maxsize"); err != nil || n != 64<<10 {
+		t.Fatalf("grandchild's limit after its relay's changed: %d, %v", n, err)
+	}
 	start := time.Now()
 	tctx, cancel := context.WithTimeout(ctx, 7*time.Second)
 	defer cancel()

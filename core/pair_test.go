@@ -41,9 +41,9 @@ func linkChild(t testing.TB, parent *Router, id uint32, opts Options) *Router {
 	}
 	pr, pw, cr, cw := pipes(t)
 	child := newRouter(id, append([]uint32{parent.id}, parent.parentIDs...), opts)
-	child.parent = newStream(child, parent.id, "parent", true, bufio.NewReaderSize(cr, 64<<10), cw,
+	child.parent = newStream(child, parent.id, "parent", true, parent.MaxMessageSize(), bufio.NewReaderSize(cr, 64<<10), cw,
 		func() { cr.Close(); cw.Close() })
-	s := newStream(parent, id, opts.Name, false, bufio.NewReaderSize(pr, 64<<10), pw,
+	s := newStream(parent, id, opts.Name, false, parent.MaxMessageSize(), bufio.NewReaderSize(pr, 64<<10), pw,
 		func() { pr.Close(); pw.Close() })
 	grantUp(parent, id)
 	parent.addChild(s)
@@ -109,7 +109,7 @@ func attachRaw(t testing.TB, parent *Router, id uint32, name string) *rawPeer {
 			p.frames <- m
 		}
 	}()
-	s := newStream(parent, id, name, false, bufio.NewReaderSize(pr, 64<<10), pw,
+	s := newStream(parent, id, name, false, parent.MaxMessageSize(), bufio.NewReaderSize(pr, 64<<10), pw,
 		func() { pr.Close(); pw.Close() })
 	grantUp(parent, id)
 	parent.addChild(s)

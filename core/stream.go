@@ -37,13 +37,21 @@ type Stream struct {
 
 // newStream returns the stream to a neighbour over r and w; release runs
 // once when it closes (it closes r and w). start runs it.
-func newStream(rt *Router, remoteID uint32, name string, isParent bool, r io.Reader, w io.Writer, release func()) *Stream {
+//
+// told is the size limit the neighbour and this context agreed at the
+// handshake. The reader accepts frames up to that or the router's
+// current limit, whichever is larger: a neighbour that keeps to what it
+// was told is never cut off because this context lowered its limit later.
+// Such a frame is read whole and then refused by the router with a dead
+// message that says why, and the memory it takes stays within the agreed
+// limit.
+func newStream(rt *Router, remoteID uint32, name string, isParent bool, told int, r io.Reader, w io.Writer, release func()) *Stream {
 	s := &Stream{router: rt, remoteID: remoteID, name: name, isParent: isParent, egress: make(map[uint32]struct{})}
 	s.link = wire.New(wire.Config{
 		Reader:   r,
 		Writer:   w,
 		Release:  release,
-		MaxFrame: rt.MaxMessageSize,
+		MaxFrame: func() int { return max(told, rt.MaxMessageSize()) },
 	})
 	return s
 }
