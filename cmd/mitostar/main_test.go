@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -36,6 +37,13 @@ func TestMain(m *testing.M) {
 		main()
 	}
 	testbed.QuickRaceExit()
+	if signal.Ignored(syscall.SIGHUP) {
+		// Run under nohup: a handler here makes the commands the tests
+		// start begin with SIGHUP at its default, as from a terminal (an
+		// ignored signal stays ignored across exec, and a test that
+		// hangs up a master would wait for its timeout).
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+	}
 	os.Exit(m.Run())
 }
 
