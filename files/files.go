@@ -4,7 +4,7 @@
 // registered paths and prefixes to children, as Mitogen's does.
 //
 // Files of any size are streamed (never held whole in memory), keep
-// their mode and mtime, are verified by sha256 and are written
+// their mode and mtime, are verified by a CRC-32C and are written
 // atomically: a temp file beside the destination renamed over it, a new
 // tree built in a temp directory renamed into place. A failed transfer
 // leaves no partial file. Failing system calls are errors of kind

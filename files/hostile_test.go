@@ -2,9 +2,11 @@ package files
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -49,23 +51,7 @@ func init() {
 // evilSend writes variant's crafted tree to s.
 func evilSend(ctx context.Context, s *core.ByteStream, variant, outside string) {
 	defer s.Close()
-	w := bufio.NewWriter(s)
-	for _, e := range evilTree(variant, outside) {
-		if err := writeRecord(w, &e.h); err != nil {
-			return
-		}
-		if e.h.Kind == kindFile {
-			w.Write(e.data)
-			sum := sha256.Sum256(e.data)
-			if e.badSum {
-				sum[0] ^= 1
-			}
-			if !e.short {
-				w.Write(sum[:])
-			}
-		}
-	}
-	if err := w.Flush(); err != nil {
+	if err := writeEntries(s, evilTree(variant, outside)); err != nil {
 		return
 	}
 	s.CloseWrite()
@@ -73,11 +59,53 @@ func evilSend(ctx context.Context, s *core.ByteStream, variant, outside string) 
 	s.ReadContext(ctx, b[:]) // until the receiver is done
 }
 
+// writeEntries writes entries in the tree format, each file followed by
+// its checksum trailer (or not, or a wrong one, as the entry says).
+func writeEntries(s io.Writer, entries []evilEntry) error {
+	w := bufio.NewWriter(s)
+	for _, e := range entries {
+		if err := writeRecord(w, &e.h); err != nil {
+			return err
+		}
+		if e.h.Kind == kindFile {
+			sum := trailer(e.data)
+			if e.badSum {
+				sum[0] ^= 1
+			}
+			w.Write(corrupted(e))
+			if !e.short {
+				w.Write(sum[:])
+			}
+		}
+	}
+	return w.Flush()
+}
+
+// trailer is the checksum a sender writes after data: its CRC-32C,
+// big-endian.
+func trailer(data []byte) [sumSize]byte {
+	var b [sumSize]byte
+	binary.BigEndian.PutUint32(b[:], crc32.Checksum(data, castagnoli))
+	return b
+}
+
+// corrupted is the content of e as it arrives: with e.corrupt, one bit
+// in its middle flipped after the sender summed it.
+func corrupted(e evilEntry) []byte {
+	if !e.corrupt {
+		return e.data
+	}
+	d := bytes.Clone(e.data)
+	d[len(d)/2] ^= 0x10
+	return d
+}
+
 type evilEntry struct {
-	h      header
-	data   []byte
-	badSum bool // the checksum does not match
-	short  bool // the stream ends inside the file
+	h       header
+	data    []byte
+	badSum  bool // the checksum does not match
+	corrupt bool // the content changes in flight, after the sender summed it
+	short   bool // the stream ends inside the file
 }
 
 func evilFile(path string, data string) evilEntry {
@@ -111,6 +139,16 @@ func evilTree(variant, outside string) []evilEntry {
 		e := evilFile("f", "tampered")
 		e.badSum = true
 		return []evilEntry{root, evilFile("ok", "fine"), e, end}
+	case "bad-content":
+		// Larger than the receiver's read buffer: it arrives through
+		// the stream's own chunks.
+		e := evilFile("f", string(bigContent()))
+		e.corrupt = true
+		return []evilEntry{root, evilFile("ok", "fine"), e, end}
+	case "file-bad-content":
+		e := evilFile("", string(bigContent()))
+		e.corrupt = true
+		return []evilEntry{e, end}
 	case "short":
 		e := evilFile("f", "cut short")
 		e.short = true
@@ -135,7 +173,9 @@ func TestHostileSender(t *testing.T) {
 		{"symlink-up", "escapes"},
 		{"dir-over-symlink", "not a directory"},
 		{"through-existing-link", "escapes"},
-		{"bad-sum", "sha256 mismatch"},
+		{"bad-sum", "f: checksum mismatch: received crc32c 0x"},
+		{"bad-content", "f: checksum mismatch: received crc32c 0x"},
+		{"file-bad-content", "dest: checksum mismatch: received crc32c 0x"},
 		{"short", "reading"},
 		{"file-with-path", `first entry has path "x"`},
 	} {
@@ -180,6 +220,105 @@ func TestHostileSender(t *testing.T) {
 			}
 			if fmt.Sprint(got) != want {
 				t.Errorf("left behind: %v, want %s", got, want)
+			}
+		})
+	}
+}
+
+// bigContent is 1 MiB of a fixed pseudo-random pattern: larger than the
+// receiver's read buffer, so that it arrives through the stream's chunks.
+func bigContent() []byte {
+	b := make([]byte, 1<<20)
+	x := uint32(1)
+	for i := range b {
+		x = x*1664525 + 1013904223
+		b[i] = byte(x >> 24)
+	}
+	return b
+}
+
+// Content changed between the sender's read and the receiver (what a
+// bug in the stream layer would do: a lost, duplicated or reordered
+// chunk) is refused with an OSError naming the path and both checksums,
+// and leaves nothing behind: no temporary file or directory, an
+// existing destination file as it was. The receiver is a child's
+// files.receive, as for fs.put, writing into anonymous and into named
+// temporary files.
+func TestCorruptedInFlight(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		name := "anonymous"
+		if named {
+			name = "named"
+		}
+		t.Run(name, func(t *testing.T) {
+			if named {
+				t.Setenv("MITOSTAR_TEST_NAMED_TEMPS", "1") // read by the child at start
+			} else if !useAnonymous {
+				t.Skip("no O_TMPFILE on this system")
+			}
+			r := newMaster(t)
+			c := child(t, r, nil)
+			ctx := testCtx(t)
+			for _, tc := range []struct {
+				name string
+				tree bool
+				data []byte
+			}{
+				{"small-file", false, []byte("a small file, read along with its header")},
+				{"big-file", false, bigContent()},
+				{"tree", true, bigContent()},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					dir := t.TempDir()
+					dest := filepath.Join(dir, "dest")
+					end := evilEntry{h: header{Kind: kindEnd}}
+					bad := evilEntry{h: header{Kind: kindFile, Mode: 0o644, Size: int64(len(tc.data))}, data: tc.data, corrupt: true}
+					full, entries := dest, []evilEntry{bad, end}
+					mtime := time.Date(2020, 2, 2, 2, 2, 2, 0, time.UTC)
+					if tc.tree {
+						bad.h.Path = "f"
+						full = filepath.Join(dest, "f")
+						entries = []evilEntry{{h: header{Kind: kindDir, Mode: 0o755}}, evilFile("ok", "fine"), bad, end}
+					} else {
+						writeFile(t, dest, []byte("before"), 0o600, mtime)
+					}
+					s, err := r.NewByteStream(c, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s.Close()
+					if err := c.Call(ctx, nil, "files.receive", s.Addr(), dest, ReceiveOptions{}); err != nil {
+						t.Fatal(err)
+					}
+					writeEntries(s, entries) // fails once the receiver has refused
+					err = s.CloseWriteContext(ctx)
+					if err == nil {
+						var st status
+						if err = readRecord(s, &st); err == nil {
+							t.Fatalf("the corrupted transfer succeeded: %+v", st)
+						}
+					}
+					want := fmt.Sprintf("fs.put %s: checksum mismatch: received crc32c 0x%08x, sender had 0x%08x",
+						full, crc32.Checksum(corrupted(bad), castagnoli), crc32.Checksum(tc.data, castagnoli))
+					wantOSError(t, preferRemote(s, err), want)
+					left := names(t, dir)
+					if tc.tree {
+						if len(left) != 0 {
+							t.Fatalf("a refused tree left %v", left)
+						}
+						return
+					}
+					if fmt.Sprint(left) != "[dest]" {
+						t.Fatalf("left %v, want only the destination as it was", left)
+					}
+					got, err := os.ReadFile(dest)
+					if err != nil || string(got) != "before" {
+						t.Fatalf("the destination now holds %q (%v), want it as it was", got, err)
+					}
+					if fi, err := os.Stat(dest); err != nil || fi.Mode() != 0o600 || !fi.ModTime().Equal(mtime) {
+						t.Fatalf("the destination's mode or mtime changed: %v", fi)
+					}
+				})
 			}
 		})
 	}
@@ -272,7 +411,7 @@ func TestKilledTransfer(t *testing.T) {
 				writeRecord(w, &header{Kind: kindDir, Mode: 0o755})
 				writeRecord(w, &header{Kind: kindFile, Path: "done", Mode: 0o644, Size: 4})
 				w.WriteString("done")
-				sum := sha256.Sum256([]byte("done"))
+				sum := trailer([]byte("done"))
 				w.Write(sum[:])
 				writeRecord(w, &header{Kind: kindFile, Path: "big", Mode: 0o644, Size: 1 << 30})
 			} else {

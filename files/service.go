@@ -3,7 +3,6 @@ package files
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -25,7 +24,7 @@ const ServiceName = "files"
 //	register(path)           parent authority: serve this file
 //	register_prefix(path)    parent authority: serve files under this directory
 //	fetch(path, stream)      anyone: stream the file to the caller's stream
-//	                         address; answers {size, mode, mtime, sha256}
+//	                         address; answers {size, mode, mtime}
 //
 // Under a prefix, ".." and symlinks that lead out of the prefix are
 // refused (the file is opened through an os.Root). Only regular files
@@ -166,10 +165,9 @@ func (s *FileService) open(path string, privileged bool) (*os.File, error) {
 
 // FileInfo describes a fetched file.
 type FileInfo struct {
-	Size   int64  `cbor:"size"`
-	Mode   uint32 `cbor:"mode"`  // permission bits
-	MTime  int64  `cbor:"mtime"` // unix nanoseconds
-	SHA256 string `cbor:"sha256"`
+	Size  int64  `cbor:"size"`
+	Mode  uint32 `cbor:"mode"`  // permission bits
+	MTime int64  `cbor:"mtime"` // unix nanoseconds
 }
 
 type fetchArgs struct {
@@ -203,7 +201,7 @@ func (s *FileService) callFetch(ctx context.Context, c *core.ServiceCall) (any, 
 	}
 	defer bs.Close()
 	snd := &sender{op: "files.fetch", w: bufio.NewWriterSize(bs, ioBuffer)}
-	sum, err := snd.openFile(ctx, f, a.Path, "")
+	err = snd.openFile(ctx, f, a.Path, "")
 	if err == nil {
 		err = snd.header(header{Kind: kindEnd})
 	}
@@ -221,7 +219,7 @@ func (s *FileService) callFetch(ctx context.Context, c *core.ServiceCall) (any, 
 	// Wait until the receiver has read everything and closed.
 	var b [1]byte
 	bs.ReadContext(ctx, b[:])
-	return FileInfo{Size: st.Size(), Mode: perm(st.Mode()), MTime: st.ModTime().UnixNano(), SHA256: hex.EncodeToString(sum)}, nil
+	return FileInfo{Size: st.Size(), Mode: perm(st.Mode()), MTime: st.ModTime().UnixNano()}, nil
 }
 
 // Fetch asks the FileService of from for path and writes it atomically
