@@ -32,6 +32,9 @@ type Runtime interface {
 	NewThread(name string) (*starlark.Thread, func())
 	// NewThreadContext is NewThread for a thread cancelled when ctx ends.
 	NewThreadContext(name string, ctx context.Context) (*starlark.Thread, func())
+	// CurrentCall is the state of the thread serving the call this
+	// context runs now (calls run one at a time), nil between calls.
+	CurrentCall() *ThreadState
 }
 
 // refsOf is how functions encoded on thread travel: its runtime, or nil

@@ -197,27 +197,40 @@ func (s *Select) Attr(name string) (starlark.Value, error) { return selectMethod
 func (s *Select) AttrNames() []string { return selectMethods.names() }
 
 func makeSelect(thread *starlark.Thread, items starlark.Value, oneshot bool) (*Select, error) {
-	cs, err := core.NewSelect(oneshot)
-	if err != nil {
-		return nil, err
-	}
-	s := &Select{S: cs, items: map[core.Selectable]starlark.Value{}}
-	s.owner.use(thread)
+	// The items are gathered first, so that both maps are made at
+	// their size (Select.all over a list of many calls).
+	var vals []starlark.Value
+	var its []core.Selectable
 	if items != nil && items != starlark.None {
 		it, ok := items.(starlark.Iterable)
 		if !ok {
 			return nil, fmt.Errorf("Select: receivers must be iterable, got %s", items.Type())
 		}
+		if seq, ok := items.(starlark.Sequence); ok {
+			vals = make([]starlark.Value, 0, seq.Len())
+			its = make([]core.Selectable, 0, seq.Len())
+		}
 		iter := it.Iterate()
 		defer iter.Done()
 		var x starlark.Value
 		for iter.Next(&x) {
-			if err := s.add(x); err != nil {
-				s.S.Close()
+			sel, err := selectableOf(x)
+			if err != nil {
 				return nil, err
 			}
+			vals = append(vals, x)
+			its = append(its, sel)
 		}
 	}
+	cs, err := core.NewSelect(oneshot, its...)
+	if err != nil {
+		return nil, fmt.Errorf("Select.add: %w", err)
+	}
+	s := &Select{S: cs, items: make(map[core.Selectable]starlark.Value, len(its))}
+	for i, it := range its {
+		s.items[it] = vals[i]
+	}
+	s.owner.use(thread)
 	return s, nil
 }
 
@@ -248,7 +261,7 @@ func selectAll(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	defer cancel()
-	var out []starlark.Value
+	out := make([]starlark.Value, 0, s.S.Len())
 	for s.S.Len() > 0 {
 		v, err := s.get(thread, ctx, true)
 		if err != nil {

@@ -152,26 +152,10 @@ func (o *owner) context(fallback context.Context) context.Context {
 	if st != nil && st.Ctx != nil && !st.Finished.Load() {
 		return st.Ctx
 	}
-	if st != nil && st.Router != nil {
-		if v, ok := currentCalls.Load(st.Router); ok {
-			if cur := v.(*ThreadState); cur.Ctx != nil && !cur.Finished.Load() {
-				return cur.Ctx
-			}
+	if st != nil && st.Runtime != nil {
+		if cur := st.Runtime.CurrentCall(); cur != nil && cur.Ctx != nil && !cur.Finished.Load() {
+			return cur.Ctx
 		}
 	}
 	return fallback
-}
-
-// currentCalls holds, for each router, the state of the thread serving
-// the call its executor runs (calls run one at a time).
-var currentCalls sync.Map // *core.Router → *ThreadState
-
-// SetCurrentCall records st as the thread serving the call r runs now;
-// nil when that call has ended.
-func SetCurrentCall(r *core.Router, st *ThreadState) {
-	if st == nil {
-		currentCalls.Delete(r)
-		return
-	}
-	currentCalls.Store(r, st)
 }

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -160,12 +161,19 @@ func (e *executor) close() {
 // encodeCallRequest lays out a CALL_FUNCTION payload: the header and
 // the arguments' head, then the large strings of the arguments' tail.
 func encodeCallRequest(req *CallRequest) (head []byte, tail []string, err error) {
-	head, err = Marshal(req)
-	if err != nil {
+	// The request's fields and the arguments after them, in one buffer
+	// made big enough for both.
+	buf := bytes.NewBuffer(make([]byte, 0, callHeadSize+len(req.Func)+len(req.Ext)+len(req.Args)))
+	if err := encMode.MarshalToBuffer(req, buf); err != nil {
 		return nil, nil, err
 	}
-	return append(head, req.Args...), req.ArgsTail, nil
+	buf.Write(req.Args)
+	return buf.Bytes(), req.ArgsTail, nil
 }
+
+// callHeadSize is room for a call request's CBOR framing and its
+// timeout, beside the lengths of its name, extensions and arguments.
+const callHeadSize = 32
 
 // NewCallMessage returns the CALL_FUNCTION message of req.
 func NewCallMessage(req *CallRequest) (*Message, error) {

@@ -32,7 +32,7 @@ var ErrSelectOwned = errors.New("select: item already belongs to another Select"
 // NewSelect returns a Select over items. With oneshot true each item is
 // removed after it yields one result.
 func NewSelect(oneshot bool, items ...Selectable) (*Select, error) {
-	s := &Select{oneshot: oneshot, latch: NewLatch(), items: map[Selectable]struct{}{}}
+	s := &Select{oneshot: oneshot, latch: NewLatch(), items: make(map[Selectable]struct{}, len(items))}
 	for _, it := range items {
 		if err := s.Add(it); err != nil {
 			s.Close()

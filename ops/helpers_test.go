@@ -70,6 +70,8 @@ func (e *fakeEnv) NewThread(name string) (*starlark.Thread, func()) {
 	return &starlark.Thread{Name: name}, func() {}
 }
 
+func (e *fakeEnv) CurrentCall() *builtins.ThreadState { return nil }
+
 func (e *fakeEnv) NewThreadContext(name string, _ context.Context) (*starlark.Thread, func()) {
 	return e.NewThread(name)
 }

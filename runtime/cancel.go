@@ -74,7 +74,12 @@ func (c *calls) finish(key callKey) {
 func (c *calls) cancel(key callKey) {
 	c.mu.Lock()
 	rc, ok := c.running[key]
-	if !ok {
+	if ok {
+		// Marked under c.mu: once finish has run, the call's thread
+		// is known to have been cancelled and is not reused for the
+		// next call, which this cancellation must not reach.
+		rc.st.Cancelled.Store(true)
+	} else {
 		c.remember(key)
 	}
 	c.mu.Unlock()

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.starlark.net/lib/json"
@@ -112,6 +113,12 @@ type Runtime struct {
 	// allocated an entry for every call.
 	threadsMu       sync.Mutex
 	lifetimeThreads map[*starlark.Thread]*builtins.ThreadState
+	// current is the state of the thread serving the call the executor
+	// runs now (CurrentCall).
+	current atomic.Pointer[builtins.ThreadState]
+	// spareThread is the thread the last call left for the next one
+	// (callThread).
+	spareThread atomic.Pointer[starlark.Thread]
 
 	// resolved caches what resolve found for a "star:" reference: the
 	// module of a path and sha executes once, so the function it defines
@@ -344,15 +351,17 @@ func (rt *Runtime) Close(wait time.Duration) {
 // newThread returns a thread for this context, bound to ctx: cancelling
 // ctx cancels the thread (and catch cannot swallow that).
 func (rt *Runtime) newThread(name string, ctx context.Context) (*starlark.Thread, func()) {
-	thread, _, done := rt.newThreadUnder(name, ctx, ctx)
-	return thread, done
+	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
+	_, done := rt.startThread(thread, ctx, ctx)
+	return thread, func() { done() }
 }
 
-// newThreadUnder returns a thread whose context is ctx, derived from
-// parent: the thread is cancelled when parent ends. Whoever ends ctx
-// otherwise cancels the thread itself (cancelThread).
-func (rt *Runtime) newThreadUnder(name string, ctx, parent context.Context) (*starlark.Thread, *builtins.ThreadState, func()) {
-	thread := &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
+// startThread gives thread a new state whose context is ctx, derived
+// from parent: the thread is cancelled when parent ends. Whoever ends
+// ctx otherwise cancels the thread itself (cancelThread). done ends the
+// thread's work; it reports whether the thread was never cancelled and
+// no canceller can reach it any more, so that it may serve another call.
+func (rt *Runtime) startThread(thread *starlark.Thread, ctx, parent context.Context) (*builtins.ThreadState, func() bool) {
 	st := &builtins.ThreadState{Router: rt.r, Runtime: rt, Ctx: ctx}
 	builtins.SetThreadState(thread, st)
 	if parent == rt.r.Lifetime() {
@@ -365,23 +374,48 @@ func (rt *Runtime) newThreadUnder(name string, ctx, parent context.Context) (*st
 		if parent.Err() != nil {
 			cancelThread(parent, thread, st)
 		}
-		return thread, st, func() {
+		return st, func() bool {
 			st.Finished.Store(true)
 			rt.threadsMu.Lock()
 			delete(rt.lifetimeThreads, thread)
 			rt.threadsMu.Unlock()
+			// cancelLifetimeThreads marks a thread under threadsMu.
+			return !st.Cancelled.Load()
 		}
 	}
 	stop := context.AfterFunc(parent, func() { cancelThread(parent, thread, st) })
-	return thread, st, func() {
+	return st, func() bool {
 		st.Finished.Store(true)
-		if stop() && parent.Err() != nil {
+		if !stop() {
+			return false // the callback cancelled the thread, or is doing so
+		}
+		if parent.Err() != nil {
 			// parent ended, and the thread saw it (a wait it was in
 			// returned) and finished before the callback ran: the calls
 			// it leaves unanswered are cancelled all the same.
 			builtins.CancelCalls(st)
+			return false
 		}
+		return !st.Cancelled.Load()
 	}
+}
+
+// callThread returns a thread for serving a call: the one an earlier
+// call left (calls run one at a time, so one is kept), or a new one.
+// Reusing it saves a thread and its locals per call.
+func (rt *Runtime) callThread(name string) *starlark.Thread {
+	if t := rt.spareThread.Swap(nil); t != nil {
+		t.Name = name
+		return t
+	}
+	return &starlark.Thread{Name: name, Load: rt.loadFn, Print: rt.printFn}
+}
+
+// keepThread keeps thread, whose call has ended without it being
+// cancelled, for the next call.
+func (rt *Runtime) keepThread(thread *starlark.Thread) {
+	thread.Steps = 0
+	rt.spareThread.Store(thread)
 }
 
 // cancelThread stops thread because ctx ended.
@@ -407,6 +441,10 @@ func (rt *Runtime) cancelLifetimeThreads() {
 func (rt *Runtime) NewThread(name string) (*starlark.Thread, func()) {
 	return rt.newThread(name, rt.r.Lifetime())
 }
+
+// CurrentCall is the state of the thread serving the call the executor
+// runs now, nil between calls.
+func (rt *Runtime) CurrentCall() *builtins.ThreadState { return rt.current.Load() }
 
 // NewThreadContext implements builtins.Runtime for callbacks: the thread
 // is cancelled when ctx ends.
@@ -662,8 +700,15 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 		callCtx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 	}
-	thread, st, done := rt.newThreadUnder("call "+c.Request.Func, callCtx, ctx)
-	defer done()
+	thread := rt.callThread("call " + c.Request.Func)
+	st, done := rt.startThread(thread, callCtx, ctx)
+	defer func() {
+		// After rt.calls.finish (deferred below, so run first): a
+		// canceller that found the call marked it cancelled by then.
+		if done() {
+			rt.keepThread(thread)
+		}
+	}()
 	if c.Msg.ReplyTo != 0 {
 		key := callKey{src: c.Msg.SrcID, handle: c.Msg.ReplyTo}
 		if !rt.calls.start(key, &runningCall{cancel: cancel, thread: thread, st: st}) {
@@ -672,8 +717,8 @@ func (rt *Runtime) handleCall(ctx context.Context, c *core.Call) ([]byte, []stri
 		defer rt.calls.finish(key)
 	}
 	ctx = callCtx
-	builtins.SetCurrentCall(rt.r, st)
-	defer builtins.SetCurrentCall(rt.r, nil)
+	rt.current.Store(st)
+	defer rt.current.Store(nil)
 	fn, err := rt.resolve(thread, c.Request.Func)
 	if err != nil {
 		return nil, nil, builtins.RemoteOf(err, rt.r.Name())
