@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/internal/cborhead"
+	"github.com/mitostar/mitostar/internal/wire"
 )
 
 // Byte stream frame opcodes (first element of the payload array).
@@ -106,7 +107,7 @@ type ByteStream struct {
 	credit     int           // bytes this end may still send
 	peerChunk  int           // largest DATA the peer accepts
 	peerWindow int           // the peer's window: credit never exceeds it
-	rbuf       [][]byte      // received bytes waiting to be read, in order
+	rbuf       []rchunk      // received bytes waiting to be read, in order
 	rlen       int
 	consumed   int // bytes read since the last WINDOW
 	held       int // bytes handed out by ReadChunk and not yet released
@@ -123,6 +124,25 @@ type ByteStream struct {
 // dataHead is the room a DATA payload head takes at most in front of its
 // bytes: array head, opcode, byte string head of up to 4 length bytes.
 const dataHead = 1 + 1 + 5
+
+// An rchunk is received bytes waiting to be read, and the pooled buffer
+// they are in, if any: freed once they have been copied out (Read,
+// WriteTo), dropped to the garbage collector once handed out (ReadChunk).
+type rchunk struct {
+	b   []byte
+	buf *wire.Buf
+}
+
+// sendBuf returns memory for a DATA frame of n bytes (its head
+// included): pooled when large, so that a bulk transfer reuses it once
+// the frame is written.
+func sendBuf(n int) ([]byte, *wire.Buf) {
+	if n < 64<<10 || n > wire.PoolSize {
+		return make([]byte, n), nil
+	}
+	b := wire.GetBuf(n)
+	return b.B, b
+}
 
 var (
 	_ io.ReadWriteCloser = (*ByteStream)(nil)
@@ -220,6 +240,8 @@ func (s *ByteStream) onFrame(m *Message) {
 		s.release()
 		return
 	}
+	buf := m.buf // this handler's to free (see Router.invoke)
+	m.buf = nil
 	op, rest, err := readHeadKind(m.Data)
 	var perr error
 	s.mu.Lock()
@@ -254,8 +276,9 @@ func (s *ByteStream) onFrame(m *Message) {
 		case s.rlen+s.held+len(data) > s.window:
 			perr = fmt.Errorf("peer overran the window (%d buffered + %d > %d)", s.rlen+s.held, len(data), s.window)
 		case len(data) > 0 && !s.closed:
-			s.rbuf = append(s.rbuf, data)
+			s.rbuf = append(s.rbuf, rchunk{b: data, buf: buf})
 			s.rlen += len(data)
+			buf = nil
 		}
 	case op == bsWindow:
 		var n uint64
@@ -290,6 +313,7 @@ func (s *ByteStream) onFrame(m *Message) {
 	failed := s.err != nil
 	s.notifyLocked()
 	s.mu.Unlock()
+	buf.Free() // not kept: nothing else holds the frame
 	if perr != nil {
 		s.r.warnf("broke the %s: protocol error: %v", s, perr)
 	}
@@ -335,10 +359,16 @@ const retireAfter = 30 * time.Second
 
 // send routes one frame to the peer.
 func (s *ByteStream) send(ctx context.Context, payload []byte) error {
+	return s.sendPooled(ctx, payload, nil)
+}
+
+// sendPooled is send of a payload in pooled memory (nil for none),
+// which from then on belongs to the frame.
+func (s *ByteStream) sendPooled(ctx context.Context, payload []byte, buf *wire.Buf) error {
 	s.mu.Lock()
 	dst := s.peerHandle
 	s.mu.Unlock()
-	m := &Message{DstID: s.peer.ID, Handle: dst, ReplyTo: s.handle, Data: payload}
+	m := &Message{DstID: s.peer.ID, Handle: dst, ReplyTo: s.handle, Data: payload, buf: buf}
 	if err := s.r.Route(ctx, m); err != nil {
 		return &StreamError{Op: s.String(), Err: err}
 	}
@@ -420,13 +450,15 @@ func (s *ByteStream) ReadContext(ctx context.Context, p []byte) (int, error) {
 func (s *ByteStream) take(p []byte) int {
 	n := 0
 	for n < len(p) && len(s.rbuf) > 0 {
-		k := copy(p[n:], s.rbuf[0])
+		c := &s.rbuf[0]
+		k := copy(p[n:], c.b)
 		n += k
-		if k == len(s.rbuf[0]) {
-			s.rbuf[0] = nil
+		if k == len(c.b) {
+			c.buf.Free()
+			*c = rchunk{}
 			s.rbuf = s.rbuf[1:]
 		} else {
-			s.rbuf[0] = s.rbuf[0][k:]
+			c.b = c.b[k:]
 		}
 	}
 	s.rlen -= n
@@ -471,11 +503,12 @@ func (s *ByteStream) WriteTo(w io.Writer) (int64, error) {
 			var err error
 			for _, c := range chunks {
 				var m int
-				m, err = w.Write(c)
+				m, err = w.Write(c.b)
 				total += int64(m)
 				if err != nil {
 					break
 				}
+				c.buf.Free() // a Writer keeps nothing of what it was given
 			}
 			s.mu.Lock()
 			if err != nil {
@@ -524,12 +557,15 @@ func (s *ByteStream) ReadChunk(ctx context.Context, max int) ([]byte, error) {
 	defer s.mu.Unlock()
 	for {
 		if s.rlen > 0 {
-			c := s.rbuf[0]
+			// The caller keeps what it gets: its buffer is left to the
+			// garbage collector.
+			s.rbuf[0].buf = nil
+			c := s.rbuf[0].b
 			if len(c) > max {
 				c = c[:max:max]
-				s.rbuf[0] = s.rbuf[0][max:]
+				s.rbuf[0].b = s.rbuf[0].b[max:]
 			} else {
-				s.rbuf[0] = nil
+				s.rbuf[0] = rchunk{}
 				s.rbuf = s.rbuf[1:]
 			}
 			s.rlen -= len(c)
@@ -601,9 +637,9 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 		n := min(len(p), s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.credit -= n
 		s.mu.Unlock()
-		buf := make([]byte, dataHead+n)
+		buf, pooled := sendBuf(dataHead + n)
 		copy(buf[dataHead:], p[:n])
-		if err := s.sendData(ctx, buf, n); err != nil {
+		if err := s.sendData(ctx, buf, n, pooled); err != nil {
 			return written, err
 		}
 		written += n
@@ -614,15 +650,16 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 
 // sendData sends the n bytes at buf[dataHead:] as one DATA frame, whose
 // credit the caller has taken: the frame's head goes in front of them in
-// buf, which is the frame's payload from then on.
-func (s *ByteStream) sendData(ctx context.Context, buf []byte, n int) error {
+// buf, which is the frame's payload from then on (pooled, when set, is
+// buf's pooled memory, freed once the frame is written).
+func (s *ByteStream) sendData(ctx context.Context, buf []byte, n int, pooled *wire.Buf) error {
 	var head [dataHead]byte
 	h := cborhead.Append(head[:0], 4, 2)
 	h = cborhead.Append(h, 0, bsData)
 	h = cborhead.Append(h, 2, uint64(n))
 	start := dataHead - len(h)
 	copy(buf[start:], h)
-	if err := s.send(ctx, buf[start:dataHead+n:dataHead+n]); err != nil {
+	if err := s.sendPooled(ctx, buf[start:dataHead+n:dataHead+n], pooled); err != nil {
 		s.fail(err)
 		return err
 	}
@@ -655,13 +692,15 @@ func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 		}
 		want := min(s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.mu.Unlock()
-		buf := make([]byte, dataHead+want)
+		buf, pooled := sendBuf(dataHead + want)
 		n, rerr := r.Read(buf[dataHead:])
 		if n > 0 {
-			if err := s.writeChunk(ctx, buf, n); err != nil {
+			if err := s.writeChunk(ctx, buf, n, pooled); err != nil {
 				return total, err
 			}
 			total += int64(n)
+		} else {
+			pooled.Free()
 		}
 		if rerr == io.EOF {
 			return total, nil
@@ -674,7 +713,7 @@ func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 
 // writeChunk sends the n bytes at buf[dataHead:] as Write would, without
 // copying them when the credit covers them.
-func (s *ByteStream) writeChunk(ctx context.Context, buf []byte, n int) error {
+func (s *ByteStream) writeChunk(ctx context.Context, buf []byte, n int, pooled *wire.Buf) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -694,12 +733,13 @@ func (s *ByteStream) writeChunk(ctx context.Context, buf []byte, n int) error {
 	if s.credit >= n && n <= min(s.peerChunk, chunkFor(s.r.MaxMessageSize())) {
 		s.credit -= n
 		s.mu.Unlock()
-		return s.sendData(ctx, buf, n)
+		return s.sendData(ctx, buf, n, pooled)
 	}
 	s.mu.Unlock()
 	// Another writer took part of the credit, or the size limit shrank:
 	// these bytes are copied into frames of their own.
 	_, err := s.writeLocked(ctx, buf[dataHead:dataHead+n])
+	pooled.Free()
 	return err
 }
 

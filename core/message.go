@@ -37,6 +37,12 @@ type Message struct {
 	// err is set on a message a Receiver made itself to fail its reader
 	// (Receiver.Expire).
 	err error
+	// buf, when set, is the pooled memory under Data (wire.Buf): a frame
+	// read from a stream, or a byte stream's DATA being sent. The stream
+	// that writes the message frees it; delivered in this context, only a
+	// byte stream takes it (Router.invoke), and frees it once its bytes
+	// are copied out.
+	buf *wire.Buf
 }
 
 // Len returns the length of the message's payload, tail included.
@@ -68,6 +74,7 @@ func (m *Message) frame() wire.Frame {
 		Header: wire.Header{Dst: m.DstID, Src: m.SrcID, Auth: m.AuthID, Handle: m.Handle, ReplyTo: m.ReplyTo},
 		Data:   m.Data,
 		More:   m.Tail,
+		Buf:    m.buf,
 	}
 }
 

@@ -31,6 +31,7 @@ type HandlerOptions struct {
 
 type handler struct {
 	fn         func(*Message)
+	keepsBuf   bool // fn takes a message's pooled buffer (byte streams)
 	once       bool
 	respondent uint32
 	hasResp    bool
@@ -277,6 +278,12 @@ func (r *Router) contextLocked(id uint32, name string) *Context {
 // the goroutine that delivers the message (a stream reader): it must not
 // block.
 func (r *Router) AddHandler(fn func(*Message), opts HandlerOptions) (uint32, error) {
+	return r.addHandler(fn, opts, false)
+}
+
+// addHandler is AddHandler; with keepsBuf, fn is given the pooled buffer
+// of a message read from a stream (Message.buf) and frees it once done.
+func (r *Router) addHandler(fn func(*Message), opts HandlerOptions, keepsBuf bool) (uint32, error) {
 	r.mu.Lock()
 	handle := opts.Handle
 	if handle == 0 {
@@ -286,7 +293,7 @@ func (r *Router) AddHandler(fn func(*Message), opts HandlerOptions) (uint32, err
 		r.mu.Unlock()
 		return 0, errors.New(msgDuplicateHandle)
 	}
-	h := &handler{fn: fn, once: opts.Once, policy: opts.Policy}
+	h := &handler{fn: fn, keepsBuf: keepsBuf, once: opts.Once, policy: opts.Policy}
 	var deadReason string
 	if opts.Respondent != nil {
 		h.respondent, h.hasResp = opts.Respondent.ID, true
@@ -549,6 +556,12 @@ func (r *Router) invoke(m *Message) {
 	r.mu.Lock()
 	h, ok := r.handlers[m.Handle]
 	r.mu.Unlock()
+	if !ok || !h.keepsBuf {
+		// Only a byte stream frees what it has read; a message handed
+		// to anything else keeps its memory until the garbage collector
+		// takes it.
+		m.buf = nil
+	}
 	if !ok {
 		if !m.IsDead() {
 			r.warnf("refused a message from %s for handle %d: %s", r.nameOf(m.SrcID), m.Handle, msgInvalidHandle)

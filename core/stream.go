@@ -74,8 +74,8 @@ func (s *Stream) start() {
 }
 
 // deliver is the link's reader: every frame goes to the router.
-func (s *Stream) deliver(h wire.Header, payload []byte) {
-	m := &Message{DstID: h.Dst, SrcID: h.Src, AuthID: h.Auth, Handle: h.Handle, ReplyTo: h.ReplyTo, Data: payload, from: s}
+func (s *Stream) deliver(h wire.Header, payload []byte, buf *wire.Buf) {
+	m := &Message{DstID: h.Dst, SrcID: h.Src, AuthID: h.Auth, Handle: h.Handle, ReplyTo: h.ReplyTo, Data: payload, from: s, buf: buf}
 	s.router.routeIn(m, s)
 }
 

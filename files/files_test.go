@@ -2,6 +2,7 @@ package files
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -586,23 +587,27 @@ func BenchmarkPutFloor(b *testing.B) {
 
 var _ = io.EOF
 
-func TestChunkWriterFailure(t *testing.T) {
+// A file whose writes fail ends the receive with an OSError that names
+// it, without waiting for the rest of the content.
+func TestReceiveWriteFailure(t *testing.T) {
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Close() // every write fails
-	released := 0
-	w := startWriter(f, func(n int) { released += n })
-	for i := 0; i < 100 && !w.failed.Load(); i++ {
-		w.write(make([]byte, 1000))
-		time.Sleep(time.Millisecond)
+	src := &ctxReader{bytes.NewReader(make([]byte, 3*copyChunk))}
+	rc := &receiver{op: "fs.put", cs: src}
+	_, err = rc.chunks(context.Background(), f, 0, "/dst/f", 3*copyChunk, 3*copyChunk)
+	var re *core.RemoteError
+	if !errors.As(err, &re) || re.Kind != "OSError" || !strings.HasPrefix(re.Message, "fs.put /dst/f: ") {
+		t.Fatalf("chunks into a closed file: %v, want an OSError naming /dst/f", err)
 	}
-	err = w.finish()
-	if !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("finish after failing writes: %v, want os.ErrClosed", err)
-	}
-	if released == 0 || released%1000 != 0 {
-		t.Fatalf("released %d bytes, want every queued chunk", released)
+	if left := src.Len(); left != 2*copyChunk {
+		t.Fatalf("read %d bytes before failing, want one piece of %d", 3*copyChunk-left, copyChunk)
 	}
 }
+
+// ctxReader is a chunkReader over a bytes.Reader.
+type ctxReader struct{ *bytes.Reader }
+
+func (r *ctxReader) ReadContext(_ context.Context, p []byte) (int, error) { return r.Read(p) }

@@ -31,7 +31,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/mitostar/mitostar/core"
@@ -63,14 +62,15 @@ const ioBuffer = 256 << 10
 const recordBuffer = 32 << 10
 
 // A chunkReader is the receiving end of a transfer (core.ByteStream):
-// a Reader that also hands out received bytes without copying them
-// (ReadChunk returns the next ones, Release says the caller is done
-// with them).
+// a Reader whose reads a context can end.
 type chunkReader interface {
 	io.Reader
-	ReadChunk(ctx context.Context, max int) ([]byte, error)
-	Release(n int)
+	ReadContext(ctx context.Context, p []byte) (int, error)
 }
+
+// copyChunk is the size of a receiver's buffer for file content: a
+// byte stream's largest frame, so that each read empties at least one.
+const copyChunk = 256 << 10
 
 type header struct {
 	Kind  int    `cbor:"1,keyasint"`
@@ -319,7 +319,8 @@ type receiver struct {
 	op    string
 	dest  string          // the destination path the caller named
 	r     *bufio.Reader   // headers and small files
-	cs    chunkReader     // r's source, for the chunks of larger files
+	cs    chunkReader     // r's source, for the content of larger files
+	buf   []byte          // copyChunk bytes for file content, made at first use
 	root  *os.Root        // the directory being filled, for trees
 	top   string          // its path
 	temps []string        // temporary names to remove on failure
@@ -538,7 +539,7 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 		}
 		left -= int64(n)
 	}
-	// Then the stream's own chunks, without copying them.
+	// Then the rest, straight from the stream.
 	if left > 0 {
 		if crc, err = rc.chunks(ctx, f, crc, full, h.Size, left); err != nil {
 			return fail(err)
@@ -578,27 +579,28 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	return nil
 }
 
-// chunks receives the last left of a file's size bytes as the stream's
-// own chunks into f, summing each while the previous ones are written,
-// and returns crc (the CRC-32C of the bytes before) updated with them.
-func (rc *receiver) chunks(ctx context.Context, f *os.File, crc uint32, full string, size, left int64) (_ uint32, err error) {
-	w := startWriter(f, rc.cs.Release)
-	defer func() {
-		if werr := w.finish(); werr != nil && err == nil {
-			err = osError(rc.op, full, werr)
-		}
-	}()
-	for left > 0 && !w.failed.Load() {
-		if err := ctx.Err(); err != nil {
-			return crc, context.Cause(ctx)
-		}
-		c, err := rc.cs.ReadChunk(ctx, int(min(left, 1<<30)))
-		if len(c) > 0 {
-			crc = crc32.Update(crc, castagnoli, c)
-			w.write(c)
-			left -= int64(len(c))
+// chunks receives the last left of a file's size bytes into f, summing
+// them. They are copied out of the stream's frames, which lets the
+// stream give the frames' memory back at once (a transfer then reuses a
+// few buffers however large it is), and written in pieces of up to
+// copyChunk bytes.
+func (rc *receiver) chunks(ctx context.Context, f *os.File, crc uint32, full string, size, left int64) (uint32, error) {
+	if rc.buf == nil {
+		rc.buf = make([]byte, copyChunk)
+	}
+	for left > 0 {
+		n, err := rc.cs.ReadContext(ctx, rc.buf[:min(left, int64(len(rc.buf)))])
+		if n > 0 {
+			crc = crc32.Update(crc, castagnoli, rc.buf[:n])
+			if _, werr := f.Write(rc.buf[:n]); werr != nil {
+				return crc, osError(rc.op, full, werr)
+			}
+			left -= int64(n)
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return crc, context.Cause(ctx)
+			}
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -606,47 +608,4 @@ func (rc *receiver) chunks(ctx context.Context, f *os.File, crc uint32, full str
 		}
 	}
 	return crc, nil
-}
-
-// A chunkWriter writes received chunks to a file on its own goroutine,
-// so that writing one overlaps summing the next, and releases each chunk
-// once written. Its owner calls finish on every path.
-type chunkWriter struct {
-	f       *os.File
-	release func(n int)
-	ch      chan []byte
-	done    chan struct{}
-	failed  atomic.Bool // a write failed: stop feeding chunks
-	err     error       // the first write error, read after done
-}
-
-func startWriter(f *os.File, release func(n int)) *chunkWriter {
-	w := &chunkWriter{f: f, release: release, ch: make(chan []byte, 64), done: make(chan struct{})}
-	go w.loop()
-	return w
-}
-
-func (w *chunkWriter) loop() {
-	defer close(w.done)
-	for c := range w.ch {
-		if w.err == nil {
-			if _, err := w.f.Write(c); err != nil {
-				w.err = err
-				w.failed.Store(true)
-			}
-		}
-		w.release(len(c))
-	}
-}
-
-// write queues c; it waits only while 64 chunks are queued, which the
-// writer goroutine always drains.
-func (w *chunkWriter) write(c []byte) { w.ch <- c }
-
-// finish waits until every queued chunk is written and released, and
-// returns the first write error.
-func (w *chunkWriter) finish() error {
-	close(w.ch)
-	<-w.done
-	return w.err
 }

@@ -52,6 +52,9 @@ type Frame struct {
 	Header
 	Data []byte
 	More []string
+	// Buf, when set, is the pooled memory under Data: the link frees it
+	// once the frame is written.
+	Buf *Buf
 }
 
 // Len is the payload's length.
@@ -86,6 +89,13 @@ var ErrCorrupt = errors.New("corrupt stream")
 // io.EOF is returned only for a clean end before a header; an end inside
 // a frame is io.ErrUnexpectedEOF, wrapped with what was being read.
 func ReadFrame(r io.Reader, max int) (Header, []byte, error) {
+	h, payload, _, err := readFrame(r, max, false)
+	return h, payload, err
+}
+
+// readFrame is ReadFrame; with pool, a large payload is read into a
+// pooled buffer, returned with it.
+func readFrame(r io.Reader, max int, pool bool) (Header, []byte, *Buf, error) {
 	var b []byte
 	var err error
 	br, buffered := r.(*bufio.Reader)
@@ -102,12 +112,12 @@ func ReadFrame(r io.Reader, max int) (Header, []byte, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		if err == io.EOF {
-			return Header{}, nil, io.EOF
+			return Header{}, nil, nil, io.EOF
 		}
-		return Header{}, nil, fmt.Errorf("reading frame header: %w", err)
+		return Header{}, nil, nil, fmt.Errorf("reading frame header: %w", err)
 	}
 	if magic := binary.BigEndian.Uint16(b[0:]); magic != Magic {
-		return Header{}, nil, fmt.Errorf("%w: bad frame magic %#04x (want %#04x)", ErrCorrupt, magic, Magic)
+		return Header{}, nil, nil, fmt.Errorf("%w: bad frame magic %#04x (want %#04x)", ErrCorrupt, magic, Magic)
 	}
 	h := Header{
 		Dst:     binary.BigEndian.Uint32(b[2:]),
@@ -121,16 +131,24 @@ func ReadFrame(r io.Reader, max int) (Header, []byte, error) {
 		br.Discard(HeaderSize)
 	}
 	if uint64(n) > uint64(max) {
-		return h, nil, fmt.Errorf("%w: frame of %d bytes (max %d bytes) from context %d", ErrTooLarge, n, max, h.Src)
+		return h, nil, nil, fmt.Errorf("%w: frame of %d bytes (max %d bytes) from context %d", ErrTooLarge, n, max, h.Src)
 	}
-	payload := make([]byte, n)
+	var buf *Buf
+	var payload []byte
+	if pool && n >= poolMin && n <= PoolSize {
+		buf = GetBuf(int(n))
+		payload = buf.B
+	} else {
+		payload = make([]byte, n)
+	}
 	if _, err := io.ReadFull(r, payload); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return h, nil, fmt.Errorf("reading %d-byte frame payload: %w", n, err)
+		buf.Free()
+		return h, nil, nil, fmt.Errorf("reading %d-byte frame payload: %w", n, err)
 	}
-	return h, payload, nil
+	return h, payload, buf, nil
 }
 
 // WriteFrame writes f to w, through w's buffer: large payload pieces go

@@ -89,24 +89,26 @@ func New(cfg Config) *Link {
 }
 
 // Start runs the reader and writer goroutines. deliver is called on the
-// reader goroutine with each frame, in order; it must not block. When
+// reader goroutine with each frame, in order; it must not block. A large
+// payload comes in a pooled buffer, given with it: deliver's caller owns
+// it (see Buf). When
 // reading fails (the peer's end closed, a corrupt or oversized frame)
 // the link closes with that error (io.EOF for a clean end).
-func (l *Link) Start(deliver func(Header, []byte)) {
+func (l *Link) Start(deliver func(Header, []byte, *Buf)) {
 	l.loops.Add(2)
 	go l.readLoop(deliver)
 	go l.writeLoop()
 }
 
-func (l *Link) readLoop(deliver func(Header, []byte)) {
+func (l *Link) readLoop(deliver func(Header, []byte, *Buf)) {
 	defer l.loops.Done()
 	for {
-		h, payload, err := ReadFrame(l.br, l.cfg.MaxFrame())
+		h, payload, buf, err := readFrame(l.br, l.cfg.MaxFrame(), true)
 		if err != nil {
 			l.Close(err)
 			return
 		}
-		deliver(h, payload)
+		deliver(h, payload, buf)
 	}
 }
 
@@ -231,6 +233,11 @@ func (l *Link) writeLoop() {
 			for i := range batch {
 				if err == nil {
 					err = WriteFrame(l.bw, &batch[i])
+					if err == nil {
+						// Written, or copied into bw: the payload's
+						// memory is no longer needed.
+						batch[i].Buf.Free()
+					}
 				}
 				batch[i] = Frame{} // keep no payload alive past its write
 			}

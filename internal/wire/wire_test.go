@@ -94,7 +94,7 @@ func newPipeLink(t *testing.T, limit int) *pipeLink {
 	l := New(Config{Reader: inR, Writer: outW, QueueLimit: limit, MaxFrame: func() int { return 1 << 20 },
 		Release: func() { inR.Close(); outW.Close() }})
 	p := &pipeLink{Link: l, peerR: outR, peerW: inW, got: make(chan Header, 100)}
-	l.Start(func(h Header, _ []byte) { p.got <- h })
+	l.Start(func(h Header, _ []byte, _ *Buf) { p.got <- h })
 	t.Cleanup(func() {
 		l.Close(nil)
 		outR.Close()
