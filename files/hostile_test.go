@@ -85,7 +85,7 @@ func writeEntries(s io.Writer, entries []evilEntry) error {
 // big-endian.
 func trailer(data []byte) [sumSize]byte {
 	var b [sumSize]byte
-	binary.BigEndian.PutUint32(b[:], crc32.Checksum(data, castagnoli))
+	binary.BigEndian.PutUint32(b[:], crc32.Checksum(data, crcTable()))
 	return b
 }
 
@@ -251,11 +251,7 @@ func TestCorruptedInFlight(t *testing.T) {
 			name = "named"
 		}
 		t.Run(name, func(t *testing.T) {
-			if named {
-				t.Setenv("MITOSTAR_TEST_NAMED_TEMPS", "1") // read by the child at start
-			} else if !useAnonymous {
-				t.Skip("no O_TMPFILE on this system")
-			}
+			useTemps(t, named)
 			r := newMaster(t)
 			c := child(t, r, nil)
 			ctx := testCtx(t)
@@ -299,7 +295,7 @@ func TestCorruptedInFlight(t *testing.T) {
 						}
 					}
 					want := fmt.Sprintf("fs.put %s: checksum mismatch: received crc32c 0x%08x, sender had 0x%08x",
-						full, crc32.Checksum(corrupted(bad), castagnoli), crc32.Checksum(tc.data, castagnoli))
+						full, crc32.Checksum(corrupted(bad), crcTable()), crc32.Checksum(tc.data, crcTable()))
 					wantOSError(t, preferRemote(s, err), want)
 					left := names(t, dir)
 					if tc.tree {
@@ -383,11 +379,7 @@ func TestKilledTransfer(t *testing.T) {
 		tree  bool
 	}{{"anonymous", false, false}, {"named", true, false}, {"tree", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.named {
-				t.Setenv("MITOSTAR_TEST_NAMED_TEMPS", "1") // read by the children at start
-			} else if !useAnonymous {
-				t.Skip("no O_TMPFILE on this system")
-			}
+			useTemps(t, tc.named)
 			r := newMaster(t)
 			c := child(t, r, nil)
 			ctx := testCtx(t)
@@ -511,5 +503,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// useTemps makes the children a test starts write into named temporary
+// files, or skips the test where anonymous ones (O_TMPFILE) are missing.
+func useTemps(t *testing.T, named bool) {
+	t.Helper()
+	if named {
+		t.Setenv("MITOSTAR_TEST_NAMED_TEMPS", "1") // read by the children at start
+	} else if !useAnonymous {
+		t.Skip("no O_TMPFILE on this system")
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mitostar/mitostar/core"
@@ -46,10 +47,11 @@ const (
 // maxHeader bounds a CBOR header or status record.
 const maxHeader = 64 << 10
 
-// castagnoli is the CRC-32C table; crc32.Update computes CRC-32C with
+// crcTable returns the CRC-32C table; crc32.Update computes CRC-32C with
 // the CPU's instructions (SSE 4.2 on amd64, the CRC32 extension on
-// arm64) when given this table.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// arm64) when given it. Made at first use: a context that moves no file
+// does not build its tables.
+var crcTable = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 // sumSize is the size of a file's checksum trailer.
 const sumSize = 4
@@ -303,7 +305,7 @@ func (r *sumReader) Read(b []byte) (int, error) {
 		b = b[:r.left]
 	}
 	n, err := r.f.Read(b)
-	r.crc = crc32.Update(r.crc, castagnoli, b[:n])
+	r.crc = crc32.Update(r.crc, crcTable(), b[:n])
 	r.left -= int64(n)
 	switch {
 	case err == io.EOF && r.left > 0:
@@ -531,7 +533,7 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 	// Bytes already in rc.r come first: sum and write them here.
 	if n := int(min(int64(rc.r.Buffered()), left)); n > 0 {
 		c, _ := rc.r.Peek(n)
-		crc = crc32.Update(crc, castagnoli, c)
+		crc = crc32.Update(crc, crcTable(), c)
 		_, err := f.Write(c)
 		rc.r.Discard(n)
 		if err != nil {
@@ -591,7 +593,7 @@ func (rc *receiver) chunks(ctx context.Context, f *os.File, crc uint32, full str
 	for left > 0 {
 		n, err := rc.cs.ReadContext(ctx, rc.buf[:min(left, int64(len(rc.buf)))])
 		if n > 0 {
-			crc = crc32.Update(crc, castagnoli, rc.buf[:n])
+			crc = crc32.Update(crc, crcTable(), rc.buf[:n])
 			if _, werr := f.Write(rc.buf[:n]); werr != nil {
 				return crc, osError(rc.op, full, werr)
 			}
