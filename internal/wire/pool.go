@@ -9,8 +9,8 @@ import (
 // receives its data in frames of up to a byte stream's chunk size; with
 // a fresh allocation per frame the garbage collector runs every few
 // megabytes, and the memory it returns to the system is mapped and
-// cleared again for the next frames, which on a transfer over ssh costs
-// the sending process about half its CPU time (docs/benchmarks.md, "Pooled
+// cleared again for the next frames: the goal of fs.put over OpenSSH is
+// met with the pool and missed without it (docs/benchmarks.md, "Pooled
 // payloads"). A Buf goes back to the pool through Free only, called once
 // by whoever finishes with its bytes: the link that wrote the frame, or
 // the reader that copied them out. A Buf nobody frees is garbage like
