@@ -608,7 +608,10 @@ func startCall(thread *starlark.Thread, c *core.Context, fn starlark.Value, args
 	}
 	ctx, cancel := callContext(thread, timeout)
 	defer cancel()
-	start := time.Now()
+	var start time.Time
+	if timeout > 0 {
+		start = time.Now()
+	}
 	rv, err := c.CallAsync(ctx, req)
 	if err != nil {
 		return nil, callError(c, err, timeout)
