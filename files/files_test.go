@@ -103,6 +103,27 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
+// bigFile writes mib MiB of random bytes to p, a MiB at a time: a test
+// never holds a big file in memory (under the race detector, the shadow
+// of a 64 MiB buffer would stay in the process's RSS long after it).
+func bigFile(t testing.TB, p string, mib int) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := randomBytes(t, 1<<20)
+	for i := range mib {
+		block[0] = byte(i)
+		if _, err := f.Write(block); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // fileSum is the sha256 of a file, read without holding it in memory.
 func fileSum(t testing.TB, p string) string {
 	t.Helper()
@@ -315,12 +336,7 @@ func TestPutCancelledLeavesNothing(t *testing.T) {
 	c := child(t, r, nil)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "big")
-	f, _ := os.Create(src)
-	block := randomBytes(t, 1<<20)
-	for i := 0; i < 64; i++ {
-		f.Write(block)
-	}
-	f.Close()
+	bigFile(t, src, 64)
 	dst := filepath.Join(dir, "out", "big")
 	os.Mkdir(filepath.Dir(dst), 0o755)
 	// Cancel ever sooner until a put is caught mid-transfer (64 MiB takes
@@ -365,17 +381,7 @@ func TestBigViaChain(t *testing.T) {
 	ctx := testCtx(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "big")
-	f, err := os.Create(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := randomBytes(t, 1<<20)
-	for i := 0; i < 256; i++ {
-		block[0] = byte(i)
-		f.Write(block)
-	}
-	f.Close()
-	block = nil
+	bigFile(t, src, 256)
 	// Reset this process's peak RSS so that earlier tests do not count.
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 

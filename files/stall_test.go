@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -32,7 +33,14 @@ func TestPutToStoppedContextBehindRelay(t *testing.T) {
 
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
-	writeFile(t, src, randomBytes(t, 64<<20), 0o640, time.Now().Add(-time.Hour))
+	bigFile(t, src, 64)
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chmod(src, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(src, old, old); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
