@@ -133,17 +133,6 @@ type rchunk struct {
 	buf *wire.Buf
 }
 
-// sendBuf returns memory for a DATA frame of n bytes (its head
-// included): pooled when large, so that a bulk transfer reuses it once
-// the frame is written.
-func sendBuf(n int) ([]byte, *wire.Buf) {
-	if n < 64<<10 || n > wire.PoolSize {
-		return make([]byte, n), nil
-	}
-	b := wire.GetBuf(n)
-	return b.B, b
-}
-
 var (
 	_ io.ReadWriteCloser = (*ByteStream)(nil)
 	_ io.WriterTo        = (*ByteStream)(nil)
@@ -637,7 +626,7 @@ func (s *ByteStream) writeLocked(ctx context.Context, p []byte) (int, error) {
 		n := min(len(p), s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.credit -= n
 		s.mu.Unlock()
-		buf, pooled := sendBuf(dataHead + n)
+		buf, pooled := wire.Payload(dataHead + n) // pooled when large: reused once written
 		copy(buf[dataHead:], p[:n])
 		if err := s.sendData(ctx, buf, n, pooled); err != nil {
 			return written, err
@@ -692,7 +681,7 @@ func (s *ByteStream) ReadFrom(r io.Reader) (int64, error) {
 		}
 		want := min(s.credit, s.peerChunk, chunkFor(s.r.MaxMessageSize()))
 		s.mu.Unlock()
-		buf, pooled := sendBuf(dataHead + want)
+		buf, pooled := wire.Payload(dataHead + want)
 		n, rerr := r.Read(buf[dataHead:])
 		if n > 0 {
 			if err := s.writeChunk(ctx, buf, n, pooled); err != nil {

@@ -601,15 +601,15 @@ func TestReceiveWriteFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close() // every write fails
-	src := &ctxReader{bytes.NewReader(make([]byte, 3*copyChunk))}
+	src := &ctxReader{bytes.NewReader(make([]byte, 3*ioBuffer))}
 	rc := &receiver{op: "fs.put", cs: src}
-	_, err = rc.chunks(context.Background(), f, 0, "/dst/f", 3*copyChunk, 3*copyChunk)
+	_, err = rc.chunks(context.Background(), f, 0, "/dst/f", 3*ioBuffer, 3*ioBuffer)
 	var re *core.RemoteError
 	if !errors.As(err, &re) || re.Kind != "OSError" || !strings.HasPrefix(re.Message, "fs.put /dst/f: ") {
 		t.Fatalf("chunks into a closed file: %v, want an OSError naming /dst/f", err)
 	}
-	if left := src.Len(); left != 2*copyChunk {
-		t.Fatalf("read %d bytes before failing, want one piece of %d", 3*copyChunk-left, copyChunk)
+	if left := src.Len(); left != 2*ioBuffer {
+		t.Fatalf("read %d bytes before failing, want one piece of %d", 3*ioBuffer-left, ioBuffer)
 	}
 }
 

@@ -70,10 +70,6 @@ type chunkReader interface {
 	ReadContext(ctx context.Context, p []byte) (int, error)
 }
 
-// copyChunk is the size of a receiver's buffer for file content: a
-// byte stream's largest frame, so that each read empties at least one.
-const copyChunk = 256 << 10
-
 type header struct {
 	Kind  int    `cbor:"1,keyasint"`
 	Path  string `cbor:"2,keyasint,omitempty"` // slash-separated, relative to the root
@@ -322,7 +318,7 @@ type receiver struct {
 	dest  string          // the destination path the caller named
 	r     *bufio.Reader   // headers and small files
 	cs    chunkReader     // r's source, for the content of larger files
-	buf   []byte          // copyChunk bytes for file content, made at first use
+	buf   []byte          // ioBuffer bytes for file content, made at first use
 	root  *os.Root        // the directory being filled, for trees
 	top   string          // its path
 	temps []string        // temporary names to remove on failure
@@ -585,10 +581,10 @@ func (rc *receiver) file(ctx context.Context, h header, rel string) error {
 // them. They are copied out of the stream's frames, which lets the
 // stream give the frames' memory back at once (a transfer then reuses a
 // few buffers however large it is), and written in pieces of up to
-// copyChunk bytes.
+// ioBuffer bytes.
 func (rc *receiver) chunks(ctx context.Context, f *os.File, crc uint32, full string, size, left int64) (uint32, error) {
 	if rc.buf == nil {
-		rc.buf = make([]byte, copyChunk)
+		rc.buf = make([]byte, ioBuffer)
 	}
 	for left > 0 {
 		n, err := rc.cs.ReadContext(ctx, rc.buf[:min(left, int64(len(rc.buf)))])

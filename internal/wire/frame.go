@@ -135,9 +135,8 @@ func readFrame(r io.Reader, max int, pool bool) (Header, []byte, *Buf, error) {
 	}
 	var buf *Buf
 	var payload []byte
-	if pool && n >= poolMin && n <= PoolSize {
-		buf = GetBuf(int(n))
-		payload = buf.B
+	if pool {
+		payload, buf = Payload(int(n))
 	} else {
 		payload = make([]byte, n)
 	}

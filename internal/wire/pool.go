@@ -24,6 +24,17 @@ const PoolSize = 256<<10 + 64
 // plain allocation costs less than the pool's bookkeeping.
 const poolMin = 64 << 10
 
+// Payload returns memory for a payload of n bytes: from the pool, with
+// its Buf, when n is large enough to be worth it and fits, else a plain
+// allocation and a nil Buf.
+func Payload(n int) ([]byte, *Buf) {
+	if n < poolMin || n > PoolSize {
+		return make([]byte, n), nil
+	}
+	b := GetBuf(n)
+	return b.B, b
+}
+
 // A Buf is a pooled buffer. B is its memory while the Buf is held.
 type Buf struct {
 	B    []byte
