@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/testbed"
 )
 
 func TestMain(m *testing.M) {
@@ -347,7 +348,7 @@ unset XDG_CACHE_HOME`
 func TestStubMemfdWhenEveryCacheIsNoexec(t *testing.T) {
 	requireRoot(t, "unshare", "mount", "perl", "python3")
 	if runtime.GOOS != "linux" {
-		t.Skip("memfd is Linux only")
+		testbed.Unavailable(t, "memfd is Linux only")
 	}
 	allNoexec := `set -e
 mount -t tmpfs -o noexec tmpfs /tmp

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mitostar/mitostar/core"
+	"github.com/mitostar/mitostar/internal/testbed"
 )
 
 func init() {
@@ -513,6 +514,6 @@ func useTemps(t *testing.T, named bool) {
 	if named {
 		t.Setenv("MITOSTAR_TEST_NAMED_TEMPS", "1") // read by the children at start
 	} else if !useAnonymous {
-		t.Skip("no O_TMPFILE on this system")
+		testbed.Unavailable(t, "no O_TMPFILE on this system")
 	}
 }

@@ -28,11 +28,11 @@ func nobody(t *testing.T) (int, int) {
 	t.Helper()
 	u, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skipf("no user nobody: %v", err)
+		testbed.Unavailable(t, "no user nobody: %v", err)
 	}
 	g, err := user.LookupGroup("nogroup")
 	if err != nil {
-		t.Skipf("no group nogroup: %v", err)
+		testbed.Unavailable(t, "no group nogroup: %v", err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(g.Gid)

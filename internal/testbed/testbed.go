@@ -35,8 +35,9 @@ const RequireEnv = "MITOSTAR_REQUIRE_INTEGRATION"
 // or privilege is then a failure.
 func Strict() bool { return os.Getenv(RequireEnv) == "1" }
 
-// unavailable skips t, or fails it when Strict.
-func unavailable(t testing.TB, format string, args ...any) {
+// Unavailable skips t because something it needs is missing here (a
+// tool, a user, a device, a kernel feature), or fails it when Strict.
+func Unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if Strict() {
 		t.Fatalf(format+" ("+RequireEnv+"=1)", args...)
@@ -51,7 +52,7 @@ func Require(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			unavailable(t, "integration test needs %s: %v", tool, err)
+			Unavailable(t, "integration test needs %s: %v", tool, err)
 		}
 	}
 }
@@ -61,7 +62,7 @@ func Require(t testing.TB, tools ...string) {
 func RequireRoot(t testing.TB, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		unavailable(t, "integration test needs root (euid is %d)", os.Geteuid())
+		Unavailable(t, "integration test needs root (euid is %d)", os.Geteuid())
 	}
 	Require(t, tools...)
 }
