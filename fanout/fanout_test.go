@@ -203,3 +203,33 @@ func TestLiveBlockFitsTheScreen(t *testing.T) {
 		t.Errorf("End did not erase the block: %q", out.String())
 	}
 }
+
+func TestTruncate(t *testing.T) {
+	red := statusSGR[StatusFailed]
+	for _, c := range []struct {
+		in    string
+		width int
+		want  string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"abcdefghijk", 5, "abcd…"},
+		// colour sequences count for nothing and are kept after the cut
+		{"ab" + red + "cdefgh" + sgrReset + " ij", 5, "ab" + red + "cd…" + sgrReset},
+		{red + "ok" + sgrReset, 2, red + "ok" + sgrReset},
+		// wide characters take two columns; one that does not fit goes whole
+		{"漢字漢字", 5, "漢字…"},
+		{"漢字漢字", 4, "漢…"},
+		{"e\u0301e\u0301e\u0301", 3, "e\u0301e\u0301e\u0301"},
+	} {
+		if got := truncate(c.in, c.width); got != c.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", c.in, c.width, got, c.want)
+		}
+		if got := displayWidth(truncate(c.in, c.width)); got > c.width {
+			t.Errorf("truncate(%q, %d) is %d columns wide", c.in, c.width, got)
+		}
+	}
+	if got := cursorPreviousLine(3); got != "\x1b[3F" {
+		t.Errorf("cursorPreviousLine(3) = %q", got)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/charmbracelet/x/ansi"
 	"golang.org/x/term"
 )
 
@@ -45,12 +44,14 @@ func UseColor(f *os.File) bool {
 // IsTerminal reports whether f is a terminal.
 func IsTerminal(f *os.File) bool { return f != nil && term.IsTerminal(int(f.Fd())) }
 
-var statusStyles = map[Status]ansi.Style{
-	StatusOK:          ansi.Style{}.ForegroundColor(ansi.Green),
-	StatusChanged:     ansi.Style{}.ForegroundColor(ansi.Yellow),
-	StatusFailed:      ansi.Style{}.ForegroundColor(ansi.Red).Bold(),
-	StatusUnreachable: ansi.Style{}.ForegroundColor(ansi.Magenta).Bold(),
-	StatusSkipped:     ansi.Style{}.ForegroundColor(ansi.Cyan),
+// statusSGR is the colour of each status's word, as an SGR sequence
+// (ECMA-48 Select Graphic Rendition); sgrReset ends it.
+var statusSGR = [...]string{
+	StatusOK:          "\x1b[32m",   // green
+	StatusChanged:     "\x1b[33m",   // yellow
+	StatusFailed:      "\x1b[31;1m", // bold red
+	StatusUnreachable: "\x1b[35;1m", // bold magenta
+	StatusSkipped:     "\x1b[36m",   // cyan
 }
 
 // painter returns a function colouring text by status, or leaving it.
@@ -58,7 +59,7 @@ func painter(color bool) func(Status, string) string {
 	if !color {
 		return func(_ Status, s string) string { return s }
 	}
-	return func(st Status, s string) string { return statusStyles[st].Styled(s) }
+	return func(st Status, s string) string { return statusSGR[st] + s + sgrReset }
 }
 
 // eventLine is the one line a host event prints: "[web1] ok 0.52s",
@@ -169,7 +170,7 @@ func (l *Live) Begin(title string, hosts []string) {
 	clear(l.running)
 	if !l.active {
 		l.active = true
-		io.WriteString(l.out, ansi.HideCursor)
+		io.WriteString(l.out, hideCursor)
 		l.stop, l.stopped = make(chan struct{}), make(chan struct{})
 		go l.ticker(l.stop, l.stopped)
 	}
@@ -236,7 +237,7 @@ func (l *Live) End() {
 	l.active = false
 	var b bytes.Buffer
 	l.erase(&b)
-	b.WriteString(ansi.ShowCursor)
+	b.WriteString(showCursor)
 	l.out.Write(b.Bytes())
 	stop, stopped := l.stop, l.stopped
 	l.mu.Unlock()
@@ -294,8 +295,8 @@ func (l *Live) Flush() {
 func (l *Live) erase(b *bytes.Buffer) {
 	if l.drawn > 0 {
 		b.WriteString("\r")
-		b.WriteString(ansi.CursorPreviousLine(l.drawn))
-		b.WriteString(ansi.EraseScreenBelow)
+		b.WriteString(cursorPreviousLine(l.drawn))
+		b.WriteString(eraseBelow)
 		l.drawn = 0
 	}
 }
@@ -304,7 +305,7 @@ func (l *Live) erase(b *bytes.Buffer) {
 func (l *Live) redraw(above []string) {
 	cols, rows := l.size()
 	var b bytes.Buffer
-	b.WriteString(ansi.SetModeSynchronizedOutput)
+	b.WriteString(syncBegin)
 	l.erase(&b)
 	for _, line := range above {
 		b.WriteString(line)
@@ -312,11 +313,11 @@ func (l *Live) redraw(above []string) {
 	}
 	block := l.block(rows - 1)
 	for _, line := range block {
-		b.WriteString(ansi.Truncate(line, cols-1, "…"))
+		b.WriteString(truncate(line, cols-1))
 		b.WriteString("\n")
 	}
 	l.drawn = len(block)
-	b.WriteString(ansi.ResetModeSynchronizedOutput)
+	b.WriteString(syncEnd)
 	l.out.Write(b.Bytes())
 }
 
