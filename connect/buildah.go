@@ -9,8 +9,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("buildah", newBuildah) }
-
 // buildahFailures are buildah's words for a missing working container.
 var buildahFailures = []failure{
 	{"container not known", "not found"},

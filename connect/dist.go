@@ -21,13 +21,6 @@ import (
 // immediate children only.
 const distService = "mitostar.dist"
 
-func init() {
-	core.RegisterChildHook(func(r *core.Router, ext []byte) error {
-		serveDist(r)
-		return nil
-	})
-}
-
 // serveDist registers the dist service on r (once; later calls are
 // no-ops). The master registers it when it first starts a connection.
 func serveDist(r *core.Router) {

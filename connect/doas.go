@@ -8,8 +8,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("doas", newDoas) }
-
 // doasIncorrect are Mitogen's texts of a refused doas password.
 var doasIncorrect = []string{
 	"doas: authentication failed", // slicer69/doas, OpenDoas

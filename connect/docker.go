@@ -4,8 +4,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("docker", newDocker) }
-
 // dockerFailures are docker's words for a missing or stopped container.
 var dockerFailures = []failure{
 	{"no such container", "not found"},

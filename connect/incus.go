@@ -4,8 +4,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("incus", newIncus) }
-
 // newIncus is Mitogen's incus method: incus exec --mode=non-interactive
 // CONTAINER --. Keywords: container, incus_path.
 func newIncus(r *core.Router, opts *core.ConnectOptions) (core.Transport, error) {

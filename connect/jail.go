@@ -4,8 +4,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("jail", newJail) }
-
 // jailFailures are jexec's words for a missing jail.
 var jailFailures = []failure{
 	{"jail \"", "not found"}, // jexec: jail "NAME" not found

@@ -4,8 +4,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("kubectl", newKubectl) }
-
 // kubectlFailures are kubectl's words for a missing or stopped pod.
 var kubectlFailures = []failure{
 	{"(notfound)", "not found"},

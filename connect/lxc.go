@@ -6,8 +6,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("lxc", newLXC) }
-
 // lxcFailures are lxc-attach's words for a missing or stopped container.
 var lxcFailures = []failure{
 	{"failed to get init pid", "is not running or not found"},

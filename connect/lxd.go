@@ -4,8 +4,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("lxd", newLXD) }
-
 // lxdFailures are the lxc client's words for a missing or stopped
 // instance (LXD and Incus say the same).
 var lxdFailures = []failure{

@@ -4,8 +4,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("podman", newPodman) }
-
 // podmanFailures are podman's words for a missing or stopped container.
 var podmanFailures = []failure{
 	{"no container with name or id", "not found"},

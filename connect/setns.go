@@ -17,8 +17,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("setns", newSetns) }
-
 // setnsKinds are the container kinds whose leader pid setns can find.
 var setnsKinds = []string{"docker", "lxc", "lxd", "machinectl"}
 

@@ -13,8 +13,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("ssh", newSSH) }
-
 // Messages shared with Mitogen's ssh method.
 const (
 	sshAuthIncorrect     = "SSH authentication is incorrect"

@@ -8,8 +8,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("su", newSu) }
-
 // suIncorrect are Mitogen's texts of a refused su password.
 var suIncorrect = []string{
 	"su: sorry",                  // BSD

@@ -10,8 +10,6 @@ import (
 	"github.com/mitostar/mitostar/core"
 )
 
-func init() { core.RegisterMethod("sudo", newSudo) }
-
 // sudoTransport becomes another user with sudo. Each connection has its
 // own prompt (sudo -p), so the password is typed only into sudo's own
 // question; stdin and stdout are pipes and the controlling terminal is a
