@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.starlark.net/resolve"
@@ -9,20 +10,16 @@ import (
 	"go.starlark.net/syntax"
 
 	"github.com/mitostar/mitostar/builtins"
+	"github.com/mitostar/mitostar/ops"
 	"github.com/mitostar/mitostar/runtime"
 )
 
 // travelMethods are the Context methods whose first argument is a
 // function that runs in another context.
-var travelMethods = map[string]bool{"call": true, "call_async": true, "call_no_reply": true}
+var travelMethods = []string{"call", "call_async", "call_no_reply"}
 
 // eachKeywords are each's own keywords, not passed on to its function.
-var eachKeywords = map[string]bool{"_timeout": true, "_forks": true, "serial": true, "max_fail_percentage": true}
-
-// opsWithSrc are the ops calls whose src names a file under a module
-// root, as load() names a module: the position of src among their
-// positional parameters.
-var opsWithSrc = map[string]int{"file": 2, "template": 1}
+var eachKeywords = []string{"_timeout", "_forks", "serial", "max_fail_percentage"}
 
 // callee is what a call expression is known to call.
 type callee struct {
@@ -60,7 +57,7 @@ func (c *checker) calls(m *module) {
 // member is a function of its own: fanout.call).
 func isTravelCall(fn syntax.Expr) bool {
 	dot, ok := fn.(*syntax.DotExpr)
-	if !ok || !travelMethods[dot.Name.Name] {
+	if !ok || !slices.Contains(travelMethods, dot.Name.Name) {
 		return false
 	}
 	if id, ok := dot.X.(*syntax.Ident); ok {
@@ -81,9 +78,10 @@ func isPredeclared(e syntax.Expr, name string) bool {
 	return ok && b.Scope == resolve.Predeclared
 }
 
-// isOps reports whether fn is ops.file or ops.template.
+// isOps reports whether fn is an ops call whose src names a file under
+// a module root, as load() names a module (ops.file, ops.template).
 func isOps(fn syntax.Expr) bool {
-	_, ok := opsWithSrc[opsName(fn)]
+	_, ok := ops.SrcParam(opsName(fn))
 	return ok
 }
 
@@ -120,7 +118,7 @@ func (c *checker) travel(m *module, call *syntax.CallExpr, args callArgs, at int
 			continue
 		}
 		name := k.X.(*syntax.Ident).Name
-		if name == skip || (at > 0 && eachKeywords[name]) {
+		if name == skip || (at > 0 && slices.Contains(eachKeywords, name)) {
 			continue
 		}
 		rest.kwOrder = append(rest.kwOrder, k)
@@ -254,7 +252,7 @@ func (c *checker) src(call *syntax.CallExpr, args callArgs) {
 	var arg syntax.Expr
 	if kw := args.kw["src"]; kw != nil {
 		arg = kw.Y
-	} else if i, ok := opsWithSrc[opsName(call.Fn)]; ok && i < len(args.pos) {
+	} else if i, ok := ops.SrcParam(opsName(call.Fn)); ok && i < len(args.pos) {
 		arg = args.pos[i] // ops.template(path, "templates/app.conf.tmpl")
 	}
 	if arg == nil {

@@ -3,6 +3,7 @@ package fanout
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,31 +28,53 @@ type plan struct {
 	noMux bool
 }
 
-// connectionMethods maps ansible_connection values (Ansible's plugin
-// names, their collection names and ansible-mitogen's) to mitostar's
-// methods; a name mitostar knows is taken as it is.
-var connectionMethods = map[string]string{
-	"smart": "ssh", "paramiko": "ssh", "paramiko_ssh": "ssh",
-	"ansible.builtin.ssh": "ssh", "ansible.builtin.paramiko_ssh": "ssh", "ansible.builtin.local": "local",
-	"community.docker.docker": "docker", "community.docker.docker_api": "docker",
-	"containers.podman.podman": "podman", "containers.podman.buildah": "buildah",
-	"community.general.lxd": "lxd", "community.general.lxc": "lxc", "community.general.incus": "incus",
-	"community.general.jail": "jail", "kubernetes.core.kubectl": "kubectl",
+// connectionMethod is mitostar's method for an ansible_connection value
+// (Ansible's plugin names, their collection names and ansible-mitogen's);
+// a name mitostar knows is taken as it is.
+func connectionMethod(name string) string {
+	switch name {
+	case "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh":
+		return "ssh"
+	case "ansible.builtin.local":
+		return "local"
+	case "community.docker.docker", "community.docker.docker_api":
+		return "docker"
+	case "containers.podman.podman":
+		return "podman"
+	case "containers.podman.buildah":
+		return "buildah"
+	case "community.general.lxd", "community.general.lxc", "community.general.incus", "community.general.jail":
+		return strings.TrimPrefix(name, "community.general.")
+	case "kubernetes.core.kubectl":
+		return "kubectl"
+	}
+	return name
 }
 
 // withUser are the methods that take username= for ansible_user.
-var withUser = map[string]bool{"ssh": true, "docker": true, "podman": true, "buildah": true, "jail": true}
+var withUser = []string{"ssh", "docker", "podman", "buildah", "jail"}
 
-// withContainer are the methods whose target (ansible_host, or the
-// inventory name) is their first keyword.
-var withContainer = map[string]string{
-	"docker": "container", "podman": "container", "buildah": "container", "lxc": "container",
-	"lxd": "container", "incus": "container", "jail": "container", "setns": "container", "kubectl": "pod",
+// targetKeyword is the keyword that takes the target (ansible_host, or
+// the inventory name) of the methods that have one besides ssh.
+func targetKeyword(method string) (string, bool) {
+	switch method {
+	case "docker", "podman", "buildah", "lxc", "lxd", "incus", "jail", "setns":
+		return "container", true
+	case "kubectl":
+		return "pod", true
+	}
+	return "", false
 }
 
-// becomeMethods are the ansible_become_method values mitostar has, with
-// the keyword naming their executable.
-var becomeMethods = map[string]string{"sudo": "sudo_path", "su": "su_path", "doas": "doas_path"}
+// becomePathKeyword is, for the ansible_become_method values mitostar
+// has, the keyword naming their executable.
+func becomePathKeyword(method string) (string, bool) {
+	switch method {
+	case "sudo", "su", "doas":
+		return method + "_path", true
+	}
+	return "", false
+}
 
 // planFor reads a host's connection variables.
 func (s *Session) planFor(h *inventory.Host) (*plan, error) {
@@ -76,9 +99,7 @@ func (s *Session) planFor(h *inventory.Host) (*plan, error) {
 		conn = "ssh"
 	}
 	method := strings.TrimPrefix(conn, "mitogen_")
-	if m, ok := connectionMethods[method]; ok {
-		method = m
-	}
+	method = connectionMethod(method)
 	if !knownMethod(method) {
 		return nil, fmt.Errorf("ansible_connection %q is not a connection method mitostar has (it has %s)", conn, strings.Join(core.Methods(), ", "))
 	}
@@ -131,10 +152,10 @@ func (s *Session) planFor(h *inventory.Host) (*plan, error) {
 		if v, ok := vars["ansible_host_key_checking"]; ok && !truthy(v) {
 			kw["check_host_keys"] = "ignore"
 		}
-	} else if k, ok := withContainer[method]; ok {
+	} else if k, ok := targetKeyword(method); ok {
 		kw[k] = target
 	}
-	if user, ok := str("ansible_user", "ansible_ssh_user"); ok && withUser[method] {
+	if user, ok := str("ansible_user", "ansible_ssh_user"); ok && slices.Contains(withUser, method) {
 		kw["username"] = user
 	}
 	p.login = hop{method: method, opts: core.ConnectOptions{Name: h.Name, Kwargs: kw}}
@@ -153,7 +174,7 @@ func (s *Session) planFor(h *inventory.Host) (*plan, error) {
 	if bm == "" {
 		bm = "sudo"
 	}
-	pathKw, ok := becomeMethods[bm]
+	pathKw, ok := becomePathKeyword(bm)
 	if !ok {
 		return nil, fmt.Errorf("ansible_become_method %q is not one mitostar has (sudo, su, doas)", bm)
 	}

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -14,10 +15,10 @@ import (
 // secretVars are variables that hold passwords: connect uses them, but
 // no script sees them (host.vars, inventory.hosts), so they never reach
 // a log line or a traceback through a script.
-var secretVars = map[string]bool{
-	"ansible_password": true, "ansible_ssh_pass": true, "ansible_ssh_password": true,
-	"ansible_become_password": true, "ansible_become_pass": true, "ansible_sudo_pass": true,
-	"ansible_su_pass": true, "mitostar_password": true, "mitostar_become_password": true,
+var secretVars = []string{
+	"ansible_password", "ansible_ssh_pass", "ansible_ssh_password",
+	"ansible_become_password", "ansible_become_pass", "ansible_sudo_pass",
+	"ansible_su_pass", "mitostar_password", "mitostar_become_password",
 }
 
 // A record is what a script knows of an inventory host; it travels to
@@ -31,7 +32,7 @@ type record struct {
 func recordOf(h *inventory.Host) *record {
 	vars := h.Vars()
 	for k := range vars {
-		if secretVars[k] {
+		if slices.Contains(secretVars, k) {
 			delete(vars, k)
 		}
 	}

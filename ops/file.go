@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -366,7 +367,7 @@ func (o *op) ensureTouched(path string, a attrs) error {
 }
 
 // fileStates are the states ops.file accepts.
-var fileStates = map[string]bool{"file": true, "absent": true, "directory": true, "link": true, "touch": true}
+var fileStates = []string{"file", "absent", "directory", "link", "touch"}
 
 // ops.file(path, content=None, src=None, mode=None, owner=None,
 // group=None, state="file", target=None)
@@ -381,7 +382,7 @@ func opFile(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if path == "" {
 		return nil, fmt.Errorf("%s: empty path", b.Name())
 	}
-	if !fileStates[state] {
+	if !slices.Contains(fileStates, state) {
 		return nil, fmt.Errorf("%s: unknown state %q (want file, absent, directory, link or touch)", b.Name(), state)
 	}
 	a, err := unpackAttrs(b.Name(), mode, owner, group)

@@ -59,11 +59,19 @@ type Env interface {
 	PredeclaredValue(name string) starlark.Value
 }
 
-// SrcParams are the operations that read a file from a module root
-// (ops.<name>), with the position of their src parameter: the runtime
-// ships a literal src= with the module that names it, or with a direct
-// call of the builtin.
-var SrcParams = map[string]int{"file": 2, "template": 1}
+// SrcParam reports whether ops.<name> reads a file from a module root,
+// and the position of its src parameter: the runtime ships a literal
+// src= with the module that names it, or with a direct call of the
+// builtin, and `mitostar check` looks for the file.
+func SrcParam(name string) (pos int, ok bool) {
+	switch name {
+	case "file":
+		return 2, true
+	case "template":
+		return 1, true
+	}
+	return 0, false
+}
 
 // envOf returns the Env of the thread's runtime, or one with no check
 // mode and no module roots for a thread without a runtime.

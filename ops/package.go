@@ -37,61 +37,65 @@ func withNames(argv ...string) func([]string) []string {
 	return func(names []string) []string { return append(slices.Clone(argv), names...) }
 }
 
-// packageManagers, in the order detection tries them.
-var packageManagers = []*pkgManager{
-	{
-		name:           "apt",
-		env:            []string{"DEBIAN_FRONTEND=noninteractive"},
-		installedArgv:  withNames("dpkg-query", "-W", "-f=${Package}\t${db:Status-Status}\n"),
-		parseInstalled: parseDpkgQuery,
-		outdatedArgv:   withNames("apt-cache", "policy"),
-		parseOutdated:  parseAptPolicy,
-		install:        withNames("apt-get", "install", "-y", "-q"),
-		remove:         withNames("apt-get", "remove", "-y", "-q"),
-		latest:         withNames("apt-get", "install", "-y", "-q"),
-		update:         []string{"apt-get", "update", "-q"},
-	},
-	rpmManager("dnf"),
-	rpmManager("yum"),
-	{
-		name:           "zypper",
-		installedArgv:  rpmQuery,
-		parseInstalled: parseNameLines,
-		outdatedArgv:   func([]string) []string { return []string{"zypper", "--non-interactive", "--quiet", "list-updates"} },
-		parseOutdated:  parseZypperUpdates,
-		install:        withNames("zypper", "--non-interactive", "install"),
-		remove:         withNames("zypper", "--non-interactive", "remove"),
-		upgrade:        withNames("zypper", "--non-interactive", "update"),
-		update:         []string{"zypper", "--non-interactive", "refresh"},
-	},
-	{
-		name:           "apk",
-		installedArgv:  withNames("apk", "info", "-e"),
-		parseInstalled: parseNameLines,
-		outdatedArgv:   withNames("apk", "version", "-l", "<"),
-		parseOutdated:  parseApkVersion,
-		install:        withNames("apk", "add"),
-		remove:         withNames("apk", "del"),
-		latest:         withNames("apk", "add", "--upgrade"),
-		update:         []string{"apk", "update"},
-	},
-	{
-		name:           "pacman",
-		installedArgv:  withNames("pacman", "-Q"),
-		parseInstalled: parseFirstField,
-		outdatedArgv:   withNames("pacman", "-Qu"),
-		parseOutdated:  parseFirstField,
-		install:        withNames("pacman", "-S", "--needed", "--noconfirm"),
-		remove:         withNames("pacman", "-R", "--noconfirm"),
-		latest:         withNames("pacman", "-S", "--needed", "--noconfirm"),
-		update:         []string{"pacman", "-Sy", "--noconfirm"},
-	},
+// packageManagers are the managers, in the order detection tries them.
+// They are made when an operation asks, not at start: package inits
+// run in every context.
+func packageManagers() []*pkgManager {
+	rpmQuery := withNames("rpm", "-q", "--queryformat", "%{NAME}\n")
+	return []*pkgManager{
+		{
+			name:           "apt",
+			env:            []string{"DEBIAN_FRONTEND=noninteractive"},
+			installedArgv:  withNames("dpkg-query", "-W", "-f=${Package}\t${db:Status-Status}\n"),
+			parseInstalled: parseDpkgQuery,
+			outdatedArgv:   withNames("apt-cache", "policy"),
+			parseOutdated:  parseAptPolicy,
+			install:        withNames("apt-get", "install", "-y", "-q"),
+			remove:         withNames("apt-get", "remove", "-y", "-q"),
+			latest:         withNames("apt-get", "install", "-y", "-q"),
+			update:         []string{"apt-get", "update", "-q"},
+		},
+		rpmManager("dnf", rpmQuery),
+		rpmManager("yum", rpmQuery),
+		{
+			name:           "zypper",
+			installedArgv:  rpmQuery,
+			parseInstalled: parseNameLines,
+			outdatedArgv:   func([]string) []string { return []string{"zypper", "--non-interactive", "--quiet", "list-updates"} },
+			parseOutdated:  parseZypperUpdates,
+			install:        withNames("zypper", "--non-interactive", "install"),
+			remove:         withNames("zypper", "--non-interactive", "remove"),
+			upgrade:        withNames("zypper", "--non-interactive", "update"),
+			update:         []string{"zypper", "--non-interactive", "refresh"},
+		},
+		{
+			name:           "apk",
+			installedArgv:  withNames("apk", "info", "-e"),
+			parseInstalled: parseNameLines,
+			outdatedArgv:   withNames("apk", "version", "-l", "<"),
+			parseOutdated:  parseApkVersion,
+			install:        withNames("apk", "add"),
+			remove:         withNames("apk", "del"),
+			latest:         withNames("apk", "add", "--upgrade"),
+			update:         []string{"apk", "update"},
+		},
+		{
+			name:           "pacman",
+			installedArgv:  withNames("pacman", "-Q"),
+			parseInstalled: parseFirstField,
+			outdatedArgv:   withNames("pacman", "-Qu"),
+			parseOutdated:  parseFirstField,
+			install:        withNames("pacman", "-S", "--needed", "--noconfirm"),
+			remove:         withNames("pacman", "-R", "--noconfirm"),
+			latest:         withNames("pacman", "-S", "--needed", "--noconfirm"),
+			update:         []string{"pacman", "-Sy", "--noconfirm"},
+		},
+	}
 }
 
-// rpmQuery asks rpm which names are installed, one name per line.
-var rpmQuery = withNames("rpm", "-q", "--queryformat", "%{NAME}\n")
-
-func rpmManager(name string) *pkgManager {
+// rpmManager is dnf's or yum's manager; rpmQuery asks rpm which names
+// are installed, one per line.
+func rpmManager(name string, rpmQuery func([]string) []string) *pkgManager {
 	return &pkgManager{
 		name:           name,
 		installedArgv:  rpmQuery,
@@ -106,17 +110,22 @@ func rpmManager(name string) *pkgManager {
 }
 
 // managerCommands are the programs whose presence selects a manager.
-var managerCommands = map[string][]string{
-	"apt": {"apt-get", "dpkg-query"}, "dnf": {"dnf", "rpm"}, "yum": {"yum", "rpm"},
-	"zypper": {"zypper", "rpm"}, "apk": {"apk"}, "pacman": {"pacman"},
+func managerCommands(name string) []string {
+	switch name {
+	case "apt":
+		return []string{"apt-get", "dpkg-query"}
+	case "dnf", "yum", "zypper":
+		return []string{name, "rpm"}
+	}
+	return []string{name}
 }
 
 // detectPackageManager names the first manager whose programs are all on
 // PATH, "" for none.
 func detectPackageManager() string {
-	for _, m := range packageManagers {
+	for _, m := range packageManagers() {
 		all := true
-		for _, c := range managerCommands[m.name] {
+		for _, c := range managerCommands(m.name) {
 			all = all && lookPath(c)
 		}
 		if all {
@@ -127,7 +136,7 @@ func detectPackageManager() string {
 }
 
 func managerNamed(name string) *pkgManager {
-	for _, m := range packageManagers {
+	for _, m := range packageManagers() {
 		if m.name == name {
 			return m
 		}
@@ -269,7 +278,7 @@ func parseApkVersion(p proc, names []string) (map[string]bool, error) {
 }
 
 // packageStates are the states ops.package accepts.
-var packageStates = map[string]bool{"present": true, "absent": true, "latest": true}
+var packageStates = []string{"present", "absent", "latest"}
 
 // ops.package(names, state="present", update_cache=False, manager=None)
 func opPackage(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -279,7 +288,7 @@ func opPackage(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		"update_cache?", &updateCache, "manager?", &managerV); err != nil {
 		return nil, err
 	}
-	if !packageStates[state] {
+	if !slices.Contains(packageStates, state) {
 		return nil, fmt.Errorf("%s: unknown state %q (want present, absent or latest)", b.Name(), state)
 	}
 	list, err := stringList(b.Name(), "names", namesV)

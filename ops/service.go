@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -25,8 +26,18 @@ type initSystem interface {
 	enable(o *op, name string, on bool) ([]string, error)
 }
 
-// initSystems by the name facts() reports.
-var initSystems = map[string]initSystem{"systemd": systemd{}, "openrc": openrc{}, "sysv": sysv{}}
+// initSystemNamed is the init system facts() reports as name, or nil.
+func initSystemNamed(name string) initSystem {
+	switch name {
+	case "systemd":
+		return systemd{}
+	case "openrc":
+		return openrc{}
+	case "sysv":
+		return sysv{}
+	}
+	return nil
+}
 
 // detectInit names the init system managing services here: systemd when
 // it runs, OpenRC when it does, else SysV scripts in /etc/init.d; "" for
@@ -200,7 +211,7 @@ func (s sysv) enable(o *op, name string, on bool) ([]string, error) {
 }
 
 // serviceStates are the states ops.service accepts (None: leave it).
-var serviceStates = map[string]bool{"": true, "started": true, "stopped": true, "restarted": true, "reloaded": true}
+var serviceStates = []string{"", "started", "stopped", "restarted", "reloaded"}
 
 // ops.service(name, state=None, enabled=None, init=None)
 func opService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -217,7 +228,7 @@ func opService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, err
 	}
-	if !serviceStates[state] {
+	if !slices.Contains(serviceStates, state) {
 		return nil, fmt.Errorf("%s: unknown state %q (want started, stopped, restarted, reloaded or None)", b.Name(), state)
 	}
 	enable, enableGiven, err := optBool(b.Name(), "enabled", enabledV)
@@ -233,7 +244,7 @@ func opService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 			return nil, fmt.Errorf("%s: no supported init system on this host (systemd, openrc or sysv)", b.Name())
 		}
 	}
-	sys := initSystems[initName]
+	sys := initSystemNamed(initName)
 	if sys == nil {
 		return nil, fmt.Errorf("%s: unknown init system %q (want systemd, openrc or sysv)", b.Name(), initName)
 	}

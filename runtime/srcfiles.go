@@ -184,7 +184,7 @@ func builtinSrc(name string, args starlark.Tuple, kwargs []starlark.Tuple) strin
 	if !ok {
 		return ""
 	}
-	pos, ok := ops.SrcParams[member]
+	pos, ok := ops.SrcParam(member)
 	if !ok {
 		return ""
 	}
@@ -226,7 +226,7 @@ func literalSrcs(f *syntax.File) []string {
 		if x, ok := dot.X.(*syntax.Ident); !ok || x.Name != "ops" {
 			return true
 		}
-		pos, ok := ops.SrcParams[dot.Name.Name]
+		pos, ok := ops.SrcParam(dot.Name.Name)
 		if !ok {
 			return true
 		}
