@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Reference is docs/reference.md.
@@ -31,12 +32,15 @@ type Section struct {
 	Text  string
 }
 
+// The patterns Parse reads a reference with, compiled at first use:
+// package inits run in every context at start, and only `mitostar doc`
+// reads the reference.
 var (
-	headingRE = regexp.MustCompile("^(#{2,4}) +(.*)$")
-	codeRE    = regexp.MustCompile("^`([^`]+)`")
-	rowRE     = regexp.MustCompile("^\\| *`([^`]+)`")
-	wordRE    = regexp.MustCompile("^[a-z]+$")
-	spanRE    = regexp.MustCompile("`([^`]+)`")
+	headingRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^(#{2,4}) +(.*)$") })
+	codeRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^`([^`]+)`") })
+	rowRE     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^\\| *`([^`]+)`") })
+	wordRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^[a-z]+$") })
+	spanRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("`([^`]+)`") })
 )
 
 // keyOf is the name a code span documents: its first word up to a
@@ -53,7 +57,7 @@ func keyOf(code string) string {
 	}
 	key := words[0]
 	for _, w := range words[1:] {
-		if !wordRE.MatchString(w) {
+		if !wordRE().MatchString(w) {
 			break
 		}
 		key += " " + w
@@ -110,17 +114,17 @@ func Parse(md string) ([]Entry, []Section) {
 		if inFence {
 			continue
 		}
-		if m := headingRE.FindStringSubmatch(l); m != nil {
+		if m := headingRE().FindStringSubmatch(l); m != nil {
 			level := len(m[1])
 			closeTo(level, i)
-			if c := codeRE.FindStringSubmatch(m[2]); c != nil {
+			if c := codeRE().FindStringSubmatch(m[2]); c != nil {
 				stack = append(stack, open{level: level, start: i, name: keyOf(c[1])})
 			} else {
 				stack = append(stack, open{level: level, start: i, name: m[2], section: true})
 			}
 			continue
 		}
-		if m := rowRE.FindStringSubmatch(l); m != nil {
+		if m := rowRE().FindStringSubmatch(l); m != nil {
 			entries = append(entries, found{i, Entry{Name: keyOf(m[1]), Text: rowText(l)}})
 		}
 	}
@@ -193,7 +197,7 @@ func Signature(md, name string) (string, bool) {
 			continue
 		}
 		first, _, _ := strings.Cut(e.Text, "\n")
-		c := spanRE.FindStringSubmatch(first)
+		c := spanRE().FindStringSubmatch(first)
 		if c == nil {
 			continue
 		}

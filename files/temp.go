@@ -49,12 +49,12 @@ func tempName(base string) string {
 }
 
 // tempPattern matches a temporary name and captures its host and pid.
-var tempPattern = regexp.MustCompile(`^\..*\.mitostar-([0-9a-f]{8})-([0-9]+)-[0-9a-z]+$`)
+var tempPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\..*\.mitostar-([0-9a-f]{8})-([0-9]+)-[0-9a-z]+$`) })
 
 // staleTemp reports whether name is a temporary name left by a process
 // of this host that is gone.
 func staleTemp(name string) bool {
-	m := tempPattern.FindStringSubmatch(name)
+	m := tempPattern().FindStringSubmatch(name)
 	if m == nil || m[1] != hostTag() {
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Match returns the hosts a pattern selects, in order and each once,
@@ -187,7 +188,7 @@ func (inv *Inventory) evaluate(terms []string) ([]*Host, error) {
 }
 
 // subscriptRE is a term ending in [N] or [N:M] (or [N:]).
-var subscriptRE = regexp.MustCompile(`^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$`)
+var subscriptRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$`) })
 
 // matchTerm selects the hosts of one term (without its & or !).
 func (inv *Inventory) matchTerm(term string) ([]*Host, error) {
@@ -198,7 +199,7 @@ func (inv *Inventory) matchTerm(term string) ([]*Host, error) {
 	var start, end int
 	sub, single := false, false
 	if term[0] != '~' {
-		if m := subscriptRE.FindStringSubmatch(term); m != nil {
+		if m := subscriptRE().FindStringSubmatch(term); m != nil {
 			expr, sub = m[1], true
 			if m[2] != "" {
 				start, _ = strconv.Atoi(m[2])

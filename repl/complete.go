@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.starlark.net/starlark"
 )
@@ -14,7 +15,9 @@ var keywords = []string{"and", "break", "continue", "def", "elif", "else", "for"
 
 // dottedTail is the name being typed at the end of the line: an
 // identifier, or attributes of one (web.ca, os.get).
-var dottedTail = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.?$`)
+var dottedTail = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.?$`)
+})
 
 // indent is what Tab inserts at the start of a line.
 const indent = "    "
@@ -33,7 +36,7 @@ func (c *completer) Do(line []rune, pos int) ([][]rune, int) {
 		return [][]rune{[]rune(indent)}, 0 // indentation, in a def's body
 	}
 	var tail string
-	if loc := dottedTail.FindStringIndex(before); loc != nil {
+	if loc := dottedTail().FindStringIndex(before); loc != nil {
 		if loc[0] > 0 && before[loc[0]-1] == '.' {
 			return nil, 0 // an attribute of an expression ("x".upp): not evaluated
 		}

@@ -27,6 +27,7 @@ import (
 	goruntime "runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -408,13 +409,15 @@ func write(stdout, stderr io.Writer, text string) int {
 
 // flagInError finds the flag name in the flag package's errors, which
 // always spell it with one dash.
-var flagInError = regexp.MustCompile(`(defined: |argument: |for flag |for |flag )-([^\s:=]+)`)
+var flagInError = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(defined: |argument: |for flag |for |flag )-([^\s:=]+)`)
+})
 
 // asTyped returns err's message with the flag named as the user typed
 // it: "--check", not the flag package's "-check".
 func asTyped(err error, args []string) string {
-	return flagInError.ReplaceAllStringFunc(err.Error(), func(m string) string {
-		sub := flagInError.FindStringSubmatch(m)
+	return flagInError().ReplaceAllStringFunc(err.Error(), func(m string) string {
+		sub := flagInError().FindStringSubmatch(m)
 		name := sub[2]
 		for _, a := range args {
 			if a == "--" {
