@@ -99,7 +99,7 @@ DEFAULTS = {
     "first_call_reps": 20,
     "rtt": 5000,
     "pipelined": "1000,10000",
-    "pipelined_reps": 5,
+    "pipelined_reps": 20,
     "two_hop": 2000,
     "children": 100,
     "children_reps": 2,

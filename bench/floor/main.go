@@ -104,7 +104,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.rttReps, "rtt", 5000, "pipe round trips to time")
 	fs.IntVar(&c.twoHopReps, "two-hop", 2000, "round trips through a relay to time")
 	pipelined := fs.String("pipelined", "1000,10000", "comma-separated batch sizes of pipelined messages")
-	fs.IntVar(&c.pipeReps, "pipelined-reps", 5, "repetitions of each pipelined batch")
+	fs.IntVar(&c.pipeReps, "pipelined-reps", 20, "repetitions of each pipelined batch")
 	fs.IntVar(&c.children, "children", 100, "idle children started at once")
 	fs.IntVar(&c.childReps, "children-reps", 2, "repetitions of the children workload")
 	fs.IntVar(&c.bulkMiB, "bulk-mib", 64, "MiB per bulk transfer")
