@@ -266,7 +266,7 @@ func TestCallRequestLayout(t *testing.T) {
 }
 
 func TestReadUntilReady(t *testing.T) {
-	in := "Last login: yesterday\nwelcome to host\nnoise MITOSTAR-READY 3\n" + "rest"
+	in := "Last login: yesterday\nwelcome to host\nnoise MITOSTAR-READY 4\n" + "rest"
 	br := bufio.NewReader(strings.NewReader(in))
 	noise, err := readUntilReady(br)
 	if err != nil {
@@ -279,12 +279,12 @@ func TestReadUntilReady(t *testing.T) {
 	if string(rest) != "rest" {
 		t.Fatalf("after the marker: %q", rest)
 	}
-	if string(ReadyLine()) != "MITOSTAR-READY 3\n" {
+	if string(ReadyLine()) != "MITOSTAR-READY 4\n" {
 		t.Fatalf("ReadyLine = %q", ReadyLine())
 	}
 
 	_, err = readUntilReady(bufio.NewReader(strings.NewReader("MITOSTAR-READY 99\n")))
-	want := "protocol version mismatch: the child speaks mitostar protocol 99, this binary speaks 3 (different mitostar builds?)"
+	want := "protocol version mismatch: the child speaks mitostar protocol 99, this binary speaks 4 (different mitostar builds?)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("version mismatch: err = %v", err)
 	}

@@ -34,7 +34,7 @@ import "github.com/mitostar/mitostar/internal/wire"
 //
 //	1  first version (2026-11).
 //	2  handshake and call headers as CBOR arrays (2026-12).
-const ProtocolVersion = 3
+const ProtocolVersion = 4
 
 // HeaderSize is the size in bytes of a frame header.
 const HeaderSize = wire.HeaderSize

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,15 +32,23 @@ var FileOptions = &syntax.FileOptions{
 
 // moduleBlob is a module as it travels: in LOAD_MODULE, in a call's Ext,
 // in the reply to GET_MODULE and in a fork's handshake; a CBOR array of
-// path, sha256, source and kind. Kind kindSrc marks a file that
-// operations read (src=), which travels the same way but is never
+// path, sha256, source, kind, program and srcs. Kind kindSrc marks a file
+// that operations read (src=), which travels the same way but is never
 // executed.
+//
+// A module with its source also carries the program its sender compiled
+// from it and the src files its operations name (literalSrcs), so that
+// the receiver runs that program instead of compiling the source again:
+// every context of a tree runs the same binary, and compiling is most of
+// what a new context spends on its first call.
 type moduleBlob struct {
-	_      struct{} `cbor:",toarray"`
-	Path   string
-	SHA256 string
-	Source []byte
-	Kind   int
+	_       struct{} `cbor:",toarray"`
+	Path    string
+	SHA256  string
+	Source  []byte
+	Kind    int
+	Program []byte   // starlark.Program.Write of the source; may be absent
+	Srcs    []string // with Program: the module's literal src files
 }
 
 // Kinds of moduleBlob.
@@ -69,9 +78,10 @@ func decodeModuleBlobs(data []byte) ([]moduleBlob, error) {
 // (4 KiB) with room for its header.
 const moduleChunkSize = 3 << 10
 
-// moduleChunk is the payload of LOAD_MODULE: part of one module's source.
-// A parent sends a module's chunks in order; the receiver checks the
-// sha256 once it has Total bytes.
+// moduleChunk is the payload of LOAD_MODULE: part of one module's blob
+// (the CBOR of its moduleBlob). A parent sends a module's chunks in
+// order; the receiver decodes the blob and checks the sha256 of its
+// source once it has Total bytes.
 type moduleChunk struct {
 	Path   string `cbor:"1,keyasint"`
 	SHA256 string `cbor:"2,keyasint"`
@@ -82,8 +92,13 @@ type moduleChunk struct {
 }
 
 // maxModuleSize bounds a script or module: what the master reads from
-// its module roots and what a LOAD_MODULE sequence may announce.
+// its module roots.
 const maxModuleSize = 64 << 20
+
+// maxBlobSize bounds what a LOAD_MODULE sequence may announce: a module
+// of maxModuleSize with its path, hash and the framing of its blob. Its
+// program rides along only when source and program fit in maxModuleSize.
+const maxBlobSize = maxModuleSize + 64<<10
 
 // module is one Starlark module known to this context.
 type module struct {
@@ -93,6 +108,9 @@ type module struct {
 	prog  *starlark.Program
 	loads []string // paths this module loads
 	srcs  []string // src= files its operations name as string literals
+
+	encodeOnce sync.Once
+	encoded    []byte // prog.Write: what blob sends, made at the first send
 
 	once    sync.Once
 	globals starlark.StringDict
@@ -250,7 +268,41 @@ func (rt *Runtime) compile(p, sha string, src []byte) (*module, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &module{path: p, sha: sha, src: src, prog: prog, srcs: literalSrcs(f)}
+	return newModule(p, sha, src, prog, literalSrcs(f))
+}
+
+// compiled returns the module that b's program is, or nil when b has no
+// program or it does not decode (then the source is compiled).
+func compiled(p string, b moduleBlob) *module {
+	if len(b.Program) == 0 {
+		return nil
+	}
+	prog, err := starlark.CompiledProgram(bytes.NewReader(b.Program))
+	if err != nil {
+		return nil
+	}
+	m, err := newModule(p, b.SHA256, b.Source, prog, b.Srcs)
+	if err != nil {
+		return nil
+	}
+	m.encodeOnce.Do(func() { m.encoded = b.Program })
+	return m
+}
+
+// blob is the module as it travels, with its compiled program.
+func (m *module) blob() moduleBlob {
+	m.encodeOnce.Do(func() {
+		var buf bytes.Buffer
+		if m.prog.Write(&buf) == nil {
+			m.encoded = buf.Bytes()
+		}
+	})
+	return moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src, Program: m.encoded, Srcs: m.srcs}
+}
+
+// newModule is module p compiled into prog, with the paths it loads.
+func newModule(p, sha string, src []byte, prog *starlark.Program, srcs []string) (*module, error) {
+	m := &module{path: p, sha: sha, src: src, prog: prog, srcs: srcs}
 	for i := 0; i < prog.NumLoads(); i++ {
 		l, _ := prog.Load(i)
 		clean, err := CleanModulePath(l)
@@ -286,9 +338,11 @@ func (rt *Runtime) addBlob(b moduleBlob) (*module, error) {
 		return m, nil
 	}
 	rt.mu.Unlock()
-	m, err := rt.compile(clean, b.SHA256, b.Source)
-	if err != nil {
-		return nil, err
+	m := compiled(clean, b)
+	if m == nil {
+		if m, err = rt.compile(clean, b.SHA256, b.Source); err != nil {
+			return nil, err
+		}
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -480,7 +534,7 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 		blobs := make([]moduleBlob, len(mods))
 		paths := make([]string, len(mods))
 		for i, m := range mods {
-			blobs[i] = moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
+			blobs[i] = m.blob()
 			paths[i] = m.path
 		}
 		if err := rt.pushModules(ctx, rt.r.ContextByID(msg.SrcID), blobs); err != nil {
@@ -497,16 +551,23 @@ func (rt *Runtime) onGetModule(msg *core.Message) {
 // the wait for room in a full queue.
 func (rt *Runtime) pushModules(ctx context.Context, target *core.Context, blobs []moduleBlob) error {
 	for _, b := range blobs {
+		if len(b.Source)+len(b.Program) > maxModuleSize {
+			b.Program, b.Srcs = nil, nil // the receiver compiles the source
+		}
+		enc, err := core.Marshal(&b)
+		if err != nil {
+			return err
+		}
 		for off := 0; ; off += moduleChunkSize {
-			end := min(off+moduleChunkSize, len(b.Source))
-			data, err := core.Marshal(&moduleChunk{Path: b.Path, SHA256: b.SHA256, Offset: off, Total: len(b.Source), Data: b.Source[off:end], Kind: b.Kind})
+			end := min(off+moduleChunkSize, len(enc))
+			data, err := core.Marshal(&moduleChunk{Path: b.Path, SHA256: b.SHA256, Offset: off, Total: len(enc), Data: enc[off:end], Kind: b.Kind})
 			if err != nil {
 				return err
 			}
 			if err := target.Send(ctx, &core.Message{Handle: core.HandleLoadModule, Data: data}); err != nil {
 				return err // the same error the call itself would meet
 			}
-			if end == len(b.Source) {
+			if end == len(enc) {
 				break
 			}
 		}
@@ -531,8 +592,8 @@ func (rt *Runtime) onLoadModule(msg *core.Message) {
 	rt.mu.Lock()
 	buf := rt.partial[key]
 	switch {
-	case c.Total < 0 || c.Total > maxModuleSize:
-		err := fmt.Errorf("module %q: announced size %d is over the %d-byte limit", c.Path, c.Total, maxModuleSize)
+	case c.Total < 0 || c.Total > maxBlobSize:
+		err := fmt.Errorf("module %q: announced size %d is over the %d-byte limit", c.Path, c.Total, maxBlobSize)
 		delete(rt.partial, key)
 		rt.mu.Unlock()
 		rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
@@ -551,7 +612,16 @@ func (rt *Runtime) onLoadModule(msg *core.Message) {
 	}
 	delete(rt.partial, key)
 	rt.mu.Unlock()
-	if _, err := rt.addAny(moduleBlob{Path: c.Path, SHA256: c.SHA256, Source: buf, Kind: c.Kind}); err != nil {
+	var b moduleBlob
+	if err := core.Unmarshal(buf, &b); err != nil {
+		rt.r.Emit(slogError, fmt.Sprintf("LOAD_MODULE: module %q: %v", c.Path, err))
+		return
+	}
+	if b.Path != c.Path || b.SHA256 != c.SHA256 || b.Kind != c.Kind {
+		rt.r.Emit(slogError, fmt.Sprintf("LOAD_MODULE: module %q: the chunks announce %d:%s@%s, the blob is %d:%s@%s", c.Path, c.Kind, c.Path, c.SHA256, b.Kind, b.Path, b.SHA256))
+		return
+	}
+	if _, err := rt.addAny(b); err != nil {
 		rt.r.Emit(slogError, "LOAD_MODULE: "+err.Error())
 	}
 }

@@ -623,9 +623,9 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 		key := moduleID{path: m.path, sha: m.sha}
 		if !sent[key] {
 			sent[key] = true
-			b := moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src}
-			if rt.cached[target][m.sha] {
-				b.Source = nil
+			b := moduleBlob{Path: m.path, SHA256: m.sha}
+			if !rt.cached[target][m.sha] {
+				b = m.blob()
 			}
 			blobs = append(blobs, b)
 			srcs = append(srcs, m.srcs...)
@@ -765,7 +765,7 @@ func (rt *Runtime) helloExt(method string) []byte {
 	if method == "fork" {
 		rt.mu.Lock()
 		for _, m := range rt.modules {
-			ext.Modules = append(ext.Modules, moduleBlob{Path: m.path, SHA256: m.sha, Source: m.src})
+			ext.Modules = append(ext.Modules, m.blob())
 		}
 		for _, f := range rt.srcs {
 			ext.Modules = append(ext.Modules, moduleBlob{Path: f.path, SHA256: f.sha, Source: f.data, Kind: kindSrc})

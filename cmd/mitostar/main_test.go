@@ -140,7 +140,7 @@ func TestVersionAndHelp(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"--version", "ignored.star"}} {
 		r := mitostar(t, "", nil, args...)
 		r.want(t, 0)
-		matches(t, fmt.Sprint(args), r.stdout, `^mitostar \S+ \(protocol 3, go1\.\d+\S* \w+/\w+\)\n$`)
+		matches(t, fmt.Sprint(args), r.stdout, `^mitostar \S+ \(protocol 4, go1\.\d+\S* \w+/\w+\)\n$`)
 	}
 
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"run", "-h"}} {
