@@ -98,7 +98,9 @@ fi
 # side's round trips again with the placement fixed, the same for all:
 # every process on one CPU (metric names with "_1cpu" appended), then the
 # caller on that CPU and its child on another ("_2cpu", the plain round
-# trip only). The CPUs are the first two this script may run on.
+# trip only). The bulk transfers run on one CPU too: unpinned, the floor's
+# bare pipe swings between about 2.4 and 5-8 GB/s from run to run. The
+# CPUs are the first two this script may run on.
 suffixed() { sed -E 's/"metric": ?"([^"]+)"/"metric": "\1_'"$1"'"/'; }
 # pinned SUFFIX ONLY [ARGS...]: every side's ONLY workloads inside
 # taskset -c $CPU_A, with ARGS added, their rows renamed.
@@ -115,12 +117,12 @@ pinned() {
 }
 read -r CPU_A CPU_B < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0))[:2])')
 if command -v taskset >/dev/null && [ -n "${CPU_B:-}" ]; then
-	echo "== round trips on one vCPU (taskset -c $CPU_A)" >&2
-	pinned 1cpu call_rtt,two_hop
+	echo "== round trips and bulk transfers on one vCPU (taskset -c $CPU_A)" >&2
+	pinned 1cpu call_rtt,two_hop,bulk
 	echo "== round trips across two vCPUs (caller on $CPU_A, child on $CPU_B)" >&2
 	pinned 2cpu call_rtt --child-cpu "$CPU_B"
 else
-	echo "bench: no pinned round-trip rows (they need taskset and two CPUs)" >&2
+	echo "bench: no pinned rows (they need taskset and two CPUs)" >&2
 fi
 
 python3 bench/table.py "$OUT/mitostar.jsonl" "$OUT/mitogen.jsonl" "$OUT/floor.jsonl"
