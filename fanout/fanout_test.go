@@ -221,6 +221,8 @@ func TestTruncate(t *testing.T) {
 		{"漢字漢字", 5, "漢字…"},
 		{"漢字漢字", 4, "漢…"},
 		{"e\u0301e\u0301e\u0301", 3, "e\u0301e\u0301e\u0301"},
+		{"abc", 0, ""},
+		{"", 0, ""},
 	} {
 		if got := truncate(c.in, c.width); got != c.want {
 			t.Errorf("truncate(%q, %d) = %q, want %q", c.in, c.width, got, c.want)

@@ -30,6 +30,9 @@ func truncate(s string, width int) string {
 	if displayWidth(s) <= width {
 		return s
 	}
+	if width < 1 {
+		return ""
+	}
 	var b strings.Builder
 	cols, cut := 0, false
 	for i := 0; i < len(s); {
