@@ -611,6 +611,9 @@ func (rt *Runtime) modulesFor(target uint32, m *module) ([]moduleBlob, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, m := range mods {
+		m.blob() // encodes its program once, outside the lock
+	}
 	rt.mu.Lock()
 	sent := rt.sent[target]
 	if sent == nil {
