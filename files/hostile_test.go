@@ -228,6 +228,21 @@ func TestHostileSender(t *testing.T) {
 
 // bigContent is 1 MiB of a fixed pseudo-random pattern: larger than the
 // receiver's read buffer, so that it arrives through the stream's chunks.
+// startReceive opens a byte stream to c and has c receive what comes on
+// it into dest (files.receive); the stream is closed when the test ends.
+func startReceive(ctx context.Context, t *testing.T, r *core.Router, c *core.Context, dest string) *core.ByteStream {
+	t.Helper()
+	s, err := r.NewByteStream(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := c.Call(ctx, nil, "files.receive", s.Addr(), dest, ReceiveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func bigContent() []byte {
 	b := make([]byte, 1<<20)
 	x := uint32(1)
@@ -279,16 +294,9 @@ func TestCorruptedInFlight(t *testing.T) {
 					} else {
 						writeFile(t, dest, []byte("before"), 0o600, mtime)
 					}
-					s, err := r.NewByteStream(c, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer s.Close()
-					if err := c.Call(ctx, nil, "files.receive", s.Addr(), dest, ReceiveOptions{}); err != nil {
-						t.Fatal(err)
-					}
+					s := startReceive(ctx, t, r, c, dest)
 					writeEntries(s, entries) // fails once the receiver has refused
-					err = s.CloseWriteContext(ctx)
+					err := s.CloseWriteContext(ctx)
 					if err == nil {
 						var st status
 						if err = readRecord(s, &st); err == nil {
@@ -390,14 +398,7 @@ func TestKilledTransfer(t *testing.T) {
 			}
 			dst := t.TempDir()
 			target := filepath.Join(dst, "big")
-			s, err := r.NewByteStream(c, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if err := c.Call(ctx, nil, "files.receive", s.Addr(), target, ReceiveOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			s := startReceive(ctx, t, r, c, target)
 			// A 1 GiB file of which 8 MiB arrive before the receiver dies.
 			w := bufio.NewWriter(s)
 			if tc.tree {
