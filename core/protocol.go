@@ -34,6 +34,8 @@ import "github.com/mitostar/mitostar/internal/wire"
 //
 //	1  first version (2026-11).
 //	2  handshake and call headers as CBOR arrays (2026-12).
+//	3  a file in a tree ends with its CRC-32C, not its sha256 (2026-12).
+//	4  module blobs carry their compiled program (2026-12).
 const ProtocolVersion = 4
 
 // HeaderSize is the size in bytes of a frame header.
